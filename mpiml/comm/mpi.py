@@ -1,0 +1,230 @@
+"""MPI backend: a thin wrapper over mpi4py on a duplicate of the world communicator.
+
+This is the only module of mpiml that imports mpi4py. Importing it initialises MPI.
+"""
+
+__all__ = ["MPICommunicator", "world", "library_version"]
+
+import os
+
+
+def _yield_when_oversubscribed():
+    """Let idle MPICH ranks sleep in the progress loop when ranks outnumber cores.
+
+    Hydra tells each process how many ranks share its node before MPI starts; the
+    setting only applies when the user has not chosen one.
+    """
+    local = os.environ.get("MPI_LOCALNRANKS")
+    try:
+        oversubscribed = local is not None and int(local) > (os.cpu_count() or 1)
+    except ValueError:
+        oversubscribed = False
+    if oversubscribed:
+        os.environ.setdefault("MPIR_CVAR_CH4_PROGRESS_THROTTLE", "1")
+
+
+_yield_when_oversubscribed()
+
+from mpi4py import MPI  # noqa: E402
+from mpi4py.util.dtlib import from_numpy_dtype  # noqa: E402
+
+from ..errors import CommError  # noqa: E402
+from .base import Communicator, as_buffer, as_vector_spec  # noqa: E402
+from .ops import ANY_SOURCE, ANY_TAG, IN_PLACE, MAX, MIN, PROD, SUM, check_op, fold  # noqa: E402
+
+_MPI_OPS = {SUM.name: MPI.SUM, PROD.name: MPI.PROD, MIN.name: MPI.MIN, MAX.name: MPI.MAX}
+
+
+def _source(source):
+    return MPI.ANY_SOURCE if source == ANY_SOURCE else source
+
+
+def _tag(tag):
+    return MPI.ANY_TAG if tag == ANY_TAG else tag
+
+
+def _vector(spec):
+    arr, counts, displs = spec
+    return [arr, (counts, displs), from_numpy_dtype(arr.dtype)]
+
+
+class MPICommunicator(Communicator):
+    """A Communicator over an ``mpi4py.MPI.Comm`` (which it owns and may free)."""
+
+    backend = "mpi"
+
+    def __init__(self, comm):
+        self._comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    @property
+    def mpi_comm(self):
+        """The underlying mpi4py communicator, for interoperating with other MPI code."""
+        return self._comm
+
+    # -- synchronisation and objects -----------------------------------------------------
+
+    def Barrier(self):
+        self._comm.Barrier()
+
+    def bcast(self, obj, root=0):
+        return self._comm.bcast(obj, self._check_root(root, "bcast"))
+
+    def scatter(self, sendobj, root=0):
+        return self._comm.scatter(sendobj, self._check_root(root, "scatter"))
+
+    def gather(self, sendobj, root=0):
+        return self._comm.gather(sendobj, self._check_root(root, "gather"))
+
+    def allgather(self, sendobj):
+        return self._comm.allgather(sendobj)
+
+    def reduce(self, sendobj, op=SUM, root=0):
+        # folded in rank order on root: the same bits as the threads backend
+        op = check_op(op)
+        values = self._comm.gather(sendobj, self._check_root(root, "reduce"))
+        return None if values is None else fold(op, values)
+
+    def allreduce(self, sendobj, op=SUM):
+        # folded in rank order on every rank: every rank gets the same bits
+        op = check_op(op)
+        return fold(op, self._comm.allgather(sendobj))
+
+    # -- buffers -----------------------------------------------------------------------
+
+    def Bcast(self, buf, root=0):
+        root = self._check_root(root, "Bcast")
+        self._comm.Bcast(as_buffer(buf, "Bcast", writable=self.rank != root), root)
+
+    def Scatterv(self, sendbuf, recvbuf, root=0):
+        root = self._check_root(root, "Scatterv")
+        send = _vector(as_vector_spec(sendbuf, self.size, "Scatterv")) \
+            if self.rank == root else None
+        self._comm.Scatterv(send, as_buffer(recvbuf, "Scatterv", writable=True), root)
+
+    def Gatherv(self, sendbuf, recvbuf, root=0):
+        root = self._check_root(root, "Gatherv")
+        recv = _vector(as_vector_spec(recvbuf, self.size, "Gatherv", writable=True)) \
+            if self.rank == root else None
+        self._comm.Gatherv(as_buffer(sendbuf, "Gatherv"), recv, root)
+
+    def Allgatherv(self, sendbuf, recvbuf):
+        recv = _vector(as_vector_spec(recvbuf, self.size, "Allgatherv", writable=True))
+        self._comm.Allgatherv(as_buffer(sendbuf, "Allgatherv"), recv)
+
+    def Reduce(self, sendbuf, recvbuf, op=SUM, root=0):
+        op = check_op(op, buffer=True)
+        root = self._check_root(root, "Reduce")
+        send, recv = self._reduction_buffers("Reduce", sendbuf, recvbuf, self.rank == root)
+        self._comm.Reduce(send, recv, _MPI_OPS[op.name], root)
+
+    def Allreduce(self, sendbuf, recvbuf, op=SUM):
+        op = check_op(op, buffer=True)
+        send, recv = self._reduction_buffers("Allreduce", sendbuf, recvbuf, True)
+        self._comm.Allreduce(send, recv, _MPI_OPS[op.name])
+
+    def Reduce_scatter(self, sendbuf, recvbuf, recvcounts=None, op=SUM):
+        op = check_op(op, buffer=True)
+        as_buffer(sendbuf, "Reduce_scatter")
+        as_buffer(recvbuf, "Reduce_scatter", writable=True)
+        _, counts, _ = as_vector_spec([sendbuf, recvcounts], self.size, "Reduce_scatter")
+        if counts[self.rank] != recvbuf.size:
+            raise CommError(f"Reduce_scatter: rank {self.rank} receives {counts[self.rank]} "
+                            f"elements but its buffer holds {recvbuf.size}")
+        self._comm.Reduce_scatter(sendbuf, recvbuf, counts, _MPI_OPS[op.name])
+
+    def _reduction_buffers(self, call, sendbuf, recvbuf, receives):
+        if sendbuf is IN_PLACE:
+            if not receives:
+                    raise CommError(f"{call}: IN_PLACE is only valid where the result is received")
+            return MPI.IN_PLACE, as_buffer(recvbuf, call, writable=True)
+        as_buffer(sendbuf, call)
+        if not receives:
+            return sendbuf, None
+        as_buffer(recvbuf, call, writable=True)
+        self._check_same(sendbuf, recvbuf, call)
+        return sendbuf, recvbuf
+
+    # -- point to point ----------------------------------------------------------------
+
+    def send(self, obj, dest, tag=0):
+        self._comm.send(obj, self._check_peer(dest, "send"), self._check_tag(tag, "send"))
+
+    def recv(self, source=ANY_SOURCE, tag=ANY_TAG):
+        source = self._check_peer(source, "recv", "source", any_ok=True)
+        return self._comm.recv(None, _source(source), _tag(self._check_tag(tag, "recv", True)))
+
+    def Send(self, buf, dest, tag=0):
+        self._comm.Send(as_buffer(buf, "Send"), self._check_peer(dest, "Send"),
+                        self._check_tag(tag, "Send"))
+
+    def Recv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
+        source = self._check_peer(source, "Recv", "source", any_ok=True)
+        self._comm.Recv(as_buffer(buf, "Recv", writable=True), _source(source),
+                        _tag(self._check_tag(tag, "Recv", True)))
+
+    def Sendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
+                 recvtag=ANY_TAG):
+        if recvbuf is None:
+            raise CommError("Sendrecv: recvbuf is required")
+        source = self._check_peer(source, "Sendrecv", "source", any_ok=True)
+        self._comm.Sendrecv(as_buffer(sendbuf, "Sendrecv"), self._check_peer(dest, "Sendrecv"),
+                            self._check_tag(sendtag, "Sendrecv"),
+                            as_buffer(recvbuf, "Sendrecv", writable=True), _source(source),
+                            _tag(self._check_tag(recvtag, "Sendrecv", True)))
+
+    def Sendrecv_replace(self, buf, dest, sendtag=0, source=ANY_SOURCE, recvtag=ANY_TAG):
+        source = self._check_peer(source, "Sendrecv_replace", "source", any_ok=True)
+        self._comm.Sendrecv_replace(as_buffer(buf, "Sendrecv_replace", writable=True),
+                                    self._check_peer(dest, "Sendrecv_replace"),
+                                    self._check_tag(sendtag, "Sendrecv_replace"),
+                                    _source(source),
+                                    _tag(self._check_tag(recvtag, "Sendrecv_replace", True)))
+
+    # -- communicators -----------------------------------------------------------------
+
+    def Split(self, color=0, key=0):
+        new = self._comm.Split(MPI.UNDEFINED if color is None else int(color), int(key))
+        return None if new == MPI.COMM_NULL else MPICommunicator(new)
+
+    def Dup(self):
+        return MPICommunicator(self._comm.Dup())
+
+    def Free(self):
+        """Release the underlying MPI communicator (collective)."""
+        self._comm.Free()
+
+    def Abort(self, errorcode=1):
+        self._comm.Abort(int(errorcode))
+
+
+_WORLD = None
+
+
+def world():
+    """The mpiml Communicator over every MPI process (a duplicate of ``COMM_WORLD``)."""
+    global _WORLD
+    if _WORLD is None:
+        _WORLD = MPICommunicator(MPI.COMM_WORLD.Dup())
+    return _WORLD
+
+
+def world_abort(errorcode=1):
+    """Abort every process of the job (used by the launcher on an uncaught error)."""
+    MPI.COMM_WORLD.Abort(int(errorcode))
+
+
+def library_version():
+    """The MPI library's version string (first line)."""
+    return MPI.Get_library_version().strip().splitlines()[0]
+
+
+def ranks_on_this_node():
+    """How many ranks of the world share this process's node."""
+    node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return node.Get_size()
+    finally:
+        node.Free()
+
