@@ -1,0 +1,159 @@
+"""numba kernels of the tree core: histograms, row partition, prediction.
+
+Every kernel is compiled with ``nogil=True`` so that thread ranks run them in
+parallel, and with ``cache=True`` so that the compilation is paid once per machine.
+"""
+
+__all__ = ["build_histograms", "partition_rows", "apply_tree", "predict_forest", "apply_bins", "xlogx"]
+
+import numpy as np
+from numba import njit
+
+
+@njit(nogil=True, cache=True)
+def build_histograms(binned, channels, rows, start, stop, features, out, slot):
+    """Add the channels of ``rows[start:stop]`` into ``out[:, slot]``.
+
+    Parameters
+    ----------
+    binned : ndarray of shape (n_features, n_rows), uint8
+        Feature-major binned matrix.
+    channels : ndarray of shape (n_rows, n_channels), int64
+    rows : ndarray of shape (n_rows,), int64
+        Row permutation; a node's rows are one contiguous segment of it.
+    start, stop : int
+        The node's segment.
+    features : ndarray of shape (k,), int64
+        Features to histogram; ``out[j]`` receives feature ``features[j]``.
+    out : ndarray of shape (k, n_slots, n_bins, n_channels), int64
+        Accumulated in place (zero it first).
+    slot : int
+        Which node slot of ``out`` to fill.
+    """
+    m = stop - start
+    n_channels = channels.shape[1]
+    ordered = np.empty((m, n_channels), np.int64)
+    for i in range(m):
+        r = rows[start + i]
+        for c in range(n_channels):
+            ordered[i, c] = channels[r, c]
+    for j in range(features.shape[0]):
+        col = binned[features[j]]
+        hist = out[j, slot]
+        if n_channels == 1:
+            for i in range(m):
+                hist[col[rows[start + i]], 0] += ordered[i, 0]
+        elif n_channels == 2:
+            for i in range(m):
+                b = col[rows[start + i]]
+                hist[b, 0] += ordered[i, 0]
+                hist[b, 1] += ordered[i, 1]
+        elif n_channels == 3:
+            for i in range(m):
+                b = col[rows[start + i]]
+                hist[b, 0] += ordered[i, 0]
+                hist[b, 1] += ordered[i, 1]
+                hist[b, 2] += ordered[i, 2]
+        else:
+            for i in range(m):
+                b = col[rows[start + i]]
+                for c in range(n_channels):
+                    hist[b, c] += ordered[i, c]
+
+
+@njit(nogil=True, cache=True)
+def partition_rows(rows, start, stop, col, threshold_bin, buffer):
+    """Stable in-place partition of ``rows[start:stop]``: rows whose bin in ``col`` is
+    ``<= threshold_bin`` first. Returns the number of left rows. ``buffer`` is scratch
+    space of at least ``stop - start`` int64."""
+    n_left = 0
+    n_right = 0
+    for i in range(start, stop):
+        r = rows[i]
+        if col[r] <= threshold_bin:
+            rows[start + n_left] = r
+            n_left += 1
+        else:
+            buffer[n_right] = r
+            n_right += 1
+    for i in range(n_right):
+        rows[start + n_left + i] = buffer[i]
+    return n_left
+
+
+@njit(nogil=True, cache=True)
+def apply_tree(feature, threshold, left, right, X, out):
+    """Leaf index of every row of ``X`` (float64, (n, n_features)) into ``out`` (int64)."""
+    for i in range(X.shape[0]):
+        node = 0
+        while left[node] >= 0:
+            if X[i, feature[node]] <= threshold[node]:
+                node = left[node]
+            else:
+                node = right[node]
+        out[i] = node
+
+
+@njit(nogil=True, cache=True)
+def predict_forest(feature, threshold, left, right, value, offsets, X, out):
+    """Sum over trees (in tree order) of each row's leaf value.
+
+    Node arrays are the concatenation of the trees' arrays; ``offsets`` (n_trees + 1)
+    delimit them and child indices are local to their tree. ``out`` is (n, n_outputs)
+    float64, zeroed by the caller.
+    """
+    n_out = value.shape[1]
+    for i in range(X.shape[0]):
+        for t in range(offsets.shape[0] - 1):
+            base = offsets[t]
+            node = 0
+            while left[base + node] >= 0:
+                if X[i, feature[base + node]] <= threshold[base + node]:
+                    node = left[base + node]
+                else:
+                    node = right[base + node]
+            for k in range(n_out):
+                out[i, k] += value[base + node, k]
+
+
+@njit(nogil=True, cache=True)
+def apply_bins(X, edges, n_edges, out):
+    """Bin ``X`` (n, n_features) into feature-major ``out`` (n_features, n) uint8.
+
+    ``edges`` is (n_features, max_edges) with feature f's sorted upper edges in
+    ``edges[f, :n_edges[f]]``; the bin of x is the number of edges strictly below x
+    (NaN goes to the last bin).
+    """
+    n, n_features = X.shape
+    for f in range(n_features):
+        e = edges[f]
+        k = n_edges[f]
+        for i in range(n):
+            x = X[i, f]
+            if x != x:
+                out[f, i] = k
+                continue
+            lo = 0
+            hi = k
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if e[mid] < x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[f, i] = lo
+
+
+@njit(nogil=True, cache=True)
+def xlogx(a):
+    """Elementwise ``a * log(a)`` with ``0 log 0 = 0`` (float64 array of any shape).
+
+    A scalar loop (rather than numpy's SIMD log) so that a value gives the same bits
+    wherever it sits in the array: gains must not depend on the feature block a rank owns.
+    """
+    flat = a.ravel()
+    out = np.empty(flat.shape[0], np.float64)
+    for i in range(flat.shape[0]):
+        x = flat[i]
+        out[i] = x * np.log(x) if x > 0.0 else 0.0
+    return out.reshape(a.shape)
