@@ -1,0 +1,299 @@
+"""Multi-host runs on a test cluster made of network namespaces on this machine.
+
+``scripts/testcluster.sh up 2`` makes two test hosts (namespaces ``mpiml-h1``,
+``mpiml-h2``, joined by a bridge) and MPICH's ``mpiexec`` starts the ranks inside them
+through ``scripts/cluster-launcher``, so ranks on different hosts talk by TCP over the
+test hosts' addresses. Every test runs 2 hosts x 2 ranks.
+
+Run as root: ``python -m pytest -m cluster tests/test_cluster.py``. Elsewhere (not root,
+no ``ip``, namespaces not permitted) every test is skipped with the reason.
+
+Run as a script, this file is the probe program the first test starts on the cluster:
+``mpiexec ... python tests/test_cluster.py probe BRIDGE_ADDRESS``.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTCLUSTER = ROOT / "scripts" / "testcluster.sh"
+LAUNCHER = ROOT / "scripts" / "cluster-launcher"
+VENV_BIN = Path(sys.executable).parent
+HOSTS = ("mpiml-h1", "mpiml-h2")
+SLOTS = 2
+NPROCS = len(HOSTS) * SLOTS
+SUBNET = os.environ.get("MPIML_CLUSTER_SUBNET", "10.213.7")
+BRIDGE_ADDRESS = f"{SUBNET}.1"
+CLUSTER_DIR = Path(os.environ.get("MPIML_CLUSTER_DIR", "/tmp/mpiml-testcluster"))
+LOCK_FILE = Path("/tmp/mpiml-testcluster.lock")
+PROBE_BYTES = 4 << 20
+
+pytestmark = [pytest.mark.cluster]
+
+
+# -- the probe program (runs on the cluster) -------------------------------------------------
+
+def _own_tcp_peers():
+    """Remote IPv4 addresses of the ESTABLISHED TCP sockets this process holds."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:["):-1])
+    peers = set()
+    with open("/proc/self/net/tcp") as table:  # the table of this process's namespace
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and fields[9] in inodes:
+                host = fields[2].split(":")[0]
+                peers.add(socket.inet_ntoa(bytes.fromhex(host)[::-1]))
+    return sorted(peers)
+
+
+def _interface_bytes(name="mpiml0"):
+    path = Path("/sys/class/net") / name / "statistics"
+    if not path.is_dir():
+        return None
+    return int((path / "tx_bytes").read_text()) + int((path / "rx_bytes").read_text())
+
+
+def _probe(comm, bridge_address):
+    """Where this rank runs, and proof that its messages cross hosts by TCP."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.connect((bridge_address, 9))  # no packet is sent; picks the source address
+        address = udp.getsockname()[0]
+    peer = (comm.rank + comm.size // 2) % comm.size
+    comm.Barrier()
+    before = _interface_bytes()
+    payload = np.full(PROBE_BYTES // 8, float(comm.rank), dtype=np.float64)
+    received = np.empty_like(payload)
+    comm.Sendrecv(payload, peer, 7, received, peer, 7)
+    peer_address = comm.sendrecv(address, peer, 8, peer, 8)
+    comm.Barrier()
+    after = _interface_bytes()
+    total = np.zeros(1)
+    comm.Allreduce(np.array([float(comm.rank + 1)]), total)
+    return {
+        "rank": comm.rank,
+        "hostname": socket.gethostname(),
+        "netns_inode": os.stat("/proc/self/ns/net").st_ino,
+        "address": address,
+        "peer": peer,
+        "peer_address_received": peer_address,
+        "received_from_peer_ok": bool(np.all(received == float(peer))),
+        "allreduce": float(total[0]),
+        "tcp_peers": _own_tcp_peers(),
+        "interface_bytes": None if before is None else after - before,
+    }
+
+
+def _probe_main(bridge_address):
+    import mpiml
+
+    def body(comm):
+        rows = comm.gather(_probe(comm, bridge_address))
+        if comm.rank == 0:
+            print(json.dumps(rows), flush=True)
+
+    mpiml.run(body)
+
+
+# -- the test cluster ------------------------------------------------------------------------
+
+def _cannot_make_namespaces():
+    """The reason namespaces cannot be made here, or None."""
+    if not sys.platform.startswith("linux"):
+        return "network namespaces need Linux"
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces (run the cluster tests as root)"
+    for tool in ("ip", "unshare"):
+        if shutil.which(tool) is None:
+            return f"the '{tool}' command is not installed"
+    name = f"mpiml-chk{os.getpid() % 100000}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    if made.returncode != 0:
+        return f"'ip netns add' is not permitted here: {made.stderr.strip()}"
+    return None
+
+
+def _child_env(**extra):
+    """Environment for a launcher started from this test: no MPI state of our own."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "HYDI_", "MPI_LOCAL", "OMPI_"))}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["MPIR_CVAR_CH4_PROGRESS_THROTTLE"] = "1"
+    env["MPIML_CLUSTER_DIR"] = str(CLUSTER_DIR)
+    env["MPIML_CLUSTER_SUBNET"] = SUBNET
+    env.update(extra)
+    return env
+
+
+def _mpiexec():
+    found = shutil.which("mpiexec", path=str(VENV_BIN)) or shutil.which("mpiexec")
+    if found is None:
+        pytest.skip("no mpiexec found (install the mpich extra)")
+    return found
+
+
+def _namespace_pids(ns):
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _kill_host(ns):
+    for pid in _namespace_pids(ns):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+class Cluster:
+    """The running test cluster: its hostfile and how to start programs on it."""
+
+    def __init__(self, hostfile):
+        self.hostfile = hostfile
+        self.mpiexec = _mpiexec()
+
+    def command(self, nprocs, argv, hostfile=None):
+        return [self.mpiexec, "-f", str(hostfile or self.hostfile), "-launcher", "ssh",
+                "-launcher-exec", str(LAUNCHER), "-localhost", BRIDGE_ADDRESS,
+                "-n", str(nprocs), *map(str, argv)]
+
+    def start(self, nprocs, argv, hostfile=None, **env):
+        """Start ``argv`` on ``nprocs`` ranks across the hosts; returns the Popen."""
+        return subprocess.Popen(self.command(nprocs, argv, hostfile), cwd=ROOT,
+                                env=_child_env(**env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def run(self, nprocs, argv, timeout, hostfile=None, **env):
+        return _finish(self.start(nprocs, argv, hostfile, **env), timeout)
+
+    def host_hostfile(self, tmp_path, *hosts):
+        """A hostfile that names only the given test hosts."""
+        addresses = {ns: addr for addr, ns in
+                     (line.split() for line in (CLUSTER_DIR / "hosts.map").read_text().splitlines())}
+        path = tmp_path / "some.hosts"
+        path.write_text("".join(f"{addresses[h]}:{SLOTS}\n" for h in hosts))
+        return path
+
+
+def _finish(proc, timeout):
+    """Wait for a job; on timeout kill it (and whatever it left on the test hosts) and fail."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for ns in HOSTS:
+            _kill_host(ns)
+        out, err = proc.communicate()
+        pytest.fail(f"job did not end within {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _local_run(nprocs, argv, timeout):
+    """The same program on this one host (the root namespace), for reference."""
+    cmd = [_mpiexec(), "-n", str(nprocs), *map(str, argv)]
+    return _finish(subprocess.Popen(cmd, cwd=ROOT, env=_child_env(), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True),
+                   timeout)
+
+
+def _ok(result):
+    assert result.returncode == 0, (
+        f"{' '.join(result.args)} exited {result.returncode}\n"
+        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def _last_json(result):
+    return json.loads(_ok(result).stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = _cannot_make_namespaces()
+    if reason:
+        pytest.skip(reason)
+    with open(LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one test cluster at a time on this machine
+        env = _child_env(MPIML_CLUSTER_SLOTS=str(SLOTS))
+        subprocess.run([str(TESTCLUSTER), "down"], env=env, capture_output=True)
+        up = subprocess.run([str(TESTCLUSTER), "up", str(len(HOSTS))], env=env,
+                            capture_output=True, text=True, timeout=60)
+        try:
+            assert up.returncode == 0, f"testcluster.sh up failed:\n{up.stdout}\n{up.stderr}"
+            yield Cluster(CLUSTER_DIR / "hosts")
+        finally:
+            subprocess.run([str(TESTCLUSTER), "down"], env=env, capture_output=True,
+                           timeout=60)
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_cluster_scripts_status_and_hostfile(cluster):
+    status = subprocess.run([str(TESTCLUSTER), "status"], env=_child_env(),
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stderr
+    for ns in HOSTS:
+        assert ns in status.stdout
+    lines = cluster.hostfile.read_text().split()
+    assert lines == [f"{SUBNET}.{10 + i}:{SLOTS}" for i in range(1, len(HOSTS) + 1)]
+
+
+@pytest.mark.timeout(120)
+def test_ranks_run_on_separate_hosts_and_talk_by_tcp(cluster):
+    result = cluster.run(NPROCS, [sys.executable, Path(__file__), "probe", BRIDGE_ADDRESS],
+                         timeout=100)
+    rows = _last_json(result)
+    assert [r["rank"] for r in rows] == list(range(NPROCS))
+    inodes = {ns: os.stat(f"/run/netns/{ns}").st_ino for ns in HOSTS}
+    addresses = {ns: f"{SUBNET}.{10 + i}" for i, ns in enumerate(HOSTS, start=1)}
+    for row in rows:
+        host = HOSTS[row["rank"] // SLOTS]  # the hostfile fills each host's slots in order
+        peer_host = HOSTS[row["peer"] // SLOTS]
+        assert peer_host != host
+        assert row["hostname"] == host
+        assert row["netns_inode"] == inodes[host], "rank is not inside its host's namespace"
+        assert row["netns_inode"] != os.stat("/proc/self/ns/net").st_ino
+        assert row["address"] == addresses[host]
+        assert row["peer_address_received"] == addresses[peer_host]
+        assert row["received_from_peer_ok"]
+        assert row["allreduce"] == NPROCS * (NPROCS + 1) / 2
+        # this very process holds a TCP connection to the other host's address ...
+        assert addresses[peer_host] in row["tcp_peers"], row["tcp_peers"]
+        # ... and the payload went through the host's virtual network interface
+        assert row["interface_bytes"] >= PROBE_BYTES, row["interface_bytes"]
+    for row in rows:
+        allowed = set(addresses.values()) | {BRIDGE_ADDRESS, "127.0.0.1"}
+        assert set(row["tcp_peers"]) <= allowed, row["tcp_peers"]
+
+
+@pytest.mark.timeout(60)
+def test_launcher_refuses_unknown_host(cluster):
+    out = subprocess.run([str(LAUNCHER), "-x", "192.0.2.99", "true"], env=_child_env(),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "unknown test host '192.0.2.99'" in out.stderr
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["probe"]:
+        _probe_main(sys.argv[2])
+    else:
+        sys.exit(f"usage: {sys.argv[0]} probe BRIDGE_ADDRESS")
