@@ -1,0 +1,407 @@
+"""Gradient boosting: the boosting loop shared by the classifier and the regressor.
+
+Boosting is sequential; the parallelism is inside each tree, built by the tree core
+(:mod:`mpiml.models.tree`) on rows sharded over ranks. What makes the model the same
+to the last bit for any rank count:
+
+* gradients and hessians are row-wise functions of a row's raw score, and are turned
+  into int64 fixed-point numbers with power-of-two scales that every rank agrees on
+  (an allreduce MAX), so every histogram sum, split gain and leaf value is computed
+  from exact integer sums (:mod:`._fixed_point`, :mod:`.criterion`);
+* row sampling and the validation split draw one number per (seed, round, global row
+  index) (:mod:`._sampling`), never per rank;
+* raw scores are updated row by row, tree after tree, in a fixed order, and the loss
+  curves are fixed-point sums too.
+
+The same properties make checkpoints exact: a resumed fit recomputes the raw scores
+from the saved trees and draws round ``m``'s sample from ``m`` alone.
+"""
+
+__all__ = ["BaseGradientBoosting"]
+
+import os
+import time
+
+import numpy as np
+
+from ...comm import agree
+from ...comm.ops import MAX
+from ...errors import MpimlError
+from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progress,
+                     check_float, check_int, check_X, global_offset, resolve_comm,
+                     resolve_seed, validate_fit_data)
+from ..tree import bin_data, fit_bin_edges, grow_tree, stack_trees, to_fixed, unstack_trees
+from ..tree._kernels import predict_forest
+from . import _fixed_point as fp
+from ._sampling import VALIDATION_STREAM, row_uniform
+from .criterion import GradientCriterion
+
+
+class BaseGradientBoosting(BaseEstimator):
+    """Shared parameters, fit loop, persistence and prediction. Not used directly."""
+
+    _loss_names = ()
+
+    def __init__(self, *, loss, learning_rate=0.1, n_estimators=100, max_leaf_nodes=31,
+                 max_depth=None, min_samples_leaf=20, l2_regularization=0.0, max_bins=255,
+                 subsample=1.0, validation_fraction=None, n_iter_no_change=None, tol=1e-7,
+                 random_state=None):
+        self.loss = loss
+        self.learning_rate = learning_rate
+        self.n_estimators = n_estimators
+        self.max_leaf_nodes = max_leaf_nodes
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.max_bins = max_bins
+        self.subsample = subsample
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+
+    def _validate_params(self):
+        if self.loss not in self._loss_names:
+            raise InvalidParameterError(f"loss must be one of {', '.join(self._loss_names)}, "
+                                        f"got {self.loss!r}")
+        check_float("learning_rate", self.learning_rate, 0, low_open=True)
+        check_int("n_estimators", self.n_estimators, 1)
+        check_int("max_leaf_nodes", self.max_leaf_nodes, 2, allow_none=True)
+        check_int("max_depth", self.max_depth, 1, allow_none=True)
+        check_int("min_samples_leaf", self.min_samples_leaf, 1)
+        check_float("l2_regularization", self.l2_regularization, 0)
+        check_int("max_bins", self.max_bins, 2, 255)
+        check_float("subsample", self.subsample, 0, 1, low_open=True)
+        check_float("validation_fraction", self.validation_fraction, 0, 1, low_open=True,
+                    high_open=True, allow_none=True)
+        check_int("n_iter_no_change", self.n_iter_no_change, 1, allow_none=True)
+        check_float("tol", self.tol, 0)
+        check_int("random_state", self.random_state, 0, allow_none=True)
+        if self.max_leaf_nodes is None and self.max_depth is None:
+            raise InvalidParameterError("max_leaf_nodes and max_depth cannot both be None "
+                                        "(the trees would be unbounded)")
+
+    def _check_fitted(self):
+        if not hasattr(self, "trees_"):
+            raise MpimlError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
+    def _check_predict_input(self, X):
+        self._check_fitted()
+        return check_X(X, self.n_features_in_)
+
+    # -- fit ---------------------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None, *, comm=None, checkpoint_every=None,
+            checkpoint_path=None, resume_from=None, progress=None):
+        """Fit the boosted trees on the rows of every rank.
+
+        Collective: every rank of ``comm`` calls it with its own rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_local, n_features)
+            This rank's rows: the contiguous global rows ``[offset, offset + n_local)``,
+            offsets in rank order. A rank may hold no rows.
+        y : array-like of shape (n_local,)
+        sample_weight : array-like of shape (n_local,), optional
+        comm : Communicator, optional
+            ``None``: one rank holding every row.
+        checkpoint_every : int, optional
+            Save the model so far every this many rounds (needs ``checkpoint_path``).
+        checkpoint_path : str, optional
+            Where checkpoints go: written atomically by rank 0 with :func:`mpiml.save`.
+        resume_from : str, optional
+            A model file of this estimator (a checkpoint or a finished model) trained
+            with the same parameters (``n_estimators`` may be larger) on the same rows:
+            boosting continues after its last round and ends with the same model as
+            an uninterrupted fit.
+        progress : callable, optional
+            ``progress(round, train_loss, validation_loss=...)`` after each round, on
+            every rank (see :class:`mpiml.models._base.ProgressReporter`).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        check_int("checkpoint_every", checkpoint_every, 1, allow_none=True)
+        if checkpoint_every is not None and not checkpoint_path:
+            raise InvalidParameterError("checkpoint_every needs checkpoint_path")
+        report = as_progress(progress)
+        comm = resolve_comm(comm)
+        X, y, weight, n_total = validate_fit_data(X, y, comm, sample_weight,
+                                                  numeric_y=self._task == "regression")
+        if n_total < 2:
+            raise DataError(f"need at least 2 rows to fit, got {n_total}")
+        offset, _ = global_offset(len(X), comm)
+        self.n_features_in_ = X.shape[1]
+        y = self._encode_target(comm, y)
+        self._loss_ = self._make_loss()
+        k = self._loss_.n_trees_per_round
+
+        resumed = self._read_checkpoint(resume_from) if resume_from is not None else None
+        self._seed = resumed._seed if resumed is not None else resolve_seed(self.random_state, comm)
+
+        bin_edges = fit_bin_edges(X, self.max_bins, comm=comm, seed=self._seed)
+        is_val = np.zeros(len(X), dtype=bool)
+        if self.validation_fraction is not None:
+            u = row_uniform(self._seed, VALIDATION_STREAM, offset, offset + len(X))
+            is_val = u < self.validation_fraction
+        n_val_total = comm.allreduce(int(is_val.sum()))
+        if self.validation_fraction is not None and not 0 < n_val_total < n_total:
+            raise DataError(f"validation_fraction={self.validation_fraction!r} leaves "
+                            f"{n_val_total} validation rows of {n_total}; both parts must "
+                            f"be non-empty")
+        train = _Rows(comm, X, y, weight, ~is_val, n_total - n_val_total, bin_edges)
+        val = (_Rows(comm, X, y, weight, is_val, n_val_total, None)
+               if self.validation_fraction is not None else None)
+
+        if resumed is None:
+            ones = np.ones(train.n) if train.weight is None else train.weight
+            self.baseline_ = self._loss_.baseline(comm, train.y, ones, train.n_total)
+            self.trees_, self.train_loss_, self.validation_loss_ = [], [], []
+        else:
+            self.baseline_ = np.array(resumed.baseline_, dtype=np.float64)
+            self.trees_ = list(resumed.trees_)
+            self.train_loss_ = list(resumed.train_loss_)
+            self.validation_loss_ = list(resumed.validation_loss_)
+        start_round = len(self.trees_) // k
+        del self.train_loss_[start_round:], self.validation_loss_[start_round:]
+        for part in (train, val):
+            if part is not None:
+                part.raw = np.tile(self.baseline_, (part.n, 1))
+                for t, tree in enumerate(self.trees_):  # the same additions, in the same order
+                    part.raw[:, t % k] += tree.value[tree.apply(part.X), 0]
+
+        count_is_hessian = self._loss_.constant_hessian and train.weight is None
+        stopped = False
+        for m in range(start_round, self.n_estimators):
+            grad, hess = self._loss_.gradients(train.y, train.raw, train.weight)
+            scales = self._record_losses(comm, train, val, grad, hess)
+            report(m, self.train_loss_[-1], **self._report_fields())
+            if self._should_stop():
+                stopped = True
+                break
+            # rows outside the round's sample keep channels of zeros (count included):
+            # they add nothing to any sum but are partitioned, so every row gets its leaf
+            sampled = self._sample(m, train, offset)
+            for c in range(k):
+                channels = np.zeros((train.n, 2 if count_is_hessian else 3), dtype=np.int64)
+                channels[:, 0] = sampled
+                channels[:, 1] = to_fixed(grad[:, c], scales[c])
+                if not count_is_hessian:
+                    channels[:, 2] = to_fixed(hess[:, c], scales[k + c])
+                if sampled is not True:
+                    channels[~sampled] = 0
+                criterion = GradientCriterion(scales[c], scales[k + c], self.l2_regularization,
+                                              self.learning_rate, count_is_hessian)
+                tree, leaf = grow_tree(
+                    train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
+                    max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
+                    min_samples_leaf=self.min_samples_leaf, return_leaves=True)
+                train.raw[:, c] += tree.value[leaf, 0]
+                if val is not None:
+                    val.raw[:, c] += tree.value[tree.apply(val.X), 0]
+                self.trees_.append(tree)
+            if checkpoint_every and (m + 1) % checkpoint_every == 0 and m + 1 < self.n_estimators:
+                self.n_iter_ = m + 1
+                self._finish_attributes()
+                self._save_checkpoint(comm, checkpoint_path)
+        if not stopped:
+            grad, hess = self._loss_.gradients(train.y, train.raw, train.weight)
+            self._record_losses(comm, train, val, grad, hess)
+            report(len(self.trees_) // k, self.train_loss_[-1], **self._report_fields())
+        if hasattr(report, "done"):
+            report.done()
+        self.n_iter_ = len(self.trees_) // k
+        self._finish_attributes()
+        return self
+
+    def _report_fields(self):
+        if self.validation_loss_:
+            return {"validation_loss": self.validation_loss_[-1]}
+        return {}
+
+    def _record_losses(self, comm, train, val, grad, hess):
+        """Collective: append the mean train (and validation) loss of the current model,
+        exact over all rows, and return the 2k fixed-point scales of the gradient and
+        hessian columns (one MAX and one SUM allreduce)."""
+        k = grad.shape[1]
+        train_rows = self._loss_.pointwise(train.y, train.raw, train.weight)
+        val_rows = (self._loss_.pointwise(val.y, val.raw, val.weight) if val is not None
+                    else np.zeros(0))
+        local_max = np.zeros(2 * k + 2)
+        if train.n:
+            local_max[:k] = np.abs(grad).max(axis=0)
+            local_max[k:2 * k] = np.abs(hess).max(axis=0)
+            local_max[2 * k] = np.abs(train_rows).max()
+        if len(val_rows):
+            local_max[2 * k + 1] = np.abs(val_rows).max()
+        global_max = np.empty_like(local_max)
+        comm.Allreduce(local_max, global_max, op=MAX)
+        scales = fp.column_scales(global_max, max(train.n_total, val.n_total if val else 1))
+        local = np.zeros((1, 2), dtype=np.int64)
+        local[0, 0] = to_fixed(train_rows, scales[2 * k]).sum()
+        local[0, 1] = to_fixed(val_rows, scales[2 * k + 1]).sum()
+        sums = fp.integer_sums(comm, local) / scales[2 * k:]
+        self.train_loss_.append(float(sums[0] / train.weight_total))
+        if val is not None:
+            self.validation_loss_.append(float(sums[1] / val.weight_total))
+        return scales[:2 * k]
+
+    def _should_stop(self):
+        """scikit-learn's rule: stop when none of the last ``n_iter_no_change`` losses
+        beats the one before them by more than ``tol``."""
+        n = self.n_iter_no_change
+        if n is None:
+            return False
+        curve = self.validation_loss_ if self.validation_fraction is not None else self.train_loss_
+        if len(curve) <= n:
+            return False
+        reference = curve[-n - 1] - self.tol
+        return not any(loss < reference for loss in curve[-n:])
+
+    def _sample(self, m, train, offset):
+        """Round ``m``'s row sample: a bool mask over the training rows, or True (all).
+        Drawn from (seed, m, global row index) only."""
+        if self.subsample >= 1.0:
+            return True
+        u = row_uniform(self._seed, m, offset, offset + len(train.mask))[train.mask]
+        return u < self.subsample
+
+    def _finish_attributes(self):
+        self.n_trees_per_iteration_ = self._loss_.n_trees_per_round
+        gains = np.zeros(self.n_features_in_)
+        for tree in self.trees_:
+            gains += tree.feature_gains(self.n_features_in_)
+        total = gains.sum()
+        self.feature_importances_ = gains / total if total > 0 else gains
+        self._forests = None
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def _save_checkpoint(self, comm, path):
+        from ...io import save
+        save(self, path, comm=comm, checkpoint=True)
+
+    def _read_checkpoint(self, path):
+        """The model in ``path``, checked to continue this fit (same on every rank)."""
+        from ...io import load
+        where = f"resume_from={os.fspath(path)!r}"
+        model = load(path)
+        if type(model) is not type(self):
+            raise InvalidParameterError(f"{where} holds a {type(model).__name__}, "
+                                        f"not a {type(self).__name__}")
+        mine, theirs = self.get_params(), model.get_params()
+        for name in mine:
+            if name == "n_estimators" or (name == "random_state" and mine[name] is None):
+                continue
+            if mine[name] != theirs[name]:
+                raise InvalidParameterError(f"{where} was trained with {name}={theirs[name]!r}, "
+                                            f"this estimator has {name}={mine[name]!r}")
+        if model.n_features_in_ != self.n_features_in_:
+            raise InvalidParameterError(f"{where} has {model.n_features_in_} features, "
+                                        f"X has {self.n_features_in_}")
+        if not self._same_target(model):
+            raise InvalidParameterError(f"{where} was trained on other classes: "
+                                        f"{list(model.classes_)!r}")
+        return model
+
+    def _same_target(self, model):
+        return True
+
+    # -- persistence -------------------------------------------------------------------
+
+    def _get_state(self):
+        self._check_fitted()
+        meta = {"params": self.get_params(), "n_features_in": int(self.n_features_in_),
+                "n_iter": int(self.n_iter_), "seed": int(self._seed),
+                "n_trees_per_iteration": int(self.n_trees_per_iteration_)}
+        meta.update(self._target_meta())
+        arrays, offsets = stack_trees(self.trees_)
+        arrays = {f"tree_{name}": a for name, a in arrays.items()}
+        arrays["tree_offsets"] = offsets
+        arrays["baseline"] = np.asarray(self.baseline_, dtype=np.float64)
+        arrays["train_loss"] = np.asarray(self.train_loss_, dtype=np.float64)
+        arrays["validation_loss"] = np.asarray(self.validation_loss_, dtype=np.float64)
+        return meta, arrays
+
+    @classmethod
+    def _from_state(cls, meta, arrays):
+        model = cls(**meta["params"])
+        model.n_features_in_ = int(meta["n_features_in"])
+        model.n_iter_ = int(meta["n_iter"])
+        model._seed = int(meta["seed"])
+        model._set_target_meta(meta)
+        model._loss_ = model._make_loss()
+        model.baseline_ = np.array(arrays["baseline"], dtype=np.float64)
+        trees = {name[len("tree_"):]: a for name, a in arrays.items()
+                 if name.startswith("tree_") and name != "tree_offsets"}
+        model.trees_ = unstack_trees(trees, np.asarray(arrays["tree_offsets"]))
+        k = model._loss_.n_trees_per_round
+        if (k != int(meta["n_trees_per_iteration"]) or model.baseline_.shape != (k,)
+                or len(model.trees_) != model.n_iter_ * k):
+            raise ValueError(f"{len(model.trees_)} trees do not make {model.n_iter_} rounds "
+                             f"of {k}")
+        model.train_loss_ = [float(v) for v in arrays["train_loss"]]
+        model.validation_loss_ = [float(v) for v in arrays["validation_loss"]]
+        model._finish_attributes()
+        return model
+
+    def _target_meta(self):
+        return {}
+
+    def _set_target_meta(self, meta):
+        pass
+
+    # -- prediction --------------------------------------------------------------------
+
+    def _class_forests(self):
+        """Per output column: the stacked trees of that column (cached)."""
+        if getattr(self, "_forests", None) is None:
+            k = self.n_trees_per_iteration_
+            self._forests = [stack_trees(self.trees_[c::k]) for c in range(k)]
+        return self._forests
+
+    def _raw_predict(self, X):
+        """Raw scores (n, n_trees_per_iteration_): the baseline plus every tree's leaf
+        value, added tree by tree in training order (the bits of training's scores)."""
+        X = self._check_predict_input(X)
+        raw = np.empty((len(X), self.n_trees_per_iteration_))
+        for c, (arrays, offsets) in enumerate(self._class_forests()):
+            column = np.full((len(X), 1), self.baseline_[c])
+            predict_forest(arrays["feature"], arrays["threshold"], arrays["left"],
+                           arrays["right"], arrays["value"], offsets, X, column)
+            raw[:, c] = column[:, 0]
+        return raw
+
+    def _staged_raw_predict(self, X):
+        """Raw scores after each round, as :meth:`_raw_predict` would give them."""
+        X = self._check_predict_input(X)
+        k = self.n_trees_per_iteration_
+        raw = np.tile(self.baseline_, (len(X), 1))
+        for m in range(self.n_iter_):
+            for c in range(k):
+                tree = self.trees_[m * k + c]
+                raw[:, c] += tree.value[tree.apply(X), 0]
+            yield raw.copy()
+
+
+class _Rows:
+    """One part (training or validation) of this rank's rows. Collective to build."""
+
+    def __init__(self, comm, X, y, weight, mask, n_total, bin_edges):
+        every = bool(mask.all())
+        self.mask = mask
+        self.X = X if every else np.ascontiguousarray(X[mask])
+        self.y = y if every else y[mask]
+        self.weight = None if weight is None else (weight if every else weight[mask])
+        self.n = len(self.X)
+        self.n_total = n_total
+        self.binned = bin_data(self.X, bin_edges) if bin_edges is not None else None
+        if weight is None:
+            self.weight_total = float(max(n_total, 1))
+        else:
+            total = fp.exact_column_sums(comm, self.weight[:, None], max(n_total, 1))[0]
+            self.weight_total = float(total) if total > 0 else 1.0
+        self.raw = None

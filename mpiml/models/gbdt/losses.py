@@ -1,0 +1,154 @@
+"""Losses of gradient boosting: gradients, hessians, per-row loss, baseline, link.
+
+Every function here is local and row-wise (a row's numbers depend on that row
+alone), so they are the same for any rank count; the one reduction, the baseline,
+goes through exact fixed-point sums.
+
+Raw scores have shape (n_samples, n_trees_per_round): one column for regression and
+binary classification, one per class for multiclass (softmax).
+"""
+
+__all__ = ["HalfSquaredError", "BinaryLogLoss", "MultinomialLogLoss"]
+
+import numpy as np
+
+from ._fixed_point import exact_column_sums
+
+_EPS = 1e-15
+
+
+def _row_max(a):
+    return np.max(a, axis=1) if len(a) else np.zeros(0)
+
+
+def _row_sum(a):
+    """Row sums added column by column, left to right: the same bits for a row
+    whatever the number of rows (numpy may sum pairwise or not depending on shape)."""
+    total = a[:, 0].copy()
+    for k in range(1, a.shape[1]):
+        total += a[:, k]
+    return total
+
+
+def _expit(x):
+    out = np.empty_like(x)
+    np.negative(x, out=out)
+    np.exp(out, out=out)
+    out += 1.0
+    np.reciprocal(out, out=out)
+    return out
+
+
+class HalfSquaredError:
+    """``0.5 * (raw - y)**2``; gradient ``raw - y``, hessian 1."""
+
+    name = "squared_error"
+    constant_hessian = True
+
+    def __init__(self, n_classes=None):
+        self.n_trees_per_round = 1
+
+    def baseline(self, comm, y, weight, n_total):
+        """Weighted mean of ``y`` over all rows. Collective. Returns shape (1,)."""
+        sums = exact_column_sums(comm, np.column_stack([weight * y, weight]), n_total)
+        return np.array([sums[0] / sums[1] if sums[1] > 0 else 0.0])
+
+    def gradients(self, y, raw, weight):
+        """Gradient and hessian, each of shape (n, 1)."""
+        grad = raw[:, 0] - y
+        if weight is not None:
+            grad *= weight
+            hess = weight.copy()
+        else:
+            hess = np.ones_like(grad)
+        return grad[:, None], hess[:, None]
+
+    def pointwise(self, y, raw, weight):
+        """Loss of each row (weighted), shape (n,)."""
+        d = raw[:, 0] - y
+        loss = 0.5 * d * d
+        return loss * weight if weight is not None else loss
+
+    def raw_to_output(self, raw):
+        return raw[:, 0]
+
+
+class BinaryLogLoss:
+    """Binary cross-entropy on the logit: ``log(1 + exp(raw)) - y * raw``."""
+
+    name = "log_loss"
+    constant_hessian = False
+
+    def __init__(self, n_classes=2):
+        self.n_trees_per_round = 1
+
+    def baseline(self, comm, y, weight, n_total):
+        """Logit of the weighted share of positives. Collective. Shape (1,)."""
+        sums = exact_column_sums(comm, np.column_stack([weight * y, weight]), n_total)
+        p = sums[0] / sums[1] if sums[1] > 0 else 0.5
+        p = min(max(p, _EPS), 1.0 - _EPS)
+        return np.array([np.log(p / (1.0 - p))])
+
+    def gradients(self, y, raw, weight):
+        p = _expit(raw[:, 0])
+        grad = p - y
+        hess = p * (1.0 - p)
+        if weight is not None:
+            grad *= weight
+            hess *= weight
+        return grad[:, None], hess[:, None]
+
+    def pointwise(self, y, raw, weight):
+        r = raw[:, 0]
+        loss = np.logaddexp(0.0, r) - y * r
+        return loss * weight if weight is not None else loss
+
+    def probabilities(self, raw):
+        """Class probabilities, shape (n, 2)."""
+        p = _expit(raw[:, 0])
+        return np.column_stack([1.0 - p, p])
+
+
+class MultinomialLogLoss:
+    """Softmax cross-entropy, one raw score (and one tree per round) per class."""
+
+    name = "log_loss"
+    constant_hessian = False
+
+    def __init__(self, n_classes):
+        self.n_trees_per_round = int(n_classes)
+
+    def baseline(self, comm, y, weight, n_total):
+        """Log of each class's weighted share. Collective. Shape (n_classes,)."""
+        k = self.n_trees_per_round
+        columns = [weight * (y == c) for c in range(k)] + [weight]
+        sums = exact_column_sums(comm, np.column_stack(columns), n_total)
+        total = sums[-1] if sums[-1] > 0 else 1.0
+        p = np.clip(sums[:-1] / total, _EPS, 1.0)
+        return np.log(p)
+
+    @staticmethod
+    def _softmax(raw):
+        z = raw - _row_max(raw)[:, None]
+        np.exp(z, out=z)
+        z /= _row_sum(z)[:, None]
+        return z
+
+    def gradients(self, y, raw, weight):
+        p = self._softmax(raw)
+        hess = p * (1.0 - p)
+        grad = p
+        grad[np.arange(len(y)), y.astype(np.intp)] -= 1.0
+        if weight is not None:
+            grad *= weight[:, None]
+            hess *= weight[:, None]
+        return grad, hess
+
+    def pointwise(self, y, raw, weight):
+        top = _row_max(raw)
+        lse = top + np.log(_row_sum(np.exp(raw - top[:, None])))
+        loss = lse - raw[np.arange(len(y)), y.astype(np.intp)]
+        return loss * weight if weight is not None else loss
+
+    def probabilities(self, raw):
+        return self._softmax(raw.copy())
