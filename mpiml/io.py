@@ -61,6 +61,8 @@ MODEL_TYPES = {
     "logistic_regression": "mpiml.models.linear:LogisticRegression",
     "mlp_classifier": "mpiml.models.mlp:MLPClassifier",
     "mlp_regressor": "mpiml.models.mlp:MLPRegressor",
+    "gbdt_classifier": "mpiml.models.gbdt:GradientBoostingClassifier",
+    "gbdt_regressor": "mpiml.models.gbdt:GradientBoostingRegressor",
 }
 
 

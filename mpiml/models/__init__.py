@@ -15,6 +15,8 @@ ESTIMATORS = {
     "logistic": {"classification": "mpiml.models.linear:LogisticRegression"},
     "mlp": {"classification": "mpiml.models.mlp:MLPClassifier",
             "regression": "mpiml.models.mlp:MLPRegressor"},
+    "gbdt": {"classification": "mpiml.models.gbdt:GradientBoostingClassifier",
+             "regression": "mpiml.models.gbdt:GradientBoostingRegressor"},
 }
 
 
