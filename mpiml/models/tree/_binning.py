@@ -40,8 +40,9 @@ class BinEdges:
         return float(self.edges[feature][threshold_bin])
 
     def padded(self):
-        """``(edges (n_features, max_edges) float64, n_edges (n_features,) int64)``."""
-        width = max(1, max((len(e) for e in self.edges), default=0))
+        """``(edges (n_features, 2**d - 1) float64 padded with +inf, n_edges (n_features,) int64)``."""
+        longest = max((len(e) for e in self.edges), default=0)
+        width = (1 << int(longest).bit_length()) - 1 if longest else 1  # 2**d - 1 >= longest
         table = np.full((self.n_features, width), np.inf)
         for f, e in enumerate(self.edges):
             table[f, :len(e)] = e

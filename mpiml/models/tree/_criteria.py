@@ -58,7 +58,10 @@ class Criterion:
 
     def n_samples(self, sums):
         if self.count_channel is None:
-            return sums.sum(axis=-1)
+            total = sums[..., 0].copy()
+            for c in range(1, sums.shape[-1]):
+                total += sums[..., c]
+            return total
         return sums[..., self.count_channel]
 
     def node_value(self, sums):  # pragma: no cover - interface

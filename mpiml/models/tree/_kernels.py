@@ -120,28 +120,31 @@ def predict_forest(feature, threshold, left, right, value, offsets, X, out):
 def apply_bins(X, edges, n_edges, out):
     """Bin ``X`` (n, n_features) into feature-major ``out`` (n_features, n) uint8.
 
-    ``edges`` is (n_features, max_edges) with feature f's sorted upper edges in
-    ``edges[f, :n_edges[f]]``; the bin of x is the number of edges strictly below x
+    ``edges`` is (n_features, 2**d - 1) with feature f's sorted upper edges in
+    ``edges[f, :n_edges[f]]`` and +inf after them; the bin of x is the number of edges strictly below x
     (NaN goes to the last bin).
     """
     n, n_features = X.shape
-    for f in range(n_features):
-        e = edges[f]
-        k = n_edges[f]
-        for i in range(n):
-            x = X[i, f]
-            if x != x:
-                out[f, i] = k
-                continue
-            lo = 0
-            hi = k
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if e[mid] < x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            out[f, i] = lo
+    width = edges.shape[1]  # 2**d - 1, padded with +inf
+    step0 = (width + 1) >> 1
+    block = 2048
+    for lo_row in range(0, n, block):
+        hi_row = min(n, lo_row + block)
+        for f in range(n_features):
+            e = edges[f]
+            k = n_edges[f]
+            for i in range(lo_row, hi_row):
+                x = X[i, f]
+                if x != x:
+                    out[f, i] = k
+                    continue
+                # branch-free search: count the edges below x (table padded with +inf)
+                pos = 0
+                step = step0
+                while step > 0:
+                    pos += step if e[pos + step - 1] < x else 0
+                    step >>= 1
+                out[f, i] = pos
 
 
 @njit(nogil=True, cache=True)
