@@ -1,0 +1,119 @@
+"""Process grids: ``pr x pc`` ranks in row-major order, with row and column communicators."""
+
+__all__ = ["LinalgError", "ProcessGrid", "grid_shape", "check_cannon_ranks"]
+
+import math
+
+from ..errors import MpimlError
+
+
+class LinalgError(MpimlError, ValueError):
+    """Bad input to a distributed linear-algebra routine (shapes, dtypes, grids)."""
+
+
+def grid_shape(nranks):
+    """The most square grid ``(pr, pc)`` with ``pr * pc == nranks`` and ``pr <= pc``.
+
+    A prime rank count gives ``(1, nranks)``. Pure function: no communication.
+
+    Parameters
+    ----------
+    nranks : int
+        Number of ranks, >= 1.
+
+    Returns
+    -------
+    tuple of int
+        ``(pr, pc)``.
+    """
+    nranks = int(nranks)
+    if nranks < 1:
+        raise LinalgError(f"the number of ranks must be >= 1, got {nranks}")
+    pr = math.isqrt(nranks)
+    while nranks % pr:
+        pr -= 1
+    return pr, nranks // pr
+
+
+def check_cannon_ranks(nranks):
+    """Side of the square grid for Cannon's algorithm on ``nranks`` ranks.
+
+    Raises
+    ------
+    LinalgError
+        If ``nranks`` is not a perfect square; the message suggests SUMMA.
+    """
+    q = math.isqrt(int(nranks))
+    if q * q != nranks:
+        lower, upper = q * q, (q + 1) ** 2
+        raise LinalgError(
+            f"algo 'cannon' needs a square number of ranks (1, 4, 9, 16, ...), got "
+            f"{nranks}; run on {lower} or {upper} ranks, or use --algo summa, which "
+            f"takes any rank count")
+    return q
+
+
+class ProcessGrid:
+    """A ``pr x pc`` grid over the ranks of a communicator (collective to create).
+
+    Rank ``r`` sits at row ``r // pc`` and column ``r % pc``. The grid keeps its own
+    duplicate of ``comm`` (its messages never mix with the caller's) and two
+    sub-communicators made with ``Split``: ``row_comm`` joins the ranks of one grid
+    row (its rank is the grid column) and ``col_comm`` joins the ranks of one grid
+    column (its rank is the grid row).
+
+    Parameters
+    ----------
+    comm : Communicator
+    shape : tuple of int, optional
+        ``(pr, pc)`` with ``pr * pc == comm.size``; default :func:`grid_shape`.
+
+    Attributes
+    ----------
+    comm, row_comm, col_comm : Communicator
+    shape : tuple of int
+        ``(pr, pc)``.
+    row, col : int
+        This rank's grid coordinates.
+    """
+
+    def __init__(self, comm, shape=None):
+        if shape is None:
+            shape = grid_shape(comm.size)
+        pr, pc = (int(s) for s in shape)
+        if pr < 1 or pc < 1 or pr * pc != comm.size:
+            raise LinalgError(f"grid shape {tuple(shape)} does not match {comm.size} ranks")
+        self.shape = (pr, pc)
+        self.comm = comm.Dup()
+        self.row, self.col = divmod(self.comm.rank, pc)
+        self.row_comm = self.comm.Split(self.row, self.col)
+        self.col_comm = self.comm.Split(self.col, self.row)
+
+    @classmethod
+    def square(cls, comm):
+        """The ``q x q`` grid that Cannon's algorithm needs (collective).
+
+        Raises :class:`LinalgError` on every rank if ``comm.size`` is not a square.
+        """
+        q = check_cannon_ranks(comm.size)
+        return cls(comm, (q, q))
+
+    @property
+    def size(self):
+        return self.comm.size
+
+    @property
+    def rank(self):
+        return self.comm.rank
+
+    @property
+    def backend(self):
+        return self.comm.backend
+
+    def rank_of(self, row, col):
+        """Rank (in :attr:`comm`) of the grid position ``(row, col)``."""
+        return row * self.shape[1] + col
+
+    def __repr__(self):
+        pr, pc = self.shape
+        return f"<ProcessGrid {pr}x{pc} {self.backend} rank {self.rank} at ({self.row}, {self.col})>"
