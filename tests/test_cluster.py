@@ -292,6 +292,209 @@ def test_launcher_refuses_unknown_host(cluster):
     assert "unknown test host '192.0.2.99'" in out.stderr
 
 
+
+# -- apps across hosts -----------------------------------------------------------------------
+
+def _need_app(name, issue):
+    if not (ROOT / "apps" / name).is_file():
+        pytest.skip(f"apps/{name} is not in the repository yet (issue {issue})")
+
+
+def _need_model(model, issue, task="classification", fit_keyword=None):
+    """Skip unless ``model`` is registered for apps/train.py (and its fit takes the keyword)."""
+    _need_app("train.py", 4)
+    import inspect
+
+    from mpiml.models import ESTIMATORS, estimator_class
+    if task not in ESTIMATORS.get(model, {}):
+        pytest.skip(f"model {model!r} ({task}) is not registered in "
+                    f"mpiml.models.ESTIMATORS yet (issue {issue})")
+    try:
+        cls = estimator_class(model, task)
+    except (ImportError, AttributeError) as exc:
+        pytest.skip(f"model {model!r} cannot be imported yet (issue {issue}): {exc}")
+    if fit_keyword and fit_keyword not in inspect.signature(cls.fit).parameters:
+        pytest.skip(f"{cls.__name__}.fit does not take {fit_keyword} yet (issue {issue})")
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _assert_same_model(path_a, path_b, data):
+    """Two model files hold the same model: same state, bit for bit, same predictions."""
+    import mpiml
+    a, b = mpiml.load(path_a), mpiml.load(path_b)
+    assert type(a) is type(b)
+    meta_a, arrays_a = a._get_state()
+    meta_b, arrays_b = b._get_state()
+    assert meta_a == meta_b
+    assert sorted(arrays_a) == sorted(arrays_b)
+    for name in arrays_a:
+        np.testing.assert_array_equal(arrays_a[name], arrays_b[name], err_msg=name)
+    X = np.load(data)["X"]
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory):
+    """A small classification set in an .npz on the filesystem every host shares."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(1200, 8))
+    y = (X[:, 0] + 0.5 * X[:, 1] * X[:, 2] - X[:, 3] + 0.3 * rng.normal(size=1200) > 0)
+    path = tmp_path_factory.mktemp("cluster-data") / "train.npz"
+    np.savez(path, X=X, y=y.astype(np.int64))
+    return path
+
+
+def _train_argv(model, data, out, *flags):
+    return [sys.executable, ROOT / "apps" / "train.py", model, "--data", data, "--out", out,
+            "--test-fraction", "0", "--seed", "0", "--json", *flags]
+
+
+FOREST_FLAGS = ("--n-estimators", "8", "--max-depth", "6", "--random-state", "0")
+GBDT_FLAGS = ("--n-estimators", "12", "--max-depth", "3", "--learning-rate", "0.2",
+              "--random-state", "0")
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("algo", ["summa", "cannon"])
+def test_matmul_across_hosts_matches_one_host(cluster, algo):
+    _need_app("matmul.py", 3)
+    argv = [sys.executable, ROOT / "apps" / "matmul.py", "--m", "90", "--k", "77", "--n", "64",
+            "--algo", algo, "--check", "--json"]
+    across = _last_json(cluster.run(NPROCS, argv, timeout=110))
+    one_host = _last_json(_local_run(NPROCS, argv, timeout=110))
+    assert across["ranks"] == one_host["ranks"] == NPROCS
+    assert across["grid"] == one_host["grid"]
+    assert across["rel_err"] < 1e-12
+    # same grid, same blocks, same arithmetic on every rank: the same product
+    assert across["rel_err"] == one_host["rel_err"]
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("model, issue, flags", [("forest", 5, FOREST_FLAGS),
+                                                 ("gbdt", 6, GBDT_FLAGS)])
+def test_model_trained_across_hosts_is_identical(cluster, train_data, tmp_path, model, issue,
+                                                 flags):
+    _need_model(model, issue)
+    across = _last_json(cluster.run(
+        NPROCS, _train_argv(model, train_data, tmp_path / "across.mpiml", *flags), timeout=110))
+    one_host = _last_json(_local_run(
+        NPROCS, _train_argv(model, train_data, tmp_path / "one.mpiml", *flags), timeout=110))
+    assert across["ranks"] == one_host["ranks"] == NPROCS
+    assert across["train_score"] == one_host["train_score"]
+    _assert_same_model(tmp_path / "across.mpiml", tmp_path / "one.mpiml", train_data)
+
+
+class _Job:
+    """A job on the cluster whose output is read while it runs."""
+
+    def __init__(self, proc):
+        import threading
+        self.proc = proc
+        self.lines = []
+        self._readers = [threading.Thread(target=self._read, args=(stream,), daemon=True)
+                         for stream in (proc.stdout, proc.stderr)]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream):
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for(self, condition, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.proc.poll() is not None:
+                pytest.fail(f"the job ended (status {self.proc.returncode}) before {what}:\n"
+                            + "".join(self.lines))
+            time.sleep(0.02)
+        pytest.fail(f"no sign of {what} within {timeout} s:\n" + "".join(self.lines))
+
+    def wait(self, timeout):
+        """Seconds until the job ended; kills it and fails the test after ``timeout``."""
+        start = time.monotonic()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            for ns in HOSTS:
+                _kill_host(ns)
+            self.proc.wait()
+            pytest.fail(f"job still running {timeout} s after losing a host (hang):\n"
+                        + "".join(self.lines))
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return time.monotonic() - start
+
+
+def _ranks_running_on(ns, count):
+    """True once ``count`` python processes run inside namespace ``ns``."""
+    def check():
+        found = 0
+        for pid in _namespace_pids(ns):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/exe").resolve().name.startswith("python"):
+                    found += 1
+        return found >= count
+    return check
+
+
+@pytest.mark.timeout(300)
+def test_lost_host_ends_job_and_keeps_earlier_model(cluster, train_data, tmp_path):
+    _need_model("gbdt", 6)
+    out = tmp_path / "model.mpiml"
+    _ok(cluster.run(NPROCS, _train_argv("gbdt", train_data, out, *GBDT_FLAGS), timeout=110))
+    earlier = _sha256(out)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    long_run = ("--n-estimators", "100000", "--max-depth", "3", "--random-state", "1")
+    job = _Job(cluster.start(NPROCS, _train_argv("gbdt", train_data, out, *long_run),
+                             PYTHONUNBUFFERED="1"))
+    job.wait_for(_ranks_running_on(HOSTS[1], SLOTS), 60, "ranks on the second host")
+    time.sleep(3)  # let training get under way (the full run takes hours)
+    assert job.proc.poll() is None, "training ended before the host was lost:\n" + "".join(job.lines)
+    _kill_host(HOSTS[1])
+    seconds = job.wait(timeout=60)
+
+    assert job.proc.returncode != 0, "".join(job.lines)
+    assert seconds < 60
+    assert _sha256(out) == earlier, "the model saved earlier under the output name changed"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == before, f"files left behind: {sorted(set(left) - set(before))}"
+    for ns in HOSTS:
+        assert not _ranks_running_on(ns, 1)(), f"ranks still running on {ns}"
+
+
+@pytest.mark.timeout(300)
+def test_checkpointed_training_resumes_on_remaining_host(cluster, train_data, tmp_path):
+    _need_model("gbdt", 6, fit_keyword="checkpoint_every")
+    flags = ("--n-estimators", "40", "--max-depth", "3", "--learning-rate", "0.1",
+             "--random-state", "0")
+    full = tmp_path / "full.mpiml"
+    _ok(cluster.run(NPROCS, _train_argv("gbdt", train_data, full, *flags), timeout=110))
+
+    checkpoint = tmp_path / "checkpointed.mpiml"
+    job = _Job(cluster.start(NPROCS, _train_argv("gbdt", train_data, checkpoint, *flags,
+                                                 "--checkpoint-every", "2"),
+                             PYTHONUNBUFFERED="1"))
+    job.wait_for(checkpoint.exists, 100, "a first checkpoint")
+    _kill_host(HOSTS[1])
+    job.wait(timeout=60)
+    if job.proc.returncode == 0:
+        pytest.fail("training finished before the host was lost; raise --n-estimators")
+
+    remaining = cluster.host_hostfile(tmp_path, HOSTS[0])
+    resumed = tmp_path / "resumed.mpiml"
+    _ok(cluster.run(SLOTS, _train_argv("gbdt", train_data, resumed, *flags,
+                                       "--resume", checkpoint), timeout=110,
+                    hostfile=remaining))
+    _assert_same_model(resumed, full, train_data)
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["probe"]:
         _probe_main(sys.argv[2])
