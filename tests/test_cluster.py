@@ -8,8 +8,9 @@ test hosts' addresses. Every test runs 2 hosts x 2 ranks.
 Run as root: ``python -m pytest -m cluster tests/test_cluster.py``. Elsewhere (not root,
 no ``ip``, namespaces not permitted) every test is skipped with the reason.
 
-Run as a script, this file is the probe program the first test starts on the cluster:
-``mpiexec ... python tests/test_cluster.py probe BRIDGE_ADDRESS``.
+Run as a script, this file is the SPMD program some tests start on the cluster:
+``mpiexec ... python tests/test_cluster.py probe BRIDGE_ADDRESS`` (where each rank runs,
+and proof that its messages cross hosts) or ``... matmul ALGO OUT.npy``.
 """
 
 import contextlib
@@ -108,6 +109,24 @@ def _probe_main(bridge_address):
         rows = comm.gather(_probe(comm, bridge_address))
         if comm.rank == 0:
             print(json.dumps(rows), flush=True)
+
+    mpiml.run(body)
+
+
+def _matmul_main(algo, out):
+    """A @ B with mpiml.linalg across the ranks; rank 0 saves the product to ``out``."""
+    import mpiml
+    from mpiml.linalg import matmul
+
+    def body(comm):
+        a = b = None
+        if comm.rank == 0:
+            rng = np.random.default_rng(3)
+            a, b = rng.normal(size=(67, 45)), rng.normal(size=(45, 52))
+        c = matmul(a, b, comm, algo=algo)
+        if comm.rank == 0:
+            np.save(out, c)
+            np.testing.assert_allclose(c, a @ b, rtol=1e-12, atol=1e-12)
 
     mpiml.run(body)
 
@@ -359,7 +378,22 @@ GBDT_FLAGS = ("--n-estimators", "12", "--max-depth", "3", "--learning-rate", "0.
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("algo", ["summa", "cannon"])
-def test_matmul_across_hosts_matches_one_host(cluster, algo):
+def test_linalg_matmul_across_hosts_matches_one_host(cluster, tmp_path, algo):
+    try:
+        import mpiml.linalg  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"mpiml.linalg cannot be imported yet (issue 3): {exc}")
+    program = [sys.executable, Path(__file__), "matmul", algo]
+    _ok(cluster.run(NPROCS, [*program, tmp_path / "across.npy"], timeout=110))
+    _ok(_local_run(NPROCS, [*program, tmp_path / "one.npy"], timeout=110))
+    # same grid, same blocks, same arithmetic on every rank: the same bits
+    np.testing.assert_array_equal(np.load(tmp_path / "across.npy"),
+                                  np.load(tmp_path / "one.npy"))
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("algo", ["summa", "cannon"])
+def test_matmul_app_across_hosts_matches_one_host(cluster, algo):
     _need_app("matmul.py", 3)
     argv = [sys.executable, ROOT / "apps" / "matmul.py", "--m", "90", "--k", "77", "--n", "64",
             "--algo", algo, "--check", "--json"]
@@ -498,5 +532,7 @@ def test_checkpointed_training_resumes_on_remaining_host(cluster, train_data, tm
 if __name__ == "__main__":
     if sys.argv[1:2] == ["probe"]:
         _probe_main(sys.argv[2])
+    elif sys.argv[1:2] == ["matmul"]:
+        _matmul_main(sys.argv[2], sys.argv[3])
     else:
-        sys.exit(f"usage: {sys.argv[0]} probe BRIDGE_ADDRESS")
+        sys.exit(f"usage: {sys.argv[0]} probe BRIDGE_ADDRESS | matmul ALGO OUT.npy")
