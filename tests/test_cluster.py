@@ -137,6 +137,8 @@ def _cannot_make_namespaces():
     """The reason namespaces cannot be made here, or None."""
     if not sys.platform.startswith("linux"):
         return "network namespaces need Linux"
+    if any(k in os.environ for k in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")):
+        return "cluster tests start their own mpiexec; run them with plain pytest, not under mpiexec"
     if os.geteuid() != 0:
         return "needs root to create network namespaces (run the cluster tests as root)"
     for tool in ("ip", "unshare"):
