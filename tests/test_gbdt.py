@@ -1,0 +1,272 @@
+"""Gradient boosting: bit-identical models for any rank count and backend, resume,
+persistence, accuracy against scikit-learn, bad parameters."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import mpiml
+from mpiml.models._base import InvalidParameterError
+from mpiml.models.gbdt import GradientBoostingClassifier, GradientBoostingRegressor
+
+pytestmark = pytest.mark.timeout(120)
+
+SMALL = dict(n_estimators=6, max_leaf_nodes=7, min_samples_leaf=5, random_state=3)
+
+
+def _classification(n=263, n_features=5, n_classes=2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_features))
+    X[:, 0] = np.round(X[:, 0], 1)  # ties in a feature
+    logits = X[:, :n_classes] @ rng.normal(size=(n_classes, n_classes)) + 0.5 * X[:, -1:]
+    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    return X, y
+
+
+def _regression(n=263, n_features=5, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_features))
+    y = 3.0 * X[:, 0] - 2.0 * X[:, 1] ** 2 + np.sin(3 * X[:, 2]) + 0.1 * rng.normal(size=n)
+    return X, 1e3 * y
+
+
+def _rows(comm, n, empty_rank=False):
+    """This rank's contiguous block; with ``empty_rank`` rank 1 (or 0 alone) holds none."""
+    from mpiml.comm.partition import block_range
+    if not empty_rank or comm.size == 1:
+        return block_range(n, comm.size, comm.rank)
+    others = [r for r in range(comm.size) if r != 1]
+    if comm.rank == 1:
+        start = block_range(n, len(others), 1)[0]
+        return start, start
+    return block_range(n, len(others), others.index(comm.rank))
+
+
+def _fingerprint(model, X_test):
+    """Every array of the model's saved state, their sha256, and its predictions."""
+    meta, arrays = model._get_state()
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    out = {"sha256": digest.hexdigest(), "arrays": arrays, "n_iter": model.n_iter_}
+    if hasattr(model, "predict_proba"):
+        out["predict"] = model.predict_proba(X_test)
+    else:
+        out["predict"] = model.predict(X_test)
+    return out
+
+
+def _assert_same(got, want):
+    assert got["n_iter"] == want["n_iter"]
+    assert sorted(got["arrays"]) == sorted(want["arrays"])
+    for name in want["arrays"]:
+        assert_array_equal(got["arrays"][name], want["arrays"][name], err_msg=name)
+    assert_array_equal(got["predict"], want["predict"])
+    assert got["sha256"] == want["sha256"]
+
+
+CASES = {
+    "binary": (GradientBoostingClassifier, _classification, dict(SMALL)),
+    "binary-sorted-labels": (GradientBoostingClassifier, _classification, dict(SMALL)),
+    "multiclass-subsample-validation": (
+        GradientBoostingClassifier, lambda: _classification(n_classes=3),
+        dict(SMALL, subsample=0.7, validation_fraction=0.2, l2_regularization=1.0)),
+    "regression-weighted-depthwise": (
+        GradientBoostingRegressor, _regression,
+        dict(SMALL, max_leaf_nodes=None, max_depth=3, learning_rate=0.3)),
+    "regression-early-stop": (
+        GradientBoostingRegressor, _regression,
+        dict(SMALL, n_estimators=40, learning_rate=0.9, validation_fraction=0.3,
+             n_iter_no_change=2, tol=1e3)),
+}
+
+
+def _case_data(case):
+    cls, make, params = CASES[case]
+    X, y = make()
+    if case == "binary-sorted-labels":
+        order = np.argsort(y, kind="stable")
+        X, y = X[order], y[order]
+    weight = None
+    if "weighted" in case:
+        weight = np.random.default_rng(5).uniform(0.1, 3.0, size=len(y))
+    X_test = np.random.default_rng(9).normal(size=(50, X.shape[1]))
+    return cls, params, X, y, weight, X_test
+
+
+def _fit_body(comm, case, empty_rank):
+    cls, params, X, y, weight, X_test = _case_data(case)
+    a, b = _rows(comm, len(X), empty_rank)
+    model = cls(**params).fit(X[a:b], y[a:b], None if weight is None else weight[a:b], comm=comm)
+    return _fingerprint(model, X_test)
+
+
+@pytest.mark.threads(1, 2, 3, 4)
+@pytest.mark.parametrize("empty_rank", [False, True], ids=["blocks", "empty-rank"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bit_identical_for_any_rank_count(spmd, case, empty_rank):
+    cls, params, X, y, weight, X_test = _case_data(case)
+    reference = _fingerprint(cls(**params).fit(X, y, weight), X_test)
+    results = spmd(_fit_body, case, empty_rank)
+    for got in results:
+        _assert_same(got, reference)
+    if case == "regression-early-stop":
+        assert reference["n_iter"] < params["n_estimators"]
+
+
+def _resume_body(comm, path, case):
+    cls, params, X, y, weight, X_test = _case_data(case)
+    a, b = _rows(comm, len(X))
+    path = comm.bcast(path)  # under MPI every process has its own tmp_path
+    full = cls(**dict(params, n_estimators=7)).fit(X[a:b], y[a:b], comm=comm,
+                                                   checkpoint_every=3, checkpoint_path=path)
+    saved_rounds = mpiml.load(path).n_iter_
+    resumed = cls(**dict(params, n_estimators=7)).fit(X[a:b], y[a:b], comm=comm, resume_from=path)
+    return _fingerprint(full, X_test), _fingerprint(resumed, X_test), saved_rounds
+
+
+@pytest.mark.threads(1, 3)
+@pytest.mark.parametrize("case", ["binary", "multiclass-subsample-validation"])
+def test_resume_equals_uninterrupted(spmd, tmp_path, case):
+    results = spmd(_resume_body, str(tmp_path / "checkpoint.mpiml"), case)
+    for full, resumed, saved_rounds in results:
+        assert saved_rounds == 6
+        _assert_same(resumed, full)
+
+
+def test_resume_on_other_rank_count_and_longer_run(tmp_path):
+    cls, params, X, y, weight, X_test = _case_data("binary")
+    path = str(tmp_path / "four.mpiml")
+    cls(**dict(params, n_estimators=4)).fit(X, y)
+    mpiml.save(cls(**dict(params, n_estimators=4)).fit(X, y), path)
+    uninterrupted = _fingerprint(cls(**dict(params, n_estimators=9)).fit(X, y), X_test)
+
+    def body(comm):
+        a, b = _rows(comm, len(X))
+        model = cls(**dict(params, n_estimators=9)).fit(X[a:b], y[a:b], comm=comm,
+                                                        resume_from=path)
+        return _fingerprint(model, X_test)
+
+    for got in mpiml.run(body, threads=3):
+        _assert_same(got, uninterrupted)
+
+
+def test_resume_rejects_other_parameters(tmp_path):
+    X, y = _classification()
+    path = str(tmp_path / "m.mpiml")
+    mpiml.save(GradientBoostingClassifier(**SMALL).fit(X, y), path)
+    with pytest.raises(InvalidParameterError, match="learning_rate"):
+        GradientBoostingClassifier(**dict(SMALL, learning_rate=0.5)).fit(X, y, resume_from=path)
+    with pytest.raises(InvalidParameterError, match="GradientBoostingRegressor"):
+        GradientBoostingRegressor(**SMALL).fit(X, y.astype(float), resume_from=path)
+
+
+@pytest.mark.parametrize("case", ["binary", "multiclass-subsample-validation",
+                                  "regression-weighted-depthwise"])
+def test_save_load_predict(tmp_path, case):
+    cls, params, X, y, weight, X_test = _case_data(case)
+    model = cls(**params).fit(X, y, weight)
+    path = tmp_path / "model.mpiml"
+    mpiml.save(model, path)
+    loaded = mpiml.load(path)
+    assert type(loaded) is cls
+    assert loaded.get_params() == model.get_params()
+    _assert_same(_fingerprint(loaded, X_test), _fingerprint(model, X_test))
+    assert_array_equal(loaded.predict(X_test), model.predict(X_test))
+    assert loaded.train_loss_ == model.train_loss_
+    assert_array_equal(loaded.feature_importances_, model.feature_importances_)
+    staged = list(loaded.staged_predict(X_test))
+    assert len(staged) == model.n_iter_
+    assert_array_equal(staged[-1], model.predict(X_test))
+    if cls is GradientBoostingClassifier:
+        proba = list(loaded.staged_predict_proba(X_test))[-1]
+        assert_array_equal(proba, model.predict_proba(X_test))
+        assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_fitted_attributes():
+    X, y = _classification(n_classes=3)
+    labels = np.array(["ant", "bee", "cat"])[y]
+    model = GradientBoostingClassifier(**dict(SMALL, validation_fraction=0.25)).fit(X, labels)
+    assert_array_equal(model.classes_, ["ant", "bee", "cat"])
+    assert model.n_trees_per_iteration_ == 3 and len(model.trees_) == 3 * model.n_iter_
+    assert len(model.train_loss_) == len(model.validation_loss_) == model.n_iter_ + 1
+    assert model.train_loss_[-1] < model.train_loss_[0]
+    assert_allclose(model.feature_importances_.sum(), 1.0)
+    assert set(model.predict(X)) <= {"ant", "bee", "cat"}
+    assert all(t.n_leaves <= 7 for t in model.trees_)
+
+
+def _sklearn_pair(kind):
+    from sklearn import datasets
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    common = dict(learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=10)
+    if kind == "breast_cancer":
+        X, y = datasets.load_breast_cancer(return_X_y=True)
+        return X, y, GradientBoostingClassifier(n_estimators=50, random_state=0, **common), \
+            HistGradientBoostingClassifier(max_iter=50, early_stopping=False, **common)
+    if kind == "wine":
+        X, y = datasets.load_wine(return_X_y=True)
+        return X, y, GradientBoostingClassifier(n_estimators=50, random_state=0, **common), \
+            HistGradientBoostingClassifier(max_iter=50, early_stopping=False, **common)
+    X, y = datasets.load_diabetes(return_X_y=True)
+    return X, y, GradientBoostingRegressor(n_estimators=50, random_state=0, **common), \
+        HistGradientBoostingRegressor(max_iter=50, early_stopping=False, **common)
+
+
+@pytest.mark.parametrize("kind", ["breast_cancer", "wine", "diabetes"])
+def test_accuracy_close_to_scikit_learn(kind):
+    X, y, ours, theirs = _sklearn_pair(kind)
+    order = np.random.default_rng(0).permutation(len(y))
+    X, y = X[order], y[order]
+    cut = int(0.7 * len(y))
+    ours.fit(X[:cut], y[:cut])
+    theirs.fit(X[:cut], y[:cut])
+    score, reference = ours.score(X[cut:], y[cut:]), theirs.score(X[cut:], y[cut:])
+    assert score >= reference - 0.04, (score, reference)
+
+
+@pytest.mark.parametrize("params, name", [
+    (dict(n_estimators=0), "n_estimators"),
+    (dict(n_estimators=-1), "n_estimators"),
+    (dict(learning_rate=0.0), "learning_rate"),
+    (dict(max_leaf_nodes=1), "max_leaf_nodes"),
+    (dict(max_depth=0), "max_depth"),
+    (dict(max_depth=None, max_leaf_nodes=None), "max_leaf_nodes"),
+    (dict(min_samples_leaf=0), "min_samples_leaf"),
+    (dict(l2_regularization=-1.0), "l2_regularization"),
+    (dict(max_bins=1), "max_bins"),
+    (dict(max_bins=300), "max_bins"),
+    (dict(subsample=1.5), "subsample"),
+    (dict(subsample=0.0), "subsample"),
+    (dict(validation_fraction=1.0), "validation_fraction"),
+    (dict(n_iter_no_change=0), "n_iter_no_change"),
+    (dict(random_state=-2), "random_state"),
+    (dict(loss="hinge"), "loss"),
+])
+def test_invalid_parameters(params, name):
+    X, y = _classification(n=40)
+    with pytest.raises(InvalidParameterError, match=name) as info:
+        GradientBoostingClassifier(**params).fit(X, y)
+    assert repr(list(params.values())[-1]) in str(info.value)
+
+
+def test_invalid_fit_arguments(tmp_path):
+    X, y = _classification(n=40)
+    model = GradientBoostingClassifier(n_estimators=2)
+    with pytest.raises(InvalidParameterError, match="checkpoint_every"):
+        model.fit(X, y, checkpoint_every=0, checkpoint_path=str(tmp_path / "c"))
+    with pytest.raises(InvalidParameterError, match="checkpoint_path"):
+        model.fit(X, y, checkpoint_every=2)
+    with pytest.raises(mpiml.MpimlError, match="class"):
+        model.fit(X, np.zeros(len(X)))
+    with pytest.raises(mpiml.MpimlError, match="NaN"):
+        model.fit(np.full_like(X, np.nan), y)
+    with pytest.raises(mpiml.MpimlError, match="not fitted"):
+        GradientBoostingRegressor().predict(X)
+    fitted = model.fit(X, y)
+    with pytest.raises(mpiml.MpimlError, match="features"):
+        fitted.predict(X[:, :3])
