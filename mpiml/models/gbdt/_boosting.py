@@ -9,7 +9,7 @@ to the last bit for any rank count:
   (an allreduce MAX), so every histogram sum, split gain and leaf value is computed
   from exact integer sums (:mod:`._fixed_point`, :mod:`.criterion`);
 * row sampling and the validation split draw one number per (seed, round, global row
-  index) (:mod:`._sampling`), never per rank;
+  index) (:func:`mpiml.data.split.test_mask`), never per rank;
 * raw scores are updated row by row, tree after tree, in a fixed order, and the loss
   curves are fixed-point sums too.
 
@@ -33,8 +33,18 @@ from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progres
 from ..tree import bin_data, fit_bin_edges, grow_tree, stack_trees, to_fixed, unstack_trees
 from ..tree._kernels import predict_forest
 from . import _fixed_point as fp
-from ._sampling import VALIDATION_STREAM, row_uniform
+from ...data.split import test_mask
 from .criterion import GradientCriterion
+
+
+_VALIDATION_STREAM = 2 ** 32  # round m draws its row sample from stream m
+
+
+def _stream_seed(seed, stream):
+    """A seed for one independent draw (validation split, round m's sample): rows are
+    then chosen by a hash of (this seed, global row index), never by rank."""
+    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
 
 
 class BaseGradientBoosting(BaseEstimator):
@@ -145,8 +155,8 @@ class BaseGradientBoosting(BaseEstimator):
         bin_edges = fit_bin_edges(X, self.max_bins, comm=comm, seed=self._seed)
         is_val = np.zeros(len(X), dtype=bool)
         if self.validation_fraction is not None:
-            u = row_uniform(self._seed, VALIDATION_STREAM, offset, offset + len(X))
-            is_val = u < self.validation_fraction
+            is_val = test_mask(offset, len(X), self.validation_fraction,
+                               _stream_seed(self._seed, _VALIDATION_STREAM))
         n_val_total = comm.allreduce(int(is_val.sum()))
         if self.validation_fraction is not None and not 0 < n_val_total < n_total:
             raise DataError(f"validation_fraction={self.validation_fraction!r} leaves "
@@ -266,8 +276,8 @@ class BaseGradientBoosting(BaseEstimator):
         Drawn from (seed, m, global row index) only."""
         if self.subsample >= 1.0:
             return True
-        u = row_uniform(self._seed, m, offset, offset + len(train.mask))[train.mask]
-        return u < self.subsample
+        chosen = test_mask(offset, len(train.mask), self.subsample, _stream_seed(self._seed, m))
+        return chosen[train.mask]
 
     def _finish_attributes(self):
         self.n_trees_per_iteration_ = self._loss_.n_trees_per_round
