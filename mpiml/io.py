@@ -63,6 +63,10 @@ MODEL_TYPES = {
     "mlp_regressor": "mpiml.models.mlp:MLPRegressor",
     "gbdt_classifier": "mpiml.models.gbdt:GradientBoostingClassifier",
     "gbdt_regressor": "mpiml.models.gbdt:GradientBoostingRegressor",
+    "decision_tree_classifier": "mpiml.models.tree:DecisionTreeClassifier",
+    "decision_tree_regressor": "mpiml.models.tree:DecisionTreeRegressor",
+    "random_forest_classifier": "mpiml.models.forest:RandomForestClassifier",
+    "random_forest_regressor": "mpiml.models.forest:RandomForestRegressor",
 }
 
 

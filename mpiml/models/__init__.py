@@ -17,6 +17,10 @@ ESTIMATORS = {
             "regression": "mpiml.models.mlp:MLPRegressor"},
     "gbdt": {"classification": "mpiml.models.gbdt:GradientBoostingClassifier",
              "regression": "mpiml.models.gbdt:GradientBoostingRegressor"},
+    "tree": {"classification": "mpiml.models.tree:DecisionTreeClassifier",
+             "regression": "mpiml.models.tree:DecisionTreeRegressor"},
+    "forest": {"classification": "mpiml.models.forest:RandomForestClassifier",
+               "regression": "mpiml.models.forest:RandomForestRegressor"},
 }
 
 

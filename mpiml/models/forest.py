@@ -1,0 +1,355 @@
+"""Random forests: RandomForestClassifier and RandomForestRegressor.
+
+Two ways to spread the work (``parallel``):
+
+* ``"trees"`` (default): every rank gathers every row and grows its block of the trees
+  (``block_range(n_estimators, size, rank)``); the trees are then allgathered as flat
+  arrays. Fastest while the data set fits one rank's memory.
+* ``"data"``: rows stay sharded and every tree is grown by all ranks together
+  (histograms reduce-scattered by feature). For data sets no single rank can hold.
+
+Tree ``t`` draws its bootstrap sample and its per-node feature subsets from
+``(random_state, t)`` over *global* row indices, never from the rank, so the forest is
+identical for any rank count, either backend and either mode.
+"""
+
+__all__ = ["RandomForestClassifier", "RandomForestRegressor"]
+
+import time
+
+import numpy as np
+
+from ..comm.partition import block_range
+from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterError,
+                    RegressorMixin, as_progress, check_X, check_bool, check_choice, check_float,
+                    check_int, check_is_fitted, classes_from_json, classes_to_json,
+                    collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
+                    validate_fit_data)
+from .tree._binning import bin_data, fit_bin_edges
+from .tree._classes import (check_tree_params, gather_rows, global_channel_sums,
+                            normalised_importances, resolve_max_features, row_weights,
+                            total_weight)
+from .tree._criteria import (ClassificationCriterion, RegressionCriterion,
+                             classification_channels, regression_channels)
+from .tree._grower import grow_tree
+from .tree._tree import TREE_FIELDS, predict_trees, stack_trees, unstack_trees
+
+
+def bootstrap_counts(seed, tree_index, n_total, n_draws):
+    """How many times each global row is drawn for tree ``tree_index``: (n_total,) int64."""
+    rng = np.random.default_rng([seed, tree_index, 1])
+    return np.bincount(rng.integers(0, n_total, n_draws), minlength=n_total)
+
+
+def _allgather_trees(comm, trees, n_outputs):
+    """Collective: every rank's trees, concatenated in rank order, on every rank."""
+    arrays, offsets = stack_trees(trees)
+    node_counts = comm.allgather(np.diff(offsets).tolist())
+    sizes = np.asarray([sum(c) for c in node_counts], dtype=np.int64)
+    full = {}
+    for name, dtype in TREE_FIELDS.items():
+        local = np.ascontiguousarray(arrays[name], dtype=dtype)
+        width = 1
+        if name == "value":
+            width = n_outputs
+            local = local.reshape(-1, n_outputs)
+        out = np.empty((int(sizes.sum()),) + local.shape[1:], dtype=dtype)
+        comm.Allgatherv(local.reshape(-1), [out.reshape(-1), sizes * width])
+        full[name] = out
+    all_counts = [n for counts in node_counts for n in counts]
+    offsets = np.zeros(len(all_counts) + 1, dtype=np.int64)
+    np.cumsum(all_counts, out=offsets[1:])
+    return full, offsets
+
+
+class _BaseForest(BaseEstimator):
+    _regression = False
+
+    def _fit(self, X, y, sample_weight, comm, progress):
+        c = resolve_comm(comm)
+        params = check_tree_params(self)
+        n_estimators = check_int("n_estimators", self.n_estimators, low=1)
+        bootstrap = check_bool("bootstrap", self.bootstrap)
+        oob = check_bool("oob_score", self.oob_score)
+        parallel = check_choice("parallel", self.parallel, ("trees", "data"))
+        if not self._regression:
+            check_choice("criterion", self.criterion, ("gini", "entropy"))
+        if oob and not bootstrap:
+            raise InvalidParameterError("oob_score=True needs bootstrap=True")
+        max_samples = self.max_samples
+        if max_samples is not None:
+            if isinstance(max_samples, float):
+                check_float("max_samples", max_samples, low=0.0, high=1.0, low_open=True)
+            else:
+                check_int("max_samples", max_samples, low=1)
+        X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
+                                                         numeric_y=self._regression)
+        seed = resolve_seed(self.random_state, c)
+        offset, _ = global_offset(X.shape[0], c)
+        X_local, y_local = X, y
+        if self._regression:
+            targets, weights = y, sample_weight
+        else:
+            classes, targets = encode_classes(y, c)
+            weights = row_weights(self.class_weight, classes, targets, sample_weight, c)
+            self.classes_ = classes
+            self.n_classes_ = int(classes.size)
+        n_features = X.shape[1]
+        k = resolve_max_features(params["max_features"], n_features)
+        if max_samples is None:
+            n_draws = n_total
+        elif isinstance(max_samples, float):
+            n_draws = max(1, int(round(max_samples * n_total)))
+        else:
+            if max_samples > n_total:
+                raise collective_error(InvalidParameterError(
+                    f"max_samples must be <= the number of rows ({n_total}), got {max_samples!r}"))
+            n_draws = max_samples
+
+        if parallel == "trees" and c.size > 1:
+            X, targets, weights = gather_rows(c, X, targets, weights)
+        if parallel == "trees":
+            edges = fit_bin_edges(X, params["max_bins"])
+            grow_comm, rows = None, slice(0, n_total)
+            mine = range(*block_range(n_estimators, c.size, c.rank))
+        else:
+            edges = fit_bin_edges(X, params["max_bins"], comm=c)
+            grow_comm, rows = c, slice(offset, offset + X.shape[0])
+            mine = range(n_estimators)
+        binned = bin_data(X, edges)
+
+        report = as_progress(progress)
+        start = time.perf_counter()
+        trees = []
+        for done, t in enumerate(mine, 1):
+            w = weights
+            if bootstrap:
+                counts = bootstrap_counts(seed, t, n_total, n_draws)[rows].astype(np.float64)
+                w = counts if weights is None else counts * weights
+            if self._regression:
+                channels, scales = regression_channels(targets, w, comm=grow_comm)
+                criterion = RegressionCriterion(scales)
+            else:
+                channels, weighted, scale = classification_channels(targets, self.n_classes_, w,
+                                                                    comm=grow_comm)
+                criterion = ClassificationCriterion(self.criterion, self.n_classes_, weighted, scale)
+            min_gain = 0.0
+            if params["min_impurity_decrease"] > 0:
+                root = global_channel_sums(channels, grow_comm)
+                min_gain = params["min_impurity_decrease"] * total_weight(criterion, root)
+            trees.append(grow_tree(binned, channels, criterion, edges, comm=grow_comm, mode="data",
+                                   max_depth=params["max_depth"],
+                                   max_leaf_nodes=params["max_leaf_nodes"],
+                                   min_samples_leaf=params["min_samples_leaf"],
+                                   min_samples_split=params["min_samples_split"],
+                                   min_gain=min_gain, max_features=k, random_state=seed,
+                                   tree_index=t))
+            elapsed = time.perf_counter() - start
+            estimate = done * n_estimators // max(1, len(mine))
+            report(estimate, trees=f"{estimate}/{n_estimators}",
+                   eta=f"{elapsed / done * (len(mine) - done):.1f}s")
+        if parallel == "trees" and c.size > 1:
+            self._stacked = _allgather_trees(c, trees, 1 if self._regression else self.n_classes_)
+        else:
+            self._stacked = stack_trees(trees)
+        if hasattr(report, "done"):
+            report.done()
+
+        self.n_features_in_ = n_features
+        self.max_features_ = k
+        self.n_outputs_ = 1
+        self._set_derived()
+        self._record_fit(c)
+        if oob:
+            self._oob(X_local, y_local, seed, n_total, n_draws, offset, c)
+        return self
+
+    def _set_derived(self):
+        arrays, offsets = self._stacked
+        self.trees_ = unstack_trees(arrays, offsets)
+        self.n_estimators_ = len(self.trees_)
+        gains = [normalised_importances(t.feature_gains(self.n_features_in_)) for t in self.trees_]
+        total = np.zeros(self.n_features_in_)
+        for g in gains:
+            total += g
+        self.feature_importances_ = normalised_importances(total)
+
+    def _oob(self, X, y, seed, n_total, n_draws, offset, comm):
+        """Collective: out-of-bag predictions of this rank's rows and the exact global score."""
+        n_out = self.trees_[0].n_outputs
+        sums = np.zeros((X.shape[0], n_out))
+        n_oob = np.zeros(X.shape[0], dtype=np.int64)
+        for t, tree in enumerate(self.trees_):
+            out = bootstrap_counts(seed, t, n_total, n_draws)[offset:offset + X.shape[0]] == 0
+            if out.any():
+                sums[out] += tree.predict(X[out])
+                n_oob[out] += 1
+        has = n_oob > 0
+        pred = np.full_like(sums, np.nan)
+        pred[has] = sums[has] / n_oob[has, None]
+        if self._regression:
+            from ..metrics import r2
+            self.oob_prediction_ = pred[:, 0]
+            self.oob_score_ = r2(y[has], pred[has, 0], comm)
+        else:
+            self.oob_decision_function_ = pred
+            correct = np.array([np.count_nonzero(self.classes_[np.argmax(pred[has], axis=1)]
+                                                 == y[has]), np.count_nonzero(has)], np.int64)
+            total = np.empty_like(correct)
+            comm.Allreduce(correct, total)
+            if total[1] == 0:
+                raise collective_error(DataError("no row is out of bag; oob_score needs more "
+                                                 "trees or fewer max_samples"))
+            self.oob_score_ = float(total[0] / total[1])
+
+    def _mean_values(self, X):
+        check_is_fitted(self, "trees_")
+        X = check_X(X, self.n_features_in_)
+        arrays, offsets = self._stacked
+        return predict_trees(arrays, offsets, X) / self.n_estimators_
+
+    # -- persistence -----------------------------------------------------------------
+
+    def _get_state(self):
+        check_is_fitted(self, "trees_")
+        params = self.get_params()
+        if isinstance(params.get("class_weight"), dict):
+            params["class_weight"] = "dict"
+        meta = {"params": params, "n_features_in_": self.n_features_in_,
+                "max_features_": self.max_features_}
+        if not self._regression:
+            meta["classes"] = classes_to_json(self.classes_)
+        arrays, offsets = self._stacked
+        state = {f"trees_{name}": a for name, a in arrays.items()}
+        state["tree_offsets"] = offsets
+        return meta, state
+
+    @classmethod
+    def _from_state(cls, meta, arrays):
+        params = dict(meta["params"])
+        if params.get("class_weight") == "dict":
+            params["class_weight"] = None
+        est = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        stacked = {name: np.asarray(arrays[f"trees_{name}"]) for name in TREE_FIELDS}
+        est._stacked = (stacked, np.asarray(arrays["tree_offsets"], dtype=np.int64))
+        est.n_features_in_ = int(meta["n_features_in_"])
+        est.max_features_ = int(meta["max_features_"])
+        est.n_outputs_ = 1
+        if not cls._regression:
+            est.classes_ = classes_from_json(meta["classes"])
+            est.n_classes_ = int(est.classes_.size)
+        est._set_derived()
+        return est
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    n_estimators : int
+    criterion : {"gini", "entropy"} (classifier only)
+    max_depth, min_samples_split, min_samples_leaf, min_impurity_decrease, max_leaf_nodes,
+    max_bins : as for the decision trees
+    max_features : None, "sqrt", "log2", int or float
+        Features drawn at each node ("sqrt" for the classifier, 1.0 for the regressor).
+    bootstrap : bool
+    max_samples : None, int or float in (0, 1]
+        Rows drawn (with replacement) for each tree; None: as many as there are rows.
+    oob_score : bool
+        Score every row with the trees that did not draw it (exact over all ranks).
+    class_weight : None, "balanced" or dict (classifier only)
+    random_state : int or None
+    parallel : {"trees", "data"}
+        ``"trees"``: every rank holds every row and grows its share of the trees.
+        ``"data"``: rows stay sharded, every tree is grown by all ranks together.
+"""
+
+
+class RandomForestClassifier(ClassifierMixin, _BaseForest):
+    __doc__ = """A random forest classifier; identical for any rank count, backend and mode.
+    """ + _PARAMS_DOC + """
+    Attributes
+    ----------
+    trees_ : list of Tree
+    classes_ : ndarray of shape (n_classes,)
+    feature_importances_ : ndarray of shape (n_features,)
+    oob_score_ : float, oob_decision_function_ : ndarray (n_local, n_classes) (with oob_score)
+    """
+
+    _model_type = "random_forest_classifier"
+
+    def __init__(self, n_estimators=100, criterion="gini", max_depth=None, min_samples_split=2,
+                 min_samples_leaf=1, min_impurity_decrease=0.0, max_features="sqrt",
+                 max_leaf_nodes=None, max_bins=255, bootstrap=True, max_samples=None,
+                 oob_score=False, class_weight=None, random_state=None, parallel="trees"):
+        self.n_estimators = n_estimators
+        self.criterion = criterion
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_impurity_decrease = min_impurity_decrease
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.max_bins = max_bins
+        self.bootstrap = bootstrap
+        self.max_samples = max_samples
+        self.oob_score = oob_score
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.parallel = parallel
+
+    def fit(self, X, y, sample_weight=None, *, comm=None, progress=None):
+        """Collective: grow the forest on every rank's rows. Returns self.
+
+        ``progress(iteration, **fields)`` is called on every rank after each tree it grows
+        (fields ``trees`` done/total and ``eta``); see :func:`mpiml.models._base.as_progress`.
+        """
+        return self._fit(X, y, sample_weight, comm, progress)
+
+    def predict_proba(self, X):
+        """Mean of the trees' class probabilities, ndarray (n, n_classes). Local."""
+        return self._mean_values(X)
+
+    def predict(self, X):
+        """Predicted class labels, ndarray (n,). Local."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class RandomForestRegressor(RegressorMixin, _BaseForest):
+    __doc__ = """A random forest regressor (squared error); identical for any rank count,
+    backend and mode.
+    """ + _PARAMS_DOC + """
+    Attributes
+    ----------
+    trees_ : list of Tree
+    feature_importances_ : ndarray of shape (n_features,)
+    oob_score_ : float (R^2), oob_prediction_ : ndarray (n_local,) (with oob_score)
+    """
+
+    _model_type = "random_forest_regressor"
+    _regression = True
+
+    def __init__(self, n_estimators=100, max_depth=None, min_samples_split=2, min_samples_leaf=1,
+                 min_impurity_decrease=0.0, max_features=1.0, max_leaf_nodes=None, max_bins=255,
+                 bootstrap=True, max_samples=None, oob_score=False, random_state=None,
+                 parallel="trees"):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_impurity_decrease = min_impurity_decrease
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.max_bins = max_bins
+        self.bootstrap = bootstrap
+        self.max_samples = max_samples
+        self.oob_score = oob_score
+        self.random_state = random_state
+        self.parallel = parallel
+
+    def fit(self, X, y, sample_weight=None, *, comm=None, progress=None):
+        """Collective: grow the forest on every rank's rows. Returns self."""
+        return self._fit(X, y, sample_weight, comm, progress)
+
+    def predict(self, X):
+        """Mean of the trees' predictions, ndarray (n,). Local."""
+        return self._mean_values(X)[:, 0]

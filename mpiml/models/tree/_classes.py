@@ -1,0 +1,341 @@
+"""DecisionTreeClassifier and DecisionTreeRegressor on the distributed split search."""
+
+__all__ = ["DecisionTreeClassifier", "DecisionTreeRegressor"]
+
+import math
+import numbers
+
+import numpy as np
+
+from .._base import (BaseEstimator, ClassifierMixin, InvalidParameterError, RegressorMixin,
+                     check_X, check_choice, check_float, check_int, check_is_fitted,
+                     classes_from_json, classes_to_json, encode_classes, resolve_comm,
+                     resolve_seed, validate_fit_data)
+from ._binning import bin_data, fit_bin_edges
+from ._criteria import (ClassificationCriterion, RegressionCriterion, classification_channels,
+                        regression_channels)
+from ._grower import grow_tree
+from ._tree import TREE_FIELDS, Tree
+
+TREE_PARAMS = ("max_depth", "min_samples_split", "min_samples_leaf", "min_impurity_decrease",
+               "max_features", "max_leaf_nodes", "max_bins")
+
+
+# -- helpers shared with the forests ---------------------------------------------------------
+
+def check_tree_params(est):
+    """Validate the tree parameters of ``est``; returns them as a dict (raises naming the
+    parameter and the value)."""
+    return {
+        "max_depth": check_int("max_depth", est.max_depth, low=1, allow_none=True),
+        "min_samples_split": check_int("min_samples_split", est.min_samples_split, low=2),
+        "min_samples_leaf": check_int("min_samples_leaf", est.min_samples_leaf, low=1),
+        "min_impurity_decrease": check_float("min_impurity_decrease", est.min_impurity_decrease,
+                                             low=0.0),
+        "max_features": check_max_features(est.max_features),
+        "max_leaf_nodes": check_int("max_leaf_nodes", est.max_leaf_nodes, low=2, allow_none=True),
+        "max_bins": check_int("max_bins", est.max_bins, low=2, high=256),
+    }
+
+
+def check_max_features(value):
+    if value is None or value in ("sqrt", "log2"):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) \
+            and 0.0 < value <= 1.0:
+        return float(value)
+    raise InvalidParameterError(f"max_features must be None, 'sqrt', 'log2', an integer >= 1 "
+                                f"or a float in (0, 1], got {value!r}")
+
+
+def resolve_max_features(value, n_features):
+    """Number of features drawn at each node."""
+    if value is None:
+        k = n_features
+    elif value == "sqrt":
+        k = int(math.sqrt(n_features))
+    elif value == "log2":
+        k = int(math.log2(n_features)) if n_features else 0
+    elif isinstance(value, float):
+        k = int(value * n_features)
+    else:
+        if value > n_features:
+            raise InvalidParameterError(f"max_features must be <= n_features ({n_features}), "
+                                        f"got {value!r}")
+        k = value
+    return max(1, min(n_features, k))
+
+
+def class_weights(class_weight, codes, n_classes, comm):
+    """Per-class weights (ndarray (n_classes,)) or None. Collective for 'balanced'."""
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, str):
+        check_choice("class_weight", class_weight, ("balanced",))
+        local = np.bincount(codes, minlength=n_classes).astype(np.int64)
+        counts = np.empty_like(local)
+        comm.Allreduce(local, counts)
+        return counts.sum() / (n_classes * np.maximum(counts, 1))
+    if isinstance(class_weight, dict):
+        return None if not class_weight else class_weight
+    raise InvalidParameterError(f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}")
+
+
+def row_weights(class_weight, classes, codes, sample_weight, comm):
+    """Per-row weight: sample_weight times class weight, or None when both are absent."""
+    cw = class_weights(class_weight, codes, classes.size, comm)
+    if isinstance(cw, dict):
+        table = np.ones(classes.size)
+        for label, w in cw.items():
+            hit = np.nonzero(classes == label)[0]
+            if hit.size == 0:
+                raise InvalidParameterError(f"class_weight has a weight for class {label!r}, "
+                                            f"which is not in the data")
+            table[hit[0]] = check_float(f"class_weight[{label!r}]", w, low=0.0)
+        cw = table
+    if cw is None:
+        return sample_weight
+    w = cw[codes]
+    return w if sample_weight is None else w * sample_weight
+
+
+def global_channel_sums(channels, comm):
+    """Collective: exact column sums of ``channels`` over every rank (comm None: local)."""
+    local = channels.sum(axis=0, dtype=np.int64)
+    if comm is None:
+        return local
+    total = np.empty_like(local)
+    comm.Allreduce(local, total)
+    return total
+
+
+def total_weight(criterion, sums):
+    """Weighted number of rows behind ``sums`` (min_impurity_decrease is relative to it)."""
+    if isinstance(criterion, RegressionCriterion):
+        return float(sums[1]) / criterion.scales[0]
+    return float(np.asarray(criterion._class_sums(sums)).sum())
+
+
+def gather_rows(comm, *arrays):
+    """Collective: every rank gets the concatenation (in rank order) of each array's rows."""
+    counts = np.asarray(comm.allgather(arrays[0].shape[0]), dtype=np.int64)
+    out = []
+    for a in arrays:
+        if a is None:
+            out.append(None)
+            continue
+        a = np.ascontiguousarray(a)
+        width = int(np.prod(a.shape[1:], dtype=np.int64))
+        full = np.empty((int(counts.sum()),) + a.shape[1:], dtype=a.dtype)
+        comm.Allgatherv(a.reshape(-1), [full.reshape(-1), counts * width])
+        out.append(full)
+    return out
+
+
+def normalised_importances(gains):
+    total = gains.sum()
+    return gains / total if total > 0 else np.zeros_like(gains)
+
+
+# -- the estimators --------------------------------------------------------------------------
+
+class _BaseDecisionTree(BaseEstimator):
+    _regression = False
+
+    def _fit(self, X, y, sample_weight, comm):
+        c = resolve_comm(comm)
+        params = check_tree_params(self)
+        parallel = check_choice("parallel", self.parallel, ("data", "feature"))
+        if not self._regression:
+            check_choice("criterion", self.criterion, ("gini", "entropy"))
+        X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
+                                                         numeric_y=self._regression)
+        seed = resolve_seed(self.random_state, c)
+        if self._regression:
+            weights = sample_weight
+            targets = y
+        else:
+            classes, targets = encode_classes(y, c)
+            weights = row_weights(self.class_weight, classes, targets, sample_weight, c)
+            self.classes_ = classes
+            self.n_classes_ = int(classes.size)
+        n_features = X.shape[1]
+        k = resolve_max_features(params["max_features"], n_features)
+        grow_comm = c
+        if parallel == "feature" and c.size > 1:
+            X, targets, weights = gather_rows(c, X, targets, weights)
+            grow_comm = c
+            edges = fit_bin_edges(X, params["max_bins"])
+            channel_comm = None
+        else:
+            edges = fit_bin_edges(X, params["max_bins"], comm=c)
+            channel_comm = c
+        binned = bin_data(X, edges)
+        if self._regression:
+            channels, scales = regression_channels(targets, weights, comm=channel_comm)
+            criterion = RegressionCriterion(scales)
+        else:
+            channels, weighted, scale = classification_channels(targets, self.n_classes_, weights,
+                                                                comm=channel_comm)
+            criterion = ClassificationCriterion(self.criterion, self.n_classes_, weighted, scale)
+        min_gain = 0.0
+        if params["min_impurity_decrease"] > 0:
+            root = global_channel_sums(channels, channel_comm)
+            min_gain = params["min_impurity_decrease"] * total_weight(criterion, root)
+        self.tree_ = grow_tree(binned, channels, criterion, edges, comm=grow_comm, mode=parallel,
+                               max_depth=params["max_depth"],
+                               max_leaf_nodes=params["max_leaf_nodes"],
+                               min_samples_leaf=params["min_samples_leaf"],
+                               min_samples_split=params["min_samples_split"],
+                               min_gain=min_gain, max_features=k, random_state=seed)
+        self.n_features_in_ = n_features
+        self.max_features_ = k
+        self.n_outputs_ = 1
+        self.feature_importances_ = normalised_importances(self.tree_.feature_gains(n_features))
+        self._record_fit(c)
+        return self
+
+    def apply(self, X):
+        """Leaf index of each row. Local. ndarray (n,) int64."""
+        check_is_fitted(self, "tree_")
+        return self.tree_.apply(check_X(X, self.n_features_in_))
+
+    def get_depth(self):
+        check_is_fitted(self, "tree_")
+        return self.tree_.max_depth
+
+    def get_n_leaves(self):
+        check_is_fitted(self, "tree_")
+        return self.tree_.n_leaves
+
+    # -- persistence -----------------------------------------------------------------
+
+    def _get_state(self):
+        check_is_fitted(self, "tree_")
+        params = self.get_params()
+        if isinstance(params.get("class_weight"), dict):
+            params["class_weight"] = "dict"
+        meta = {"params": params, "n_features_in_": self.n_features_in_,
+                "max_features_": self.max_features_}
+        if not self._regression:
+            meta["classes"] = classes_to_json(self.classes_)
+        arrays = {f"tree_{name}": a for name, a in self.tree_.arrays().items()}
+        return meta, arrays
+
+    @classmethod
+    def _from_state(cls, meta, arrays):
+        params = dict(meta["params"])
+        if params.get("class_weight") == "dict":
+            params["class_weight"] = None
+        est = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        est.tree_ = Tree(**{name: np.asarray(arrays[f"tree_{name}"]) for name in TREE_FIELDS})
+        est.n_features_in_ = int(meta["n_features_in_"])
+        est.max_features_ = int(meta["max_features_"])
+        est.n_outputs_ = 1
+        est.feature_importances_ = normalised_importances(est.tree_.feature_gains(est.n_features_in_))
+        if not cls._regression:
+            est.classes_ = classes_from_json(meta["classes"])
+            est.n_classes_ = int(est.classes_.size)
+        return est
+
+
+class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
+    """A decision tree classifier grown by the distributed histogram split search.
+
+    The tree is identical, node for node, for any number of ranks and either backend.
+
+    Parameters
+    ----------
+    criterion : {"gini", "entropy"}
+    max_depth : int or None
+    min_samples_split, min_samples_leaf : int
+    min_impurity_decrease : float
+        Split only when the weighted impurity decrease (relative to all rows) is at least this.
+    max_features : None, "sqrt", "log2", int or float
+        Features drawn at each node (from random_state and the node id).
+    max_leaf_nodes : int or None
+        Best-first growth up to this many leaves.
+    max_bins : int, 2..256
+        Bins per feature (thresholds are quantile bin edges).
+    class_weight : None, "balanced" or dict
+    random_state : int or None
+    parallel : {"data", "feature"}
+        ``"data"``: rows stay sharded, histograms are reduce-scattered by feature.
+        ``"feature"``: every rank gathers every row and scores its block of features.
+
+    Attributes
+    ----------
+    tree_ : Tree
+        Flat arrays; ``tree_.value`` holds the class probabilities of each node.
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_, n_classes_, max_features_ : int
+    feature_importances_ : ndarray of shape (n_features,)
+    """
+
+    _model_type = "decision_tree_classifier"
+
+    def __init__(self, criterion="gini", max_depth=None, min_samples_split=2, min_samples_leaf=1,
+                 min_impurity_decrease=0.0, max_features=None, max_leaf_nodes=None, max_bins=255,
+                 class_weight=None, random_state=None, parallel="data"):
+        self.criterion = criterion
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_impurity_decrease = min_impurity_decrease
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.max_bins = max_bins
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.parallel = parallel
+
+    def fit(self, X, y, sample_weight=None, *, comm=None):
+        """Collective: grow the tree on every rank's rows ``X`` (n_local, n_features), ``y``
+        (n_local,). Returns self."""
+        return self._fit(X, y, sample_weight, comm)
+
+    def predict_proba(self, X):
+        """Class probabilities, ndarray of shape (n, n_classes). Local."""
+        check_is_fitted(self, "tree_")
+        return self.tree_.predict(check_X(X, self.n_features_in_))
+
+    def predict(self, X):
+        """Predicted class labels, ndarray of shape (n,). Local."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
+    """A decision tree regressor (squared error) grown by the distributed histogram split
+    search; sums of y and y^2 are kept in exact fixed point, so the tree is identical for
+    any number of ranks and either backend.
+
+    Parameters are those of :class:`DecisionTreeClassifier` without ``criterion`` and
+    ``class_weight``.
+    """
+
+    _model_type = "decision_tree_regressor"
+    _regression = True
+
+    def __init__(self, max_depth=None, min_samples_split=2, min_samples_leaf=1,
+                 min_impurity_decrease=0.0, max_features=None, max_leaf_nodes=None, max_bins=255,
+                 random_state=None, parallel="data"):
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_impurity_decrease = min_impurity_decrease
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.max_bins = max_bins
+        self.random_state = random_state
+        self.parallel = parallel
+
+    def fit(self, X, y, sample_weight=None, *, comm=None):
+        """Collective: grow the tree on every rank's rows. Returns self."""
+        return self._fit(X, y, sample_weight, comm)
+
+    def predict(self, X):
+        """Predicted values, ndarray of shape (n,). Local."""
+        check_is_fitted(self, "tree_")
+        return self.tree_.predict(check_X(X, self.n_features_in_))[:, 0]
