@@ -14,7 +14,7 @@ Or with whole matrices on rank 0: ``C = mpiml.linalg.matmul(A, B, comm)``.
 """
 
 from .cannon import cannon, cannon_comm_model
-from .gemm import gemm
+from .blas import gemm
 from .grid import LinalgError, ProcessGrid, check_cannon_ranks, grid_shape
 from .matmul import ALGORITHMS, check_algo, comm_model, matmul, multiply
 from .matrix import DTYPES, CommCounter, DistributedMatrix, add, scale

@@ -16,7 +16,7 @@ __all__ = ["cannon", "cannon_comm_model"]
 import numpy as np
 
 from ..comm.partition import block_counts
-from .gemm import blas_available, gemm
+from .blas import blas_available, gemm
 from .grid import LinalgError
 from .matrix import _check_product
 

@@ -14,7 +14,7 @@ __all__ = ["summa", "summa_panels", "summa_comm_model", "DEFAULT_PANEL"]
 import numpy as np
 
 from ..comm.partition import block_counts, block_range
-from .gemm import blas_available, gemm
+from .blas import blas_available, gemm
 from .grid import LinalgError
 from .matrix import _check_product
 
