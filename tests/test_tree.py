@@ -1,0 +1,212 @@
+"""Decision trees and the shared tree core: identity over ranks and backends, hand-checked
+splits, accuracy against scikit-learn, persistence, bad parameters."""
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import mpiml
+from mpiml.models._base import InvalidParameterError
+from mpiml.models.tree import (ClassificationCriterion, DecisionTreeClassifier,
+                               DecisionTreeRegressor, bin_data, classification_channels,
+                               fit_bin_edges, grow_tree)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _data(n=263, n_features=5, n_classes=3, seed=0, sort_labels=False):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, n_features))
+    X[:, 1] = np.round(X[:, 1] * 2)          # a feature with few distinct values
+    score = X[:, 0] + 0.5 * X[:, 2] - 0.7 * X[:, 3] ** 2 + 0.3 * rng.standard_normal(n)
+    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    if sort_labels:
+        order = np.argsort(y, kind="stable")
+        X, y = X[order], y[order]
+    return X, y
+
+
+def shard(comm, n, empty_rank=False):
+    """This rank's contiguous slice; with ``empty_rank`` rank 1 (or 0 on one rank) holds none."""
+    from mpiml.comm.partition import block_range
+    if not empty_rank:
+        return slice(*block_range(n, comm.size, comm.rank))
+    if comm.size == 1:
+        return slice(0, n)
+    holders = [r for r in range(comm.size) if r != 1]
+    if comm.rank == 1:
+        start = block_range(n, len(holders), 1)[0]
+        return slice(start, start)
+    return slice(*block_range(n, len(holders), holders.index(comm.rank)))
+
+
+def fingerprint(model):
+    """sha256 of every saved array (names, dtypes, bytes)."""
+    _, arrays = model._get_state()
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode() + a.dtype.str.encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def _fit_body(comm, make, X, y, empty_rank, weights=None):
+    rows = shard(comm, len(X), empty_rank)
+    model = make().fit(X[rows], y[rows], None if weights is None else weights[rows], comm=comm)
+    return fingerprint(model), model.tree_.arrays()
+
+
+CASES = {
+    "gini": lambda: DecisionTreeClassifier(max_depth=6, random_state=0),
+    "entropy-sqrt": lambda: DecisionTreeClassifier(criterion="entropy", max_features="sqrt",
+                                                   min_samples_leaf=3, random_state=7),
+    "leafwise": lambda: DecisionTreeClassifier(max_leaf_nodes=9, class_weight="balanced",
+                                               random_state=0),
+    "feature-parallel": lambda: DecisionTreeClassifier(max_depth=5, parallel="feature",
+                                                       random_state=0),
+    "regressor": lambda: DecisionTreeRegressor(max_depth=5, min_impurity_decrease=1e-3,
+                                               random_state=0),
+    "regressor-feature": lambda: DecisionTreeRegressor(max_leaf_nodes=12, parallel="feature",
+                                                       random_state=0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("layout", ["blocks", "sorted-labels", "empty-rank"])
+def test_tree_identical_for_any_rank_count(spmd, case, layout):
+    X, y = _data(sort_labels=layout == "sorted-labels")
+    weights = None
+    if case.startswith("regressor"):
+        y = X[:, 0] * 3.0 + np.sin(X[:, 2]) + 0.1 * y
+        weights = np.linspace(0.5, 2.0, len(X))
+    make = CASES[case]
+    want_hash, want = fingerprint(make().fit(X, y, weights)), make().fit(X, y, weights).tree_.arrays()
+    results = spmd(_fit_body, make, X, y, layout == "empty-rank", weights)
+    for got_hash, got in results:
+        for name in want:
+            assert_array_equal(got[name], want[name], err_msg=name)
+        assert got_hash == want_hash
+
+
+def test_toy_split_and_entropy_gain_by_hand():
+    # x = 1..6, y = 0 0 1 0 1 1: "x <= 2.5" and "x <= 4.5" both leave one pure side and a
+    # 1:3 side, the best entropy decrease; the tie goes to the lower threshold.
+    X = np.arange(1.0, 7.0).reshape(-1, 1)
+    y = np.array([0, 0, 1, 0, 1, 1])
+    model = DecisionTreeClassifier(criterion="entropy", max_depth=1).fit(X, y)
+    tree = model.tree_
+    h = -(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75))
+    assert tree.feature[0] == 0
+    assert tree.threshold[0] == 2.5
+    assert_allclose(tree.impurity[0], 1.0)
+    assert_allclose(tree.gain[0], 6 * 1.0 - 4 * h)          # weighted entropy decrease, bits
+    assert_allclose(tree.impurity[tree.right[0]], h)
+    assert_array_equal(tree.n_node_samples[[1, 2]], [2, 4])
+    assert_allclose(model.predict_proba([[2.0], [3.0]]), [[1, 0], [0.25, 0.75]])
+    assert_array_equal(model.predict([[2.0], [3.0]]), [0, 1])
+    # Gini: 6 * 0.5 - 4 * (1 - 1/16 - 9/16) = 1.5
+    gini = DecisionTreeClassifier(max_depth=1).fit(X, y).tree_
+    assert gini.threshold[0] == 2.5
+    assert_allclose(gini.gain[0], 1.5)
+
+
+def test_core_grower_directly():
+    X, y = _data(n=101, n_classes=2)
+    edges = fit_bin_edges(X, 16)
+    assert edges.n_bins.max() <= 16
+    binned = bin_data(X, edges)
+    assert binned.shape == (X.shape[1], X.shape[0]) and binned.dtype == np.uint8
+    channels, weighted, scale = classification_channels(y, 2)
+    tree, leaves = grow_tree(binned, channels, ClassificationCriterion("gini", 2), edges,
+                             max_depth=3, return_leaves=True)
+    assert_array_equal(leaves, tree.apply(X))       # raw-X traversal matches the bins
+    assert tree.max_depth <= 3
+    assert tree.n_node_samples[0] == len(X)
+
+
+def _score_body(comm, model, X, y):
+    rows = shard(comm, len(X), empty_rank=True)
+    return model.score(X[rows], y[rows], comm=comm)
+
+
+def test_score_is_exact_over_all_rows(spmd):
+    X, y = _data()
+    model = DecisionTreeClassifier(max_depth=3).fit(X, y)
+    want = float(np.mean(model.predict(X) == y))
+    assert all(s == want for s in spmd(_score_body, model, X, y))
+
+
+def _split(dataset):
+    from sklearn.model_selection import train_test_split
+    return train_test_split(*dataset(return_X_y=True), test_size=0.3, random_state=0)
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "iris", "wine"])
+def test_classifier_accuracy_close_to_scikit_learn(name):
+    from sklearn import datasets, tree
+    Xtr, Xte, ytr, yte = _split(getattr(datasets, f"load_{name}"))
+    ours = DecisionTreeClassifier(max_depth=4, random_state=0).fit(Xtr, ytr).score(Xte, yte)
+    ref = tree.DecisionTreeClassifier(max_depth=4, random_state=0).fit(Xtr, ytr).score(Xte, yte)
+    assert ours >= ref - 0.06
+
+
+def test_regressor_r2_close_to_scikit_learn():
+    from sklearn import datasets, tree
+    Xtr, Xte, ytr, yte = _split(datasets.load_diabetes)
+    ours = DecisionTreeRegressor(max_depth=3).fit(Xtr, ytr).score(Xte, yte)
+    ref = tree.DecisionTreeRegressor(max_depth=3).fit(Xtr, ytr).score(Xte, yte)
+    assert ours >= ref - 0.05
+
+
+def test_fitted_attributes():
+    X, y = _data()
+    model = DecisionTreeClassifier(max_depth=4).fit(X, np.array(["a", "b", "c"])[y])
+    assert_array_equal(model.classes_, ["a", "b", "c"])
+    assert model.get_depth() == 4 and 2 <= model.get_n_leaves() <= 16
+    assert_allclose(model.feature_importances_.sum(), 1.0)
+    assert model.feature_importances_[0] > model.feature_importances_[4]
+    assert set(model.predict(X)) <= {"a", "b", "c"}
+    assert_allclose(model.predict_proba(X).sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("make", [lambda: DecisionTreeClassifier(max_depth=5),
+                                  lambda: DecisionTreeRegressor(max_leaf_nodes=10)])
+def test_save_load_predict(tmp_path, make):
+    X, y = _data()
+    model = make().fit(X, y)
+    path = tmp_path / "tree.mpiml"
+    mpiml.save(model, path)
+    for mmap in (False, True):
+        loaded = mpiml.load(path, mmap=mmap)
+        assert type(loaded) is type(model)
+        assert_array_equal(loaded.predict(X), model.predict(X))
+        assert loaded.get_depth() == model.get_depth()
+        assert_array_equal(loaded.feature_importances_, model.feature_importances_)
+        if hasattr(model, "predict_proba"):
+            assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+@pytest.mark.parametrize("params, name, value", [
+    ({"max_depth": 0}, "max_depth", "0"),
+    ({"max_features": 1.5}, "max_features", "1.5"),
+    ({"max_features": "half"}, "max_features", "'half'"),
+    ({"min_samples_leaf": 0}, "min_samples_leaf", "0"),
+    ({"max_bins": 300}, "max_bins", "300"),
+    ({"criterion": "mse"}, "criterion", "'mse'"),
+    ({"parallel": "trees"}, "parallel", "'trees'"),
+])
+def test_invalid_parameters(params, name, value):
+    X, y = _data(n=20)
+    with pytest.raises(InvalidParameterError, match=name) as info:
+        DecisionTreeClassifier(**params).fit(X, y)
+    assert value in str(info.value)
+
+
+def test_predict_checks_features():
+    X, y = _data(n=30)
+    model = DecisionTreeClassifier(max_depth=2).fit(X, y)
+    with pytest.raises(mpiml.MpimlError, match="features"):
+        model.predict(X[:, :3])
