@@ -1,0 +1,132 @@
+"""Random forests: identity over ranks, backends and parallel modes, oob, accuracy against
+scikit-learn, persistence, progress, bad parameters."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import mpiml
+from mpiml.models._base import InvalidParameterError
+from mpiml.models.forest import RandomForestClassifier, RandomForestRegressor
+
+from test_tree import _data, _split, fingerprint, shard
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _forest_body(comm, make, X, y, empty_rank):
+    rows = shard(comm, len(X), empty_rank)
+    model = make().fit(X[rows], y[rows], comm=comm)
+    oob = getattr(model, "oob_score_", None)
+    return fingerprint(model), model._stacked[0]["threshold"], oob
+
+
+CASES = {
+    "trees": lambda: RandomForestClassifier(n_estimators=7, max_depth=5, oob_score=True,
+                                            random_state=3, parallel="trees"),
+    "data": lambda: RandomForestClassifier(n_estimators=7, max_depth=5, oob_score=True,
+                                           random_state=3, parallel="data"),
+    "regressor-trees": lambda: RandomForestRegressor(n_estimators=5, max_leaf_nodes=8,
+                                                     max_samples=0.7, random_state=1),
+    "regressor-data": lambda: RandomForestRegressor(n_estimators=5, max_leaf_nodes=8,
+                                                    max_samples=0.7, random_state=1,
+                                                    parallel="data"),
+}
+
+
+@pytest.mark.threads(1, 2, 3, 4)
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("layout", ["sorted-labels", "empty-rank"])
+def test_forest_identical_for_any_rank_count_and_mode(spmd, case, layout):
+    X, y = _data(n=211, sort_labels=layout == "sorted-labels")
+    if case.startswith("regressor"):
+        y = X[:, 0] - X[:, 2] ** 2 + 0.1 * y
+    # the serial reference is grown in the other mode: both modes give the same forest
+    other = case.replace("data", "trees") if "data" in case else case.replace("trees", "data")
+    want = CASES[other]().fit(X, y)
+    results = spmd(_forest_body, CASES[case], X, y, layout == "empty-rank")
+    for got_hash, thresholds, oob in results:
+        assert got_hash == fingerprint(want)
+        assert_array_equal(thresholds, want._stacked[0]["threshold"])
+        if not case.startswith("regressor"):
+            assert oob == want.oob_score_
+
+
+def test_oob_score_matches_a_hand_count():
+    from mpiml.models.forest import bootstrap_counts
+    X, y = _data(n=150, n_classes=2)
+    model = RandomForestClassifier(n_estimators=9, max_depth=3, oob_score=True,
+                                   random_state=5).fit(X, y)
+    votes = np.zeros((len(X), 2))
+    seen = np.zeros(len(X))
+    for t, tree in enumerate(model.trees_):
+        out = bootstrap_counts(5, t, len(X), len(X)) == 0
+        votes[out] += tree.predict(X[out])
+        seen[out] += 1
+    has = seen > 0
+    want = np.mean(np.argmax(votes[has], axis=1) == y[has])
+    assert model.oob_score_ == pytest.approx(want)
+    assert_allclose(model.oob_decision_function_[has], votes[has] / seen[has, None])
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "wine"])
+def test_classifier_accuracy_close_to_scikit_learn(name):
+    from sklearn import datasets, ensemble
+    Xtr, Xte, ytr, yte = _split(getattr(datasets, f"load_{name}"))
+    ours = RandomForestClassifier(n_estimators=30, random_state=0).fit(Xtr, ytr).score(Xte, yte)
+    ref = ensemble.RandomForestClassifier(n_estimators=30, random_state=0).fit(Xtr, ytr)
+    assert ours >= ref.score(Xte, yte) - 0.04
+
+
+def test_regressor_r2_close_to_scikit_learn():
+    from sklearn import datasets, ensemble
+    Xtr, Xte, ytr, yte = _split(datasets.load_diabetes)
+    ours = RandomForestRegressor(n_estimators=30, max_depth=6, random_state=0).fit(Xtr, ytr)
+    ref = ensemble.RandomForestRegressor(n_estimators=30, max_depth=6, random_state=0).fit(Xtr, ytr)
+    assert ours.score(Xte, yte) >= ref.score(Xte, yte) - 0.05
+
+
+@pytest.mark.parametrize("make", [lambda: RandomForestClassifier(n_estimators=4, max_depth=4),
+                                  lambda: RandomForestRegressor(n_estimators=3, max_depth=4)])
+def test_save_load_predict(tmp_path, make):
+    X, y = _data()
+    model = make().fit(X, y)
+    path = tmp_path / "forest.mpiml"
+    mpiml.save(model, path)
+    for mmap in (False, True):
+        loaded = mpiml.load(path, mmap=mmap)
+        assert type(loaded) is type(model)
+        assert loaded.n_estimators_ == model.n_estimators_
+        assert_array_equal(loaded.predict(X), model.predict(X))
+        assert_array_equal(loaded.feature_importances_, model.feature_importances_)
+        if hasattr(model, "predict_proba"):
+            assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_progress_reports_every_tree():
+    X, y = _data(n=60)
+    calls = []
+    RandomForestClassifier(n_estimators=3, max_depth=2).fit(
+        X, y, progress=lambda it, loss=None, **f: calls.append((it, f["trees"])))
+    assert calls == [(1, "1/3"), (2, "2/3"), (3, "3/3")]
+
+
+@pytest.mark.parametrize("params, name, value", [
+    ({"n_estimators": -1}, "n_estimators", "-1"),
+    ({"max_depth": 0}, "max_depth", "0"),
+    ({"max_features": 1.5}, "max_features", "1.5"),
+    ({"max_samples": 1.5}, "max_samples", "1.5"),
+    ({"parallel": "feature"}, "parallel", "'feature'"),
+    ({"bootstrap": "yes"}, "bootstrap", "'yes'"),
+])
+def test_invalid_parameters(params, name, value):
+    X, y = _data(n=20)
+    with pytest.raises(InvalidParameterError, match=name) as info:
+        RandomForestClassifier(**params).fit(X, y)
+    assert value in str(info.value)
+
+
+def test_oob_needs_bootstrap():
+    X, y = _data(n=20)
+    with pytest.raises(InvalidParameterError, match="bootstrap"):
+        RandomForestClassifier(oob_score=True, bootstrap=False).fit(X, y)
