@@ -1,0 +1,117 @@
+"""apps/matmul.py end to end: JSON report, human summary, bad input (exit status 2),
+under --threads and under mpiexec -n 2 / -n 4."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "apps" / "matmul.py"
+FIELDS = {"algo", "backend", "ranks", "grid", "m", "k", "n", "dtype", "seconds", "gflops",
+          "comm_bytes", "comm_bytes_model"}
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "OMPI_", "MPI_LOCAL", "HYDRA_"))}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["MPIR_CVAR_CH4_PROGRESS_THROTTLE"] = "1"
+    env.pop("MPIML_BACKEND", None)
+    return env
+
+
+def _mpiexec():
+    found = shutil.which("mpiexec", path=_env()["PATH"])
+    if found is None:
+        pytest.skip("mpiexec not found")
+    return [found]
+
+
+def _run(args, ranks=None, timeout=120):
+    cmd = [sys.executable, str(APP), *args]
+    if ranks is not None:
+        cmd = _mpiexec() + ["-n", str(ranks)] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(),
+                          cwd=ROOT)
+
+
+def _report(proc):
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("launch, algo, grid", [
+    (["--threads", "2"], "summa", [1, 2]),
+    (["--threads", "4"], "cannon", [2, 2]),
+    (["--threads", "3"], "summa", [1, 3]),
+    ([], "cannon", [1, 1]),
+])
+def test_json_report_threads(launch, algo, grid):
+    report = _report(_run(launch + ["--algo", algo, "--m", "50", "--k", "31", "--n", "17",
+                                    "--check", "--json", "--repeat", "2"]))
+    assert FIELDS | {"rel_err"} <= set(report)
+    assert (report["algo"], report["grid"], report["backend"]) == (algo, grid, "threads")
+    assert (report["m"], report["k"], report["n"], report["dtype"]) == (50, 31, 17, "float64")
+    assert report["ranks"] == math.prod(grid)
+    assert report["rel_err"] < 1e-13
+    assert report["comm_bytes"] == report["comm_bytes_model"]
+    assert report["seconds"] > 0 and report["gflops"] > 0 and len(report["times"]) == 2
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("ranks, algo, grid", [(2, "summa", [1, 2]), (4, "cannon", [2, 2]),
+                                               (4, "summa", [2, 2])])
+def test_json_report_mpiexec(ranks, algo, grid):
+    proc = _run(["--algo", algo, "--n", "67", "--dtype", "float32", "--check", "--json"],
+                ranks=ranks)
+    report = _report(proc)
+    assert (report["backend"], report["ranks"], report["grid"]) == ("mpi", ranks, grid)
+    assert report["dtype"] == "float32" and report["rel_err"] < 1e-5
+    assert report["comm_bytes"] == report["comm_bytes_model"] > 0
+    assert sum(line.startswith("{") for line in proc.stdout.splitlines()) == 1  # rank 0 only
+
+
+@pytest.mark.timeout(150)
+def test_default_run_prints_a_human_summary():
+    proc = _run(["--threads", "2"])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for text in ("summa", "grid 1x2", "C(2048x2048)", "float64", "GFLOP/s", "model"):
+        assert text in out
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("args, text", [
+    (["--threads", "2", "--algo", "cannon"], "--algo summa"),
+    (["--threads", "6", "--algo", "cannon"], "square"),
+    (["--n", "0"], "--n"),
+    (["--m", "-4"], "--m"),
+    (["--k", "x"], "--k"),
+    (["--dtype", "int8"], "--dtype"),
+    (["--algo", "strassen"], "--algo"),
+    (["--repeat", "0"], "--repeat"),
+    (["--algo", "cannon", "--panel", "8"], "--panel"),
+])
+def test_bad_input_is_one_line_and_status_2(args, text):
+    proc = _run(args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("args, ranks", [(["--algo", "cannon"], 2), (["--n", "-1"], 2),
+                                         (["--algo", "cannon", "--n", "8"], 3)])
+def test_bad_input_under_mpiexec(args, ranks):
+    proc = _run(args, ranks=ranks)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
