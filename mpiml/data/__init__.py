@@ -17,7 +17,7 @@ a rank may hold none.
 """
 
 __all__ = ["Dataset", "load_data", "read_csv", "read_npz", "read_npy", "make_classification",
-           "make_regression", "train_test_split", "test_mask", "parse_synthetic"]
+           "make_regression", "train_test_split", "holdout_mask", "parse_synthetic"]
 
 from urllib.parse import parse_qsl, urlsplit
 
@@ -25,7 +25,7 @@ from ..models._base import InvalidParameterError, collective_error
 from ._common import Dataset
 from .arrays import read_npy, read_npz
 from .csv import read_csv
-from .split import test_mask, train_test_split
+from .split import holdout_mask, train_test_split
 from .synthetic import make_classification, make_regression
 
 _GENERATORS = {"classification": make_classification, "regression": make_regression}

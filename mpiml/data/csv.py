@@ -40,6 +40,8 @@ def _parse_header(line, delimiter):
 
 def _fast_parse(chunk, ncols, delimiter):
     """All-numeric chunk through numpy's C parser; None when anything is unusual."""
+    if not chunk.strip():
+        return np.zeros((0, ncols))
     try:
         data = np.loadtxt(io.BytesIO(chunk), delimiter=delimiter, dtype=np.float64,
                           ndmin=2, quotechar='"', encoding="utf-8")

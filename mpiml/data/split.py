@@ -1,6 +1,6 @@
 """Train/test split by global row index: the same rows for any rank count."""
 
-__all__ = ["test_mask", "train_test_split"]
+__all__ = ["holdout_mask", "train_test_split"]
 
 import numpy as np
 
@@ -16,7 +16,7 @@ def _splitmix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-def test_mask(offset, n_local, test_fraction, seed=0):
+def holdout_mask(offset, n_local, test_fraction, seed=0):
     """Local: boolean mask of the rows ``offset .. offset+n_local-1`` that go to the test set.
 
     Row ``i`` is a test row when a hash of ``(seed, i)``, as a uniform number in [0, 1),
@@ -34,7 +34,7 @@ def test_mask(offset, n_local, test_fraction, seed=0):
 def train_test_split(dataset, test_fraction, seed=0):
     """Local: split a :class:`~mpiml.data.Dataset` shard into train and test shards.
 
-    The test rows are chosen by :func:`test_mask` on the global row index, so the split is
+    The test rows are chosen by :func:`holdout_mask` on the global row index, so the split is
     the same for any rank count. Both parts keep rank order (contiguous ``offset``s are
     not recomputed; estimators take their offsets from ``allgather(len(X))``).
 
@@ -42,6 +42,6 @@ def train_test_split(dataset, test_fraction, seed=0):
     -------
     (X_train, y_train, X_test, y_test)
     """
-    mask = test_mask(dataset.offset, dataset.X.shape[0], test_fraction, seed)
+    mask = holdout_mask(dataset.offset, dataset.X.shape[0], test_fraction, seed)
     keep = ~mask
     return dataset.X[keep], dataset.y[keep], dataset.X[mask], dataset.y[mask]

@@ -1,0 +1,148 @@
+"""Sharded readers, synthetic generators and the split: same rows for any rank count."""
+
+import os
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from mpiml.data import load_data, holdout_mask, train_test_split
+from mpiml.errors import MpimlError
+
+
+def _shared_dir(spmd, tmp_path):
+    path = str(tmp_path)
+    return spmd(lambda comm: comm.bcast(path))[0]
+
+
+def _load(comm, source, kw):
+    try:
+        d = load_data(source, comm, **kw)
+    except MpimlError as exc:
+        return ("error", str(exc))
+    return d.X, d.y, d.offset, d.n_rows, d.feature_names, d.target
+
+
+def _union(results):
+    X = np.concatenate([r[0] for r in results])
+    y = np.concatenate([r[1] for r in results])
+    return X, y
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+@pytest.mark.parametrize("n_rows", [0, 1, 3, 37])
+def test_csv_rows_are_split_and_complete(spmd, tmp_path, n_rows):
+    directory = _shared_dir(spmd, tmp_path)
+    rng = np.random.default_rng(n_rows)
+    data = np.round(rng.standard_normal((n_rows, 4)), 3)
+    path = os.path.join(directory, "d.csv")
+    lines = ["f1,f2,label,f3"] + [f"{a},{b},{int(c > 0)},{d}" for a, b, c, d in data]
+    if n_rows:
+        lines.insert(2, "")  # a blank line is skipped
+    spmd(lambda comm: comm.rank == 0 and _write(path, "\n".join(lines) + "\n") and None)
+    results = spmd(_load, path, {"target": "label", "task": "classification"})
+    X, y = _union(results)
+    assert_array_equal(X, data[:, [0, 1, 3]])
+    assert_array_equal(y, (data[:, 2] > 0).astype(int))
+    assert results[0][4] == ["f1", "f2", "f3"] and results[0][5] == "label"
+    assert [r[2] for r in results] == list(np.cumsum([0] + [len(r[0]) for r in results])[:-1])
+
+
+@pytest.mark.parametrize("content, kw, message", [
+    ("a,b,y\n1,2,3\n4,5,6\n7,x,9\n", {}, "line 4, column 'b': non-numeric value 'x'"),
+    ("a,b,y\n1,2,3\n4,5,6\n7,8\n", {}, "line 4 has 2 fields but the header has 3"),
+    ("a,b,y\n1,2,3\n4,nan,6\n", {}, "line 3, column 'b': NaN or infinity"),
+    ("a,b,y\n1,2,3\n4,5,inf\n", {}, "line 3, column 'y': NaN or infinity"),
+    ("a,b,y\n1,2,3\n4,5,cat\n", {"task": "regression"}, "regression target 'y' is not numeric "
+                                                         "\\(line 3: 'cat'\\)"),
+    ("a,b,y\n1,2,3\n", {"target": "nope"}, "target column 'nope' is not in"),
+    ("", {}, "empty"),
+])
+def test_csv_errors_name_line_and_column(spmd, tmp_path, content, kw, message):
+    directory = _shared_dir(spmd, tmp_path)
+    path = os.path.join(directory, "bad.csv")
+    spmd(lambda comm: comm.rank == 0 and _write(path, content) and None)
+    results = spmd(_load, path, kw)
+    assert all(r[0] == "error" for r in results)
+    import re
+    assert re.search(message, results[0][1]), results[0][1]
+
+
+def test_csv_text_labels(spmd, tmp_path):
+    directory = _shared_dir(spmd, tmp_path)
+    path = os.path.join(directory, "t.csv")
+    rows = [f"{i},{'cat' if i % 3 else '7'}" for i in range(20)]
+    spmd(lambda comm: comm.rank == 0 and _write(path, "x,animal\n" + "\n".join(rows)) and None)
+    X, y = _union(spmd(_load, path, {}))
+    assert_array_equal(y, ["cat" if i % 3 else "7" for i in range(20)])
+    assert_array_equal(X[:, 0], np.arange(20))
+
+
+def test_missing_file(spmd):
+    results = spmd(_load, "/nonexistent/data.csv", {})
+    assert all(r[0] == "error" and "No such file" in r[1] for r in results)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize("n", [2, 23])
+def test_npz_and_npy(spmd, tmp_path, compressed, n):
+    directory = _shared_dir(spmd, tmp_path)
+    X = np.arange(n * 3, dtype=float).reshape(n, 3)
+    y = np.arange(n) % 2
+    npz = os.path.join(directory, "d.npz")
+    npy = os.path.join(directory, "d.npy")
+
+    def write(comm):
+        if comm.rank == 0:
+            (np.savez_compressed if compressed else np.savez)(npz, X=X, y=y)
+            np.save(npy, np.column_stack([X, y]))
+    spmd(write)
+    Xu, yu = _union(spmd(_load, npz, {}))
+    assert_array_equal(Xu, X)
+    assert_array_equal(yu, y)
+    Xu, yu = _union(spmd(_load, npy, {}))
+    assert_array_equal(Xu, X)
+    assert_array_equal(yu, y)
+    Xu, yu = _union(spmd(_load, npy, {"target": "0"}))
+    assert_array_equal(Xu, np.column_stack([X[:, 1:], y]))
+
+
+@pytest.mark.parametrize("source", [
+    "synthetic:classification?n_samples=9000&n_features=3&n_classes=3&seed=4",
+    "synthetic:regression?n_samples=5&n_features=2&noise=0.5",
+    "synthetic:classification?n_samples=0",
+])
+def test_synthetic_is_the_same_for_any_rank_count(spmd, source):
+    from mpiml.models._base import resolve_comm
+    ref = _load(resolve_comm(None), source, {})
+    X, y = _union(spmd(_load, source, {}))
+    assert_array_equal(X, ref[0])
+    assert_array_equal(y, ref[1])
+
+
+def test_synthetic_bad_spec(spmd):
+    results = spmd(_load, "synthetic:classification?n_samples=ten", {})
+    assert "n_samples must be a number" in results[0][1]
+    results = spmd(_load, "synthetic:blobs", {})
+    assert "unknown synthetic data set" in results[0][1]
+
+
+def test_split_is_the_same_for_any_rank_count(spmd):
+    source = "synthetic:regression?n_samples=1001&n_features=2"
+
+    def body(comm):
+        d = load_data(source, comm)
+        return train_test_split(d, 0.25, seed=3)
+    parts = spmd(body)
+    test_y = np.concatenate([p[3] for p in parts])
+    mask = holdout_mask(0, 1001, 0.25, seed=3)
+    from mpiml.models._base import resolve_comm
+    full = load_data(source, resolve_comm(None))
+    assert_array_equal(test_y, full.y[mask])
+    assert_array_equal(np.concatenate([p[1] for p in parts]), full.y[~mask])
+    assert 0.2 < mask.mean() < 0.3
