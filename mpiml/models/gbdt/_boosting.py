@@ -9,7 +9,7 @@ to the last bit for any rank count:
   (an allreduce MAX), so every histogram sum, split gain and leaf value is computed
   from exact integer sums (:mod:`._fixed_point`, :mod:`.criterion`);
 * row sampling and the validation split draw one number per (seed, round, global row
-  index) (:func:`mpiml.data.split.test_mask`), never per rank;
+  index) (:func:`mpiml.data.split.holdout_mask`), never per rank;
 * raw scores are updated row by row, tree after tree, in a fixed order, and the loss
   curves are fixed-point sums too.
 
@@ -33,7 +33,7 @@ from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progres
 from ..tree import bin_data, fit_bin_edges, grow_tree, stack_trees, to_fixed, unstack_trees
 from ..tree._kernels import predict_forest
 from . import _fixed_point as fp
-from ...data.split import test_mask
+from ...data.split import holdout_mask
 from .criterion import GradientCriterion
 
 
@@ -155,7 +155,7 @@ class BaseGradientBoosting(BaseEstimator):
         bin_edges = fit_bin_edges(X, self.max_bins, comm=comm, seed=self._seed)
         is_val = np.zeros(len(X), dtype=bool)
         if self.validation_fraction is not None:
-            is_val = test_mask(offset, len(X), self.validation_fraction,
+            is_val = holdout_mask(offset, len(X), self.validation_fraction,
                                _stream_seed(self._seed, _VALIDATION_STREAM))
         n_val_total = comm.allreduce(int(is_val.sum()))
         if self.validation_fraction is not None and not 0 < n_val_total < n_total:
@@ -276,7 +276,7 @@ class BaseGradientBoosting(BaseEstimator):
         Drawn from (seed, m, global row index) only."""
         if self.subsample >= 1.0:
             return True
-        chosen = test_mask(offset, len(train.mask), self.subsample, _stream_seed(self._seed, m))
+        chosen = holdout_mask(offset, len(train.mask), self.subsample, _stream_seed(self._seed, m))
         return chosen[train.mask]
 
     def _finish_attributes(self):
