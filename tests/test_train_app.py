@@ -1,0 +1,137 @@
+"""apps/train.py as users run it: threads, mpiexec, JSON report, bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mpiml
+import mpiml.io
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "apps" / "train.py")
+SYNTH = "synthetic:classification?n_samples=3000&n_features=6&seed=1"
+FIELDS = {"model", "task", "backend", "ranks", "rows", "features", "seconds", "metric",
+          "train_score", "test_score", "out", "sha256"}
+
+
+def _mpiexec():
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return shutil.which("mpiexec", path=path)
+
+
+def _run(args, mpi=0, timeout=120):
+    cmd = [sys.executable, APP] + args
+    if mpi:
+        cmd = [_mpiexec(), "-n", str(mpi)] + cmd
+    env = dict(os.environ, MPIR_CVAR_CH4_PROGRESS_THROTTLE="1")
+    for var in ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"):
+        env.pop(var, None)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def _report(proc):
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("logistic", []),
+    ("mlp", ["--hidden", "8,4", "--max-iter", "10", "--learning-rate-init", "0.02"]),
+])
+def test_threads_json_report(tmp_path, model, extra):
+    out = tmp_path / "m.mpiml"
+    report = _report(_run([model, "--data", SYNTH, "--out", str(out), "--threads", "2",
+                           "--json", "--quiet"] + extra))
+    assert set(report) == FIELDS
+    assert report["ranks"] == 2 and report["backend"] == "threads" and report["rows"] == 3000
+    assert report["metric"] == "accuracy" and report["train_score"] > 0.7
+    assert report["sha256"] == mpiml.io.file_sha256(out)
+    model = mpiml.load(out)
+    assert model.predict(np.zeros((2, 6))).shape == (2,)
+
+
+def test_linear_regression_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    y = X @ [1.0, 2.0, -1.0] + 0.5
+    csv = tmp_path / "d.csv"
+    np.savetxt(csv, np.column_stack([y, X]), delimiter=",", header="price,a,b,c", comments="")
+    proc = _run(["linear", "--data", str(csv), "--target", "price", "--out",
+                 str(tmp_path / "m.mpiml"), "--test-fraction", "0", "--json"])
+    report = _report(proc)
+    assert report["test_score"] is None and report["train_score"] > 0.999
+    assert "r2: train" in proc.stdout
+    assert mpiml.io.read_manifest(tmp_path / "m.mpiml")["feature_names_in_"] == ["a", "b", "c"]
+
+
+def test_mpiexec_two_ranks_same_model_as_one(tmp_path):
+    if _mpiexec() is None:
+        pytest.skip("no mpiexec")
+    args = ["logistic", "--data", SYNTH, "--json", "--quiet", "--tol", "1e-10"]
+    one = _report(_run(args + ["--out", str(tmp_path / "one.mpiml")]))
+    two = _report(_run(args + ["--out", str(tmp_path / "two.mpiml")], mpi=2))
+    assert two["ranks"] == 2 and two["backend"] == "mpi"
+    a, b = mpiml.load(tmp_path / "one.mpiml"), mpiml.load(tmp_path / "two.mpiml")
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-8)
+    assert abs(one["test_score"] - two["test_score"]) < 1e-12
+
+
+BAD = [
+    (["logistic", "--data", "{d}/missing.csv"], "No such file"),
+    (["logistic", "--data", "{d}/ragged.csv"], "line 3 has 2 fields"),
+    (["logistic", "--data", "{d}/text.csv"], "line 4, column 'b': non-numeric value 'x'"),
+    (["logistic", "--data", "{d}/nan.csv"], "NaN or infinity"),
+    (["logistic", "--data", "{d}/good.csv", "--target", "nope"], "target column 'nope'"),
+    (["logistic", "--data", "{d}/oneclass.csv"], "1 class"),
+    (["linear", "--data", "{d}/labels.csv"], "regression target 'y' is not numeric"),
+    (["logistic", "--data", "{d}/good.csv", "--out", "{d}/nodir/m.mpiml"], "does not exist"),
+    (["logistic", "--data", "{d}/good.csv", "--max-iter", "0"], "max_iter must be"),
+]
+
+
+def _bad_files(d):
+    files = {"ragged.csv": "a,b,y\n1,2,0\n3,4\n", "text.csv": "a,b,y\n1,2,0\n3,4,1\n5,x,1\n",
+             "nan.csv": "a,b,y\n1,2,0\n3,nan,1\n", "good.csv": "a,b,y\n1,2,0\n3,4,1\n5,5,1\n",
+             "oneclass.csv": "a,b,y\n1,2,0\n3,4,0\n", "labels.csv": "a,b,y\n1,2,0\n3,4,cat\n"}
+    for name, text in files.items():
+        (d / name).write_text(text)
+
+
+@pytest.mark.parametrize("args, message", BAD)
+@pytest.mark.parametrize("launch", ["threads", "mpi"])
+def test_bad_input(tmp_path, args, message, launch):
+    if launch == "mpi" and (_mpiexec() is None or args[-1] not in ("{d}/ragged.csv",
+                                                                    "{d}/nan.csv", "0")):
+        pytest.skip("a few cases under mpiexec are enough")
+    _bad_files(tmp_path)
+    out = tmp_path / "model.mpiml"
+    out.write_bytes(b"old model")
+    args = [a.format(d=tmp_path) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(out)]
+    proc = _run(args + (["--threads", "2"] if launch == "threads" else []),
+                mpi=2 if launch == "mpi" else 0)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("error") == 1, proc.stderr
+    assert out.read_bytes() == b"old model"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_unavailable_model_is_a_clear_error(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "apps"))
+    try:
+        import train
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setitem(train.ESTIMATORS, "forest", {"classification": "mpiml.models.nope:X"})
+    with pytest.raises(SystemExit) as info:
+        train.main(["forest", "--data", SYNTH, "--out", str(tmp_path / "m")])
+    assert info.value.code == 2
