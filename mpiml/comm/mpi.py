@@ -57,6 +57,7 @@ class MPICommunicator(Communicator):
         self._comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        self._self_sends = []   # (request, buffer) of messages a rank sent to itself
 
     @property
     def mpi_comm(self):
@@ -148,16 +149,31 @@ class MPICommunicator(Communicator):
 
     # -- point to point ----------------------------------------------------------------
 
+    def _keep(self, request, data):
+        # MPICH may block a standard send to oneself until it is received: such sends
+        # are posted without waiting and kept alive here until they complete
+        self._self_sends = [(r, d) for r, d in self._self_sends if not r.Test()]
+        self._self_sends.append((request, data))
+
     def send(self, obj, dest, tag=0):
-        self._comm.send(obj, self._check_peer(dest, "send"), self._check_tag(tag, "send"))
+        dest, tag = self._check_peer(dest, "send"), self._check_tag(tag, "send")
+        if dest == self.rank:
+            self._keep(self._comm.isend(obj, dest, tag), None)
+        else:
+            self._comm.send(obj, dest, tag)
 
     def recv(self, source=ANY_SOURCE, tag=ANY_TAG):
         source = self._check_peer(source, "recv", "source", any_ok=True)
         return self._comm.recv(None, _source(source), _tag(self._check_tag(tag, "recv", True)))
 
     def Send(self, buf, dest, tag=0):
-        self._comm.Send(as_buffer(buf, "Send"), self._check_peer(dest, "Send"),
-                        self._check_tag(tag, "Send"))
+        dest, tag = self._check_peer(dest, "Send"), self._check_tag(tag, "Send")
+        as_buffer(buf, "Send")
+        if dest == self.rank:
+            data = buf.copy()
+            self._keep(self._comm.Isend(data, dest, tag), data)
+        else:
+            self._comm.Send(buf, dest, tag)
 
     def Recv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
         source = self._check_peer(source, "Recv", "source", any_ok=True)
