@@ -525,6 +525,9 @@ def test_checkpointed_training_resumes_on_remaining_host(cluster, train_data, tm
     job.wait(timeout=60)
     if job.proc.returncode == 0:
         pytest.fail("training finished before the host was lost; raise --n-estimators")
+    import mpiml
+    saved = mpiml.load(checkpoint).n_iter_
+    assert 0 < saved < 40, f"the checkpoint holds {saved} of 40 iterations"
 
     remaining = cluster.host_hostfile(tmp_path, HOSTS[0])
     resumed = tmp_path / "resumed.mpiml"
