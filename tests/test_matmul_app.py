@@ -97,6 +97,7 @@ def test_default_run_prints_a_human_summary():
     (["--dtype", "int8"], "--dtype"),
     (["--algo", "strassen"], "--algo"),
     (["--repeat", "0"], "--repeat"),
+    (["--seed", "-1"], "--seed"),
     (["--algo", "cannon", "--panel", "8"], "--panel"),
 ])
 def test_bad_input_is_one_line_and_status_2(args, text):

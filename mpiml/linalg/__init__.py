@@ -18,11 +18,11 @@ from .blas import gemm
 from .grid import LinalgError, ProcessGrid, check_cannon_ranks, grid_shape
 from .matmul import ALGORITHMS, check_algo, comm_model, matmul, multiply
 from .matrix import DTYPES, CommCounter, DistributedMatrix, add, scale
-from .summa import DEFAULT_PANEL, summa, summa_comm_model, summa_panels
+from .summa import summa, summa_comm_model, summa_panels
 
 __all__ = [
     "DistributedMatrix", "ProcessGrid", "CommCounter", "LinalgError", "DTYPES",
     "add", "scale", "matmul", "multiply", "summa", "cannon", "gemm",
     "grid_shape", "check_cannon_ranks", "check_algo", "comm_model", "ALGORITHMS",
-    "summa_comm_model", "cannon_comm_model", "summa_panels", "DEFAULT_PANEL",
+    "summa_comm_model", "cannon_comm_model", "summa_panels",
 ]

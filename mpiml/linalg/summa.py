@@ -9,7 +9,7 @@ its block of C. Panels never straddle an owner boundary, so any ``m, k, n`` work
 on any grid, with uneven or empty blocks.
 """
 
-__all__ = ["summa", "summa_panels", "summa_comm_model", "DEFAULT_PANEL"]
+__all__ = ["summa", "summa_panels", "summa_comm_model"]
 
 import numpy as np
 
@@ -18,11 +18,7 @@ from .blas import blas_available, gemm
 from .grid import LinalgError
 from .matrix import _check_product
 
-#: Default panel width (columns of A / rows of B per broadcast).
-DEFAULT_PANEL = 512
-
-
-def summa_panels(k, grid_shape, panel=DEFAULT_PANEL):
+def summa_panels(k, grid_shape, panel=None):
     """The panels of the inner dimension, the same on every rank (pure function).
 
     Parameters
@@ -31,8 +27,9 @@ def summa_panels(k, grid_shape, panel=DEFAULT_PANEL):
         Inner dimension.
     grid_shape : tuple of int
         ``(pr, pc)``.
-    panel : int
+    panel : int, optional
         Largest panel width; an owner's range wider than that is cut into equal parts.
+        Default: no limit (one panel per owner range).
 
     Returns
     -------
@@ -46,7 +43,7 @@ def summa_panels(k, grid_shape, panel=DEFAULT_PANEL):
     cuts = sorted(set(a_starts.tolist()) | set(b_starts.tolist()) | {k})
     panels = []
     for start, stop in zip(cuts[:-1], cuts[1:]):
-        pieces = -(-(stop - start) // panel)
+        pieces = 1 if panel is None else -(-(stop - start) // panel)
         for p in range(pieces):
             lo, hi = block_range(stop - start, pieces, p)
             k0, k1 = start + lo, start + hi
@@ -84,8 +81,12 @@ def summa(a, b, out=None, panel=None, counter=None):
         Written in place (e.g. a ``shared`` matrix in thread mode); same dtype as the
         product.
     panel : int, optional
-        Panel width; default :data:`DEFAULT_PANEL`. Larger panels mean fewer, larger
-        broadcasts and more buffer memory: ``(mb + nb) * panel`` elements per rank.
+        Largest panel width. Default: no limit: a panel is the whole range of the
+        inner dimension that one grid column of A and one grid row of B own, so the
+        root broadcasts straight from its block (no packing) and the receive buffers
+        take about as much memory as the local blocks of A and B. A width ``w`` caps
+        the buffers at ``(mb + nb) * w`` elements, at the cost of more, smaller
+        broadcasts and of packing A's panels on the root.
     counter : CommCounter, optional
         Receives the number of bytes this rank receives.
 
@@ -93,8 +94,8 @@ def summa(a, b, out=None, panel=None, counter=None):
     -------
     DistributedMatrix of shape (m, n)
     """
-    panel = DEFAULT_PANEL if panel is None else panel
-    if isinstance(panel, bool) or not isinstance(panel, (int, np.integer)) or panel < 1:
+    if panel is not None and (isinstance(panel, bool) or not isinstance(panel, (int, np.integer))
+                              or panel < 1):
         raise LinalgError(f"summa: panel must be an integer >= 1, got {panel!r}")
     m, k, n, dtype, out = _check_product(a, b, out, "summa")
     grid = a.grid
@@ -105,7 +106,7 @@ def summa(a, b, out=None, panel=None, counter=None):
     mb, nb = c_local.shape
     a_first = block_range(k, pc, grid.col)[0]
     b_first = block_range(k, pr, grid.row)[0]
-    panels = summa_panels(k, grid.shape, int(panel))
+    panels = summa_panels(k, grid.shape, None if panel is None else int(panel))
     widest = max((k1 - k0 for k0, k1, _, _ in panels), default=0)
     a_buf = np.empty(mb * widest, dtype) if pc > 1 else None
     b_buf = np.empty(widest * nb, dtype) if pr > 1 else None

@@ -1,0 +1,165 @@
+"""Benchmark apps/matmul.py (SUMMA and Cannon, MPI and thread backends) against numpy.
+
+For each size n and rank count P this runs, side by side:
+
+* numpy ``A @ B`` in one process with min(P, cores) BLAS threads (the baseline);
+* ``mpiexec -n P python apps/matmul.py --json`` (MPI backend) and
+  ``python apps/matmul.py --threads P --json`` (thread backend), one BLAS thread per rank,
+
+and prints GFLOP/s and the ratio to numpy. Each figure is the best of ``--repeat`` runs.
+Cannon needs a square rank count: with a non-square P it runs on the next square
+(marked ``*`` when that oversubscribes the cores). With several rank counts that
+include 1, it also prints the parallel efficiency GFLOP/s(P) / (P * GFLOP/s(1)).
+
+    python scripts/bench_matmul.py                          # n = 1024, 2048, 4096; P = 2
+    python scripts/bench_matmul.py --sizes 1024 --repeat 2  # quick
+    python scripts/bench_matmul.py --sizes 8192 --ranks 1,2,4,8,16 --backends mpi
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "apps" / "matmul.py"
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, "
+                                         f"got {text!r}")
+    return values
+
+
+def _name_list(choices):
+    def parse(text):
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in names if v not in choices]
+        if not names or bad:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}, got {text!r}")
+        return names
+    return parse
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=_int_list, default=[1024, 2048, 4096],
+                        help="square sizes n, comma separated (default 1024,2048,4096)")
+    parser.add_argument("--ranks", type=_int_list, default=[2],
+                        help="rank counts P, comma separated (default 2)")
+    parser.add_argument("--algos", type=_name_list(("summa", "cannon")),
+                        default=["summa", "cannon"])
+    parser.add_argument("--backends", type=_name_list(("mpi", "threads")),
+                        default=["mpi", "threads"])
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
+    parser.add_argument("--out", type=Path, help="also write every result as JSON here")
+    return parser.parse_args(argv)
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "OMPI_", "MPI_LOCAL", "HYDRA_"))}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("MPIR_CVAR_CH4_PROGRESS_THROTTLE", "1")
+    return env
+
+
+def numpy_gflops(n, threads, dtype, repeat):
+    """Best GFLOP/s of numpy ``A @ B`` with ``threads`` BLAS threads, in a fresh process."""
+    code = f"""
+import time, numpy as np
+from threadpoolctl import threadpool_limits
+rng = np.random.default_rng(0)
+a = rng.standard_normal(({n}, {n})).astype("{dtype}")
+b = rng.standard_normal(({n}, {n})).astype("{dtype}")
+with threadpool_limits({threads}, user_api="blas"):
+    a[:64] @ b[:, :64]
+    best = min(_timed() for _timed in [lambda: (lambda t: (a @ b, time.perf_counter() - t)[1])(
+        time.perf_counter())] * {repeat})
+print(2 * {n} ** 3 / best / 1e9)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_env(), check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def app_report(n, ranks, backend, algo, dtype, repeat):
+    """Run apps/matmul.py once (best of ``repeat`` multiplies) and return its JSON report."""
+    args = [str(APP), "--n", str(n), "--algo", algo, "--dtype", dtype,
+            "--repeat", str(repeat), "--json"]
+    if backend == "threads":
+        cmd = [sys.executable, *args, "--threads", str(ranks)]
+    else:
+        mpiexec = shutil.which("mpiexec", path=_env()["PATH"])
+        if mpiexec is None:
+            raise SystemExit("error: mpiexec not found next to the Python interpreter or on PATH")
+        cmd = [mpiexec, "-n", str(ranks), sys.executable, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+    if proc.returncode != 0:
+        raise SystemExit(f"error: {' '.join(cmd)} failed:\n{proc.stderr.strip()}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cannon_ranks(p):
+    q = math.isqrt(p)
+    return p if q * q == p else (q + 1) ** 2
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# {cores} cores, load average {load:.2f} at start; {args.dtype}; best of "
+          f"{args.repeat}; one BLAS thread per rank")
+    header = (f"{'n':>6} {'P':>3} {'backend':<8} {'algo':<7} {'grid':<6} {'seconds':>8} "
+              f"{'GFLOP/s':>8} {'numpy':>8} {'ratio':>6} {'eff':>5}  comm MB (model)")
+    print(header)
+    results, single = [], {}
+    started = time.time()
+    for n in args.sizes:
+        for p in args.ranks:
+            threads = min(p, cores)
+            base = numpy_gflops(n, threads, args.dtype, args.repeat)
+            print(f"{n:>6} {p:>3} {'numpy':<8} {f'{threads} thr':<7} {'-':<6} "
+                  f"{2 * n ** 3 / base / 1e9:>8.3f} {base:>8.1f} {base:>8.1f} {1.0:>6.2f}",
+                  flush=True)
+            for backend in args.backends:
+                for algo in args.algos:
+                    ranks = cannon_ranks(p) if algo == "cannon" else p
+                    rep = app_report(n, ranks, backend, algo, args.dtype, args.repeat)
+                    rep["numpy_gflops"], rep["numpy_threads"] = base, threads
+                    rep["ratio"] = rep["gflops"] / base
+                    key = (n, backend, algo)
+                    if ranks == 1:
+                        single[key] = rep["gflops"]
+                    eff = rep["gflops"] / (ranks * single[key]) if key in single else None
+                    rep["efficiency"] = eff
+                    results.append(rep)
+                    mark = "*" if ranks > cores else " "
+                    grid = "x".join(map(str, rep["grid"]))
+                    print(f"{n:>6} {ranks:>3}{mark}{backend:<8} {algo:<7} {grid:<6} "
+                          f"{rep['seconds']:>8.3f} {rep['gflops']:>8.1f} {base:>8.1f} "
+                          f"{rep['ratio']:>6.2f} {'' if eff is None else f'{eff:.2f}':>5}  "
+                          f"{rep['comm_bytes'] / 1e6:.1f} ({rep['comm_bytes_model'] / 1e6:.1f})",
+                          flush=True)
+    print(f"# {time.time() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at the end; "
+          f"* = more ranks than cores")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
