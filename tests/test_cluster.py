@@ -536,6 +536,39 @@ def test_checkpointed_training_resumes_on_remaining_host(cluster, train_data, tm
                     hostfile=remaining))
     _assert_same_model(resumed, full, train_data)
 
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("script", ["matmul.sbatch", "train.sbatch"])
+def test_slurm_scripts_run_across_hosts(cluster, train_data, tmp_path, script):
+    """The batch scripts as submitted, with an ``srun`` that starts the step on the test hosts."""
+    if script == "matmul.sbatch":
+        _need_app("matmul.py", 3)
+    else:
+        _need_model("gbdt", 6, fit_keyword="checkpoint_every")
+    shim = tmp_path / "bin" / "srun"
+    shim.parent.mkdir()
+    flags = " ".join(cluster.command(NPROCS, [])[1:-2])
+    shim.write_text("#!/bin/sh\n"
+                    "# srun stand-in: drop srun's own options, start the step with mpiexec\n"
+                    "while [ $# -gt 0 ]; do case $1 in --*) shift ;; *) break ;; esac; done\n"
+                    f'exec {cluster.mpiexec} {flags} -n "$SLURM_NTASKS" "$@"\n')
+    shim.chmod(0o755)
+    out = tmp_path / "models" / "gbdt.mpiml"
+    env = _child_env(SLURM_SUBMIT_DIR=str(ROOT), SLURM_NTASKS=str(NPROCS),
+                     SLURM_CPUS_PER_TASK="1", MPIML_VENV=str(VENV_BIN.parent),
+                     N="64", ALGO="cannon", DATA=str(train_data), OUT=str(out), TREES="4",
+                     CHECKPOINT_EVERY="2")
+    env["PATH"] = f"{shim.parent}{os.pathsep}{env['PATH']}"
+    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "slurm" / script)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    report = _last_json(_finish(proc, timeout=200))
+    assert report["ranks"] == NPROCS
+    if script == "matmul.sbatch":
+        assert report["algo"] == "cannon" and report["n"] == 64
+    else:
+        assert report["model"] == "gbdt" and out.is_file()
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["probe"]:
         _probe_main(sys.argv[2])
