@@ -30,11 +30,12 @@ from ...errors import MpimlError
 from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progress,
                      check_float, check_int, check_X, global_offset, resolve_comm,
                      resolve_seed, validate_fit_data)
-from ..tree import bin_data, fit_bin_edges, grow_tree, stack_trees, to_fixed, unstack_trees
+from ..tree import (bin_data, fit_bin_edges, fixed_point_scale, grow_tree, stack_trees, to_fixed,
+                    unstack_trees)
 from ..tree._kernels import predict_forest
 from . import _fixed_point as fp
 from ...data.split import holdout_mask
-from .criterion import GradientCriterion
+from .criterion import GradientCriterion, channel_layout, hessian_scale, make_channels
 
 
 _VALIDATION_STREAM = 2 ** 32  # round m draws its row sample from stream m
@@ -183,11 +184,12 @@ class BaseGradientBoosting(BaseEstimator):
                 for t, tree in enumerate(self.trees_):  # the same additions, in the same order
                     part.raw[:, t % k] += tree.value[tree.apply(part.X), 0]
 
-        count_is_hessian = self._loss_.constant_hessian and train.weight is None
+        count_bits = channel_layout(train.n_total,
+                                    self._loss_.constant_hessian and train.weight is None)
         stopped = False
         for m in range(start_round, self.n_estimators):
             grad, hess = self._loss_.gradients(train.y, train.raw, train.weight)
-            scales = self._record_losses(comm, train, val, grad, hess)
+            grad_max, hess_max = self._record_losses(comm, train, val, grad, hess)
             report(m, self.train_loss_[-1], **self._report_fields())
             if self._should_stop():
                 stopped = True
@@ -196,15 +198,12 @@ class BaseGradientBoosting(BaseEstimator):
             # they add nothing to any sum but are partitioned, so every row gets its leaf
             sampled = self._sample(m, train, offset)
             for c in range(k):
-                channels = np.zeros((train.n, 2 if count_is_hessian else 3), dtype=np.int64)
-                channels[:, 0] = sampled
-                channels[:, 1] = to_fixed(grad[:, c], scales[c])
-                if not count_is_hessian:
-                    channels[:, 2] = to_fixed(hess[:, c], scales[k + c])
-                if sampled is not True:
-                    channels[~sampled] = 0
-                criterion = GradientCriterion(scales[c], scales[k + c], self.l2_regularization,
-                                              self.learning_rate, count_is_hessian)
+                grad_scale = fixed_point_scale(grad_max[c], train.n_total)
+                hess_scale = hessian_scale(hess_max[c], train.n_total, count_bits)
+                channels = make_channels(grad[:, c], hess[:, c], sampled, grad_scale, hess_scale,
+                                         count_bits)
+                criterion = GradientCriterion(grad_scale, hess_scale, self.l2_regularization,
+                                              self.learning_rate, count_bits)
                 tree, leaf = grow_tree(
                     train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
                     max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
@@ -234,8 +233,8 @@ class BaseGradientBoosting(BaseEstimator):
 
     def _record_losses(self, comm, train, val, grad, hess):
         """Collective: append the mean train (and validation) loss of the current model,
-        exact over all rows, and return the 2k fixed-point scales of the gradient and
-        hessian columns (one MAX and one SUM allreduce)."""
+        exact over all rows, and return the largest magnitudes over all ranks of the
+        gradient and hessian columns, each (k,) (one MAX and one SUM allreduce)."""
         k = grad.shape[1]
         train_rows = self._loss_.pointwise(train.y, train.raw, train.weight)
         val_rows = (self._loss_.pointwise(val.y, val.raw, val.weight) if val is not None
@@ -257,7 +256,7 @@ class BaseGradientBoosting(BaseEstimator):
         self.train_loss_.append(float(sums[0] / train.weight_total))
         if val is not None:
             self.validation_loss_.append(float(sums[1] / val.weight_total))
-        return scales[:2 * k]
+        return global_max[:k], global_max[k:2 * k]
 
     def _should_stop(self):
         """scikit-learn's rule: stop when none of the last ``n_iter_no_change`` losses

@@ -1,57 +1,113 @@
 """The gradient-boosting split criterion on exact fixed-point gradient sums.
 
-Channels of a row: ``[1, g, h]`` with ``g`` and ``h`` the row's gradient and hessian
-in int64 fixed point (scales ``grad_scale`` and ``hess_scale``), or ``[1, g]`` when the
-hessian is the row count (squared error without weights). From the exact integer sums
-``G``, ``H`` of a node (as reals: ``G / grad_scale``), with ``l2`` the L2 regularisation:
+Per row, in int64 fixed point: the gradient ``g`` (scale ``grad_scale``), the hessian
+``h`` (scale ``hess_scale``) and the row's count (1 if the row is in the round's
+sample, else 0, with ``g = h = 0``). Two channels carry them (histogram work grows
+with the channel count):
 
-* split gain ``GL^2/(HL+l2) + GR^2/(HR+l2) - G^2/(H+l2)`` (twice the loss decrease of
-  the second-order approximation, as in XGBoost and LightGBM);
+* ``[g, (h << count_bits) + count]``: the hessian and the count share one int64; the
+  hessian's scale leaves ``count_bits`` low bits free, so sums never carry into each
+  other (:func:`channel_layout` picks the widths);
+* ``[g, count]`` when the hessian is the count (squared error without weights).
+
+From the exact integer sums ``G``, ``H`` of a node (as reals: ``G / grad_scale``) and
+the L2 regularisation ``l2``:
+
+* split gain ``GL^2/(HL+l2) + GR^2/(HR+l2) - G^2/(H+l2)`` (twice the decrease of the
+  second-order approximation of the loss, as in XGBoost and LightGBM);
 * node value ``-learning_rate * G / (H + l2)``, the Newton step, already shrunk.
 
 Every quantity is an elementwise function of exact integers, so each rank computes the
 same float for the same candidate whatever the number of ranks.
 """
 
-__all__ = ["GradientCriterion", "MIN_HESSIAN"]
+__all__ = ["GradientCriterion", "channel_layout", "make_channels", "MIN_HESSIAN"]
 
 import numpy as np
 
-from ..tree._criteria import Criterion
+from ..tree import Criterion, fixed_point_scale, to_fixed
 
 #: a child whose hessian sum is below this is not a valid split (as scikit-learn's
 #: ``min_hessian_to_split`` and LightGBM's ``min_sum_hessian_in_leaf``)
 MIN_HESSIAN = 1e-3
+_MIN_HESSIAN_BITS = 16  # packing needs at least this many bits per row's hessian
+
+
+def channel_layout(n_total, count_is_hessian):
+    """``count_bits`` for packing hessian and count into one channel, or 0 for
+    ``[g, count]`` (hessian = count). Local; depends only on the global row count."""
+    if count_is_hessian:
+        return 0
+    count_bits = max(int(n_total), 1).bit_length()
+    if 62 - 2 * count_bits < _MIN_HESSIAN_BITS:
+        raise ValueError(f"{n_total} rows are too many to pack hessians and counts")
+    return count_bits
+
+
+def make_channels(grad, hess, sampled, grad_scale, hess_scale, count_bits):
+    """The (n, 2) int64 channels of one tree. Local.
+
+    Parameters
+    ----------
+    grad, hess : ndarray of shape (n,)
+    sampled : ndarray of shape (n,) bool, or True
+    grad_scale, hess_scale : float
+    count_bits : int
+        From :func:`channel_layout` (0: the hessian is the count).
+    """
+    channels = np.empty((len(grad), 2), dtype=np.int64)
+    channels[:, 0] = to_fixed(grad, grad_scale)
+    if count_bits:
+        channels[:, 1] = to_fixed(hess, hess_scale)
+        channels[:, 1] <<= count_bits
+        channels[:, 1] += 1
+    else:
+        channels[:, 1] = 1
+    if sampled is not True:
+        channels[~sampled] = 0
+    return channels
+
+
+def hessian_scale(max_hess, n_total, count_bits):
+    """Fixed-point scale of the hessian: its sums stay below ``2**(62 - count_bits)``."""
+    return fixed_point_scale(max_hess, n_total, bits=62 - count_bits)
 
 
 class GradientCriterion(Criterion):
-    """Second-order gain and Newton leaf values for boosting.
+    """Second-order gain and Newton leaf values for boosting (see the module docstring).
 
     Parameters
     ----------
     grad_scale, hess_scale : float
-        Fixed-point scales of the gradient and hessian channels.
-    l2_regularization : float
-    learning_rate : float
-    count_is_hessian : bool
-        Channels are ``[1, g]`` and the hessian of a node is its row count.
+        Fixed-point scales of gradient and hessian (``hess_scale`` unused when
+        ``count_bits`` is 0).
+    l2_regularization, learning_rate : float
+    count_bits : int
+        Channel layout from :func:`channel_layout`.
     """
 
-    count_channel = 0
     n_outputs = 1
+    count_channel = None
 
-    def __init__(self, grad_scale, hess_scale, l2_regularization, learning_rate,
-                 count_is_hessian=False):
-        self.grad_scale = float(grad_scale)
-        self.hess_scale = 1.0 if count_is_hessian else float(hess_scale)
-        self.hess_channel = 0 if count_is_hessian else 2
+    def __init__(self, grad_scale, hess_scale, l2_regularization, learning_rate, count_bits):
+        self.inv_grad_scale = 1.0 / float(grad_scale)  # powers of two: exact
+        self.inv_hess_scale = 1.0 / float(hess_scale) if count_bits else 1.0
+        self.count_bits = int(count_bits)
+        self.count_mask = (1 << self.count_bits) - 1
         self.l2 = float(l2_regularization)
         self.learning_rate = float(learning_rate)
 
+    def n_samples(self, sums):
+        packed = np.asarray(sums)[..., 1]
+        return packed & self.count_mask if self.count_bits else packed
+
     def _grad_hess(self, sums):
         s = np.asarray(sums)
-        return (s[..., 1].astype(np.float64) / self.grad_scale,
-                s[..., self.hess_channel].astype(np.float64) / self.hess_scale)
+        g = s[..., 0].astype(np.float64)
+        g *= self.inv_grad_scale
+        h = (s[..., 1] >> self.count_bits).astype(np.float64)
+        h *= self.inv_hess_scale
+        return g, h
 
     def node_value(self, sums):
         g, h = self._grad_hess(sums)
@@ -67,6 +123,15 @@ class GradientCriterion(Criterion):
         gr, hr = self._grad_hess(right)
         gp, hp = self._grad_hess(parent)
         l2 = self.l2
+        valid = (hl >= MIN_HESSIAN) & (hr >= MIN_HESSIAN)
+        hl += l2
+        hr += l2
         with np.errstate(divide="ignore", invalid="ignore"):
-            gain = gl * gl / (hl + l2) + gr * gr / (hr + l2) - gp * gp / (hp + l2)
-        return np.where((hl >= MIN_HESSIAN) & (hr >= MIN_HESSIAN), gain, -np.inf)
+            gl *= gl
+            gl /= hl
+            gr *= gr
+            gr /= hr
+            gl += gr
+            gl -= gp * gp / (hp + l2)
+        gl[~valid] = -np.inf
+        return gl

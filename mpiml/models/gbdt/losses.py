@@ -90,7 +90,7 @@ class BinaryLogLoss:
         return np.array([np.log(p / (1.0 - p))])
 
     def gradients(self, y, raw, weight):
-        p = _expit(raw[:, 0])
+        p = _expit(np.ascontiguousarray(raw[:, 0]))
         grad = p - y
         hess = p * (1.0 - p)
         if weight is not None:
@@ -99,8 +99,10 @@ class BinaryLogLoss:
         return grad[:, None], hess[:, None]
 
     def pointwise(self, y, raw, weight):
-        r = raw[:, 0]
-        loss = np.logaddexp(0.0, r) - y * r
+        r = np.ascontiguousarray(raw[:, 0])
+        loss = np.log1p(np.exp(-np.abs(r)))  # log(1 + exp(r)) - max(r, 0)
+        loss += np.maximum(r, 0.0)
+        loss -= y * r
         return loss * weight if weight is not None else loss
 
     def probabilities(self, raw):
