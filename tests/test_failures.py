@@ -5,25 +5,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import mpiml
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-MPIEXEC = str(BIN / "mpiexec")
-
-
-def mpi_env():
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["MPIR_CVAR_CH4_PROGRESS_THROTTLE"] = "1"
-    for var in [v for v in env if v.startswith(("PMI_", "PMIX_", "OMPI_", "MPI_LOCAL", "HYDRA"))]:
-        del env[var]  # a nested mpiexec must not think it is a rank of ours
-    return env
+from util import MPIEXEC, ROOT, mpi_env, run_app
 
 
 def run_script(tmp_path, code, ranks, timeout=60):
@@ -175,8 +162,7 @@ def test_mpi_user_error_is_one_line_without_traceback(tmp_path):
 
 @pytest.mark.parametrize("bad", ["0", "abc", "-3"])
 def test_app_rejects_bad_thread_counts(bad):
-    proc = subprocess.run([sys.executable, "apps/pi.py", "--threads", bad], capture_output=True,
-                          text=True, timeout=60, env=mpi_env(), cwd=ROOT)
+    proc = run_app(["apps/pi.py", "--threads", bad])
     assert proc.returncode == 2
     assert "--threads: must be a positive integer" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -184,12 +170,8 @@ def test_app_rejects_bad_thread_counts(bad):
 
 def test_app_runs_the_same_on_threads_and_mpi():
     import json
-    threads = subprocess.run([sys.executable, "apps/pi.py", "--threads", "3", "--json",
-                              "--intervals", "100003"], capture_output=True, text=True,
-                             timeout=60, env=mpi_env(), cwd=ROOT)
-    mpi = subprocess.run([MPIEXEC, "-n", "3", sys.executable, "apps/pi.py", "--json",
-                          "--intervals", "100003"], capture_output=True, text=True,
-                         timeout=60, env=mpi_env(), cwd=ROOT)
+    threads = run_app(["apps/pi.py", "--json", "--intervals", "100003"], threads=3)
+    mpi = run_app(["apps/pi.py", "--json", "--intervals", "100003"], ranks=3)
     assert threads.returncode == 0 and mpi.returncode == 0, threads.stderr + mpi.stderr
     a, b = json.loads(threads.stdout.splitlines()[-1]), json.loads(mpi.stdout.splitlines()[-1])
     assert (a["backend"], a["ranks"], b["backend"], b["ranks"]) == ("threads", 3, "mpi", 3)
