@@ -35,6 +35,7 @@ class _Family:
         self.error = None          # (world rank, exception) of the first failure
         self.finished = set()      # world ranks whose function has returned
         self.mailboxes = {}        # (group id, dest rank) -> list of (source, tag, payload)
+        self.borrowed = {}         # id(payload) -> Event set once a Sendrecv's data is copied
         self.group_ids = itertools.count()
 
     def fail(self, world_rank, exc):
@@ -269,7 +270,13 @@ class ThreadCommunicator(Communicator):
 
         def work(p):
             lo, hi = block_range(src.size, self.size, self.rank)
-            _reduce_range(op, [s for s, _ in p], lo, hi, [d for _, d in p])
+            # reduce straight into this rank's result unless that would overwrite a
+            # source still to be read (an in-place buffer of rank >= 2)
+            direct = dst is not src or self.rank <= 1
+            out = dst.reshape(-1)[lo:hi] if direct else None
+            _reduce_range(op, [s for s, _ in p], lo, hi,
+                          [d for r, (_, d) in enumerate(p) if r != self.rank or not direct],
+                          out=out)
         return self._collective(call, (src, dst), work)
 
     def Reduce_scatter(self, sendbuf, recvbuf, recvcounts=None, op=SUM):
@@ -322,8 +329,11 @@ class ThreadCommunicator(Communicator):
         as_buffer(buf, "Recv", writable=True)
         src, _, data = self._take(self._check_peer(source, "Recv", "source", any_ok=True),
                                   self._check_tag(tag, "Recv", any_ok=True), "Recv")
-        _check_message("Recv", data, buf, src)
-        buf.reshape(-1)[...] = data.reshape(-1)
+        try:
+            _check_message("Recv", data, buf, src)
+            buf.reshape(-1)[...] = data.reshape(-1)
+        finally:
+            self._release(data)
 
     def Sendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
                  recvtag=ANY_TAG):
@@ -331,15 +341,59 @@ class ThreadCommunicator(Communicator):
         ``source``. Sends never block, so ring exchanges cannot deadlock."""
         if recvbuf is None:
             raise CommError("Sendrecv: recvbuf is required")
-        self.Send(sendbuf, dest, sendtag)
-        self.Recv(recvbuf, source, recvtag)
+        as_buffer(sendbuf, "Sendrecv")
+        as_buffer(recvbuf, "Sendrecv", writable=True)
+        if np.may_share_memory(sendbuf, recvbuf):
+            raise CommError("Sendrecv: send and receive buffers overlap; use Sendrecv_replace")
+        dest = self._check_peer(dest, "Sendrecv")
+        # the receiver copies straight from sendbuf, which stays untouched until taken
+        taken = threading.Event()
+        self._post(dest, self._check_tag(sendtag, "Sendrecv"), sendbuf, taken)
+        src, _, data = self._take(self._check_peer(source, "Sendrecv", "source", any_ok=True),
+                                  self._check_tag(recvtag, "Sendrecv", any_ok=True), "Sendrecv")
+        try:
+            _check_message("Sendrecv", data, recvbuf, src)
+            recvbuf.reshape(-1)[...] = data.reshape(-1)
+        finally:
+            self._release(data)
+        self._await_taken(taken, dest)
 
-    def _post(self, dest, tag, payload):
+    def Sendrecv_replace(self, buf, dest, sendtag=0, source=ANY_SOURCE, recvtag=ANY_TAG):
+        """Point-to-point: send ``buf`` to ``dest`` and replace it with a message from
+        ``source`` (one copy through a temporary buffer)."""
+        as_buffer(buf, "Sendrecv_replace", writable=True)
+        incoming = np.empty_like(buf)
+        self.Sendrecv(buf, dest, sendtag, incoming, source, recvtag)
+        np.copyto(buf, incoming)
+
+    def _post(self, dest, tag, payload, taken=None):
         fam = self._family
         with fam.cond:
             fam.raise_if_aborted()
             fam.mailboxes.setdefault((self._group.id, dest), []).append((self.rank, tag, payload))
+            if taken is not None:
+                fam.borrowed[id(payload)] = taken
             fam.cond.notify_all()
+
+    def _release(self, payload):
+        """Tell the sender of a borrowed buffer that its data has been copied."""
+        fam = self._family
+        with fam.cond:
+            taken = fam.borrowed.pop(id(payload), None)
+            if taken is not None:
+                taken.set()
+                fam.cond.notify_all()
+
+    def _await_taken(self, taken, dest):
+        fam = self._family
+        with fam.cond:
+            while not taken.is_set():
+                fam.raise_if_aborted()
+                if self._group.world_ranks[dest] in fam.finished:
+                    raise CollectiveMismatchError(
+                        f"rank {self.rank} waits in Sendrecv for rank {dest} to receive, "
+                        f"but rank {dest} already returned")
+                fam.cond.wait(_POLL_SECONDS)
 
     def _take(self, source, tag, call):
         fam, g = self._family, self._group
@@ -398,8 +452,11 @@ def _reduce_range(op, sources, lo, hi, targets, out=None):
     if out is None:
         out = np.empty(hi - lo, dtype=flat[0].dtype)
     acc = out
-    np.copyto(acc, flat[0][lo:hi])
-    for s in flat[1:]:
+    if len(flat) == 1:
+        np.copyto(acc, flat[0][lo:hi])
+    else:
+        op.ufunc(flat[0][lo:hi], flat[1][lo:hi], out=acc)
+    for s in flat[2:]:
         op.ufunc(acc, s[lo:hi], out=acc)
     for t in targets or ():
         if t is not None:
