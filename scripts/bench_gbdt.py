@@ -1,0 +1,199 @@
+"""Benchmark: mpiml gradient boosting against LightGBM, XGBoost and scikit-learn.
+
+One run, the same data for every library: a synthetic binary problem
+(``mpiml.data.make_classification``, default 1,000,000 training rows x 28 features
+plus 200,000 test rows), 100 trees of 31 leaves, learning rate 0.1. mpiml runs on
+P = 1 and P = 2 ranks (``--ranks``), as thread ranks and/or MPI processes
+(``--backend threads|mpi|both``; MPI ranks each generate only their own rows); the
+other libraries on ``--threads`` threads (LightGBM ``num_leaves=31``, XGBoost ``hist`` with ``max_depth=6``,
+scikit-learn ``HistGradientBoostingClassifier(max_leaf_nodes=31)``). A library that is
+not installed is skipped with a message (``pip install -e .[bench]``).
+
+    python scripts/bench_gbdt.py [--n-samples 1000000] [--json]
+
+Prints one line per library: fit seconds and test AUC. ``--json`` prints the rows as
+one JSON object on the last line.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import mpiml  # noqa: E402
+from mpiml.data import make_classification  # noqa: E402
+from mpiml.models._base import resolve_comm  # noqa: E402
+from mpiml.models.gbdt import GradientBoostingClassifier  # noqa: E402
+
+
+def make_data(n_train, n_test, n_features, seed):
+    data = make_classification(resolve_comm(None), n_samples=n_train + n_test,
+                               n_features=n_features, seed=seed)
+    return data.X[:n_train], data.y[:n_train], data.X[n_train:], data.y[n_train:]
+
+
+def auc(y, score):
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(y, score))
+
+
+def bench_mpiml(ranks, X, y, X_test, y_test, args):
+    from mpiml.comm.partition import block_range
+
+    def body(comm):
+        start, stop = block_range(len(X), comm.size, comm.rank)
+        model = GradientBoostingClassifier(
+            n_estimators=args.trees, max_leaf_nodes=args.leaves, learning_rate=0.1,
+            min_samples_leaf=20, random_state=0)
+        comm.Barrier()
+        t0 = time.perf_counter()
+        model.fit(X[start:stop], y[start:stop], comm=comm)
+        comm.Barrier()
+        return time.perf_counter() - t0, model
+
+    results = mpiml.run(body, threads=ranks)
+    seconds, model = results[0]
+    return seconds, auc(y_test, model.predict_proba(X_test)[:, 1])
+
+
+def bench_lightgbm(X, y, X_test, y_test, args):
+    import lightgbm
+    model = lightgbm.LGBMClassifier(n_estimators=args.trees, num_leaves=args.leaves,
+                                    learning_rate=0.1, max_bin=255, min_child_samples=20,
+                                    n_jobs=args.threads, verbose=-1)
+    t0 = time.perf_counter()
+    model.fit(X, y)
+    seconds = time.perf_counter() - t0
+    return seconds, auc(y_test, model.predict_proba(X_test)[:, 1])
+
+
+def bench_xgboost(X, y, X_test, y_test, args):
+    import xgboost
+    model = xgboost.XGBClassifier(n_estimators=args.trees, tree_method="hist", max_depth=6,
+                                  learning_rate=0.1, max_bin=256, n_jobs=args.threads)
+    t0 = time.perf_counter()
+    model.fit(X, y)
+    seconds = time.perf_counter() - t0
+    return seconds, auc(y_test, model.predict_proba(X_test)[:, 1])
+
+
+def bench_sklearn(X, y, X_test, y_test, args):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+    model = HistGradientBoostingClassifier(max_iter=args.trees, max_leaf_nodes=args.leaves,
+                                           learning_rate=0.1, min_samples_leaf=20,
+                                           early_stopping=False)
+    with threadpool_limits(limits=args.threads):
+        t0 = time.perf_counter()
+        model.fit(X, y)
+        seconds = time.perf_counter() - t0
+    return seconds, auc(y_test, model.predict_proba(X_test)[:, 1])
+
+
+def mpi_worker(args):
+    """Under mpiexec: each rank makes its rows of the same data set, fits, reports."""
+    from mpiml.comm import world
+    from mpiml.metrics import roc_auc
+
+    comm = world()
+    data = make_classification(comm, n_samples=args.n_samples + args.n_test,
+                               n_features=args.n_features, seed=args.seed)
+    train = np.arange(data.offset, data.offset + len(data.X)) < args.n_samples
+    X, y = data.X[train], data.y[train]
+    if comm.rank == 0:  # numba compile/cache load, outside the timing
+        GradientBoostingClassifier(n_estimators=2).fit(X[:20_000], y[:20_000])
+    model = GradientBoostingClassifier(n_estimators=args.trees, max_leaf_nodes=args.leaves,
+                                       learning_rate=0.1, min_samples_leaf=20, random_state=0)
+    comm.Barrier()
+    t0 = time.perf_counter()
+    model.fit(X, y, comm=comm)
+    comm.Barrier()
+    seconds = time.perf_counter() - t0
+    score = roc_auc(data.y[~train], model.predict_proba(data.X[~train])[:, 1], comm)
+    if comm.rank == 0:
+        print(json.dumps({"seconds": seconds, "auc": score}), flush=True)
+
+
+def bench_mpiml_mpi(ranks, args):
+    bindir = os.path.dirname(sys.executable)
+    mpiexec = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
+    if mpiexec is None:
+        raise FileNotFoundError("mpiexec not found")
+    command = [mpiexec, "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--worker",
+               "--n-samples", str(args.n_samples), "--n-test", str(args.n_test),
+               "--n-features", str(args.n_features), "--trees", str(args.trees),
+               "--leaves", str(args.leaves), "--seed", str(args.seed)]
+    env = dict(os.environ, MPIR_CVAR_CH4_PROGRESS_THROTTLE="1")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"mpiexec failed ({done.returncode}): {done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["seconds"], result["auc"]
+
+
+PEERS = {"lightgbm": bench_lightgbm, "xgboost": bench_xgboost, "sklearn": bench_sklearn}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-samples", type=int, default=1_000_000, help="training rows")
+    parser.add_argument("--n-test", type=int, default=200_000)
+    parser.add_argument("--n-features", type=int, default=28)
+    parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--leaves", type=int, default=31)
+    parser.add_argument("--ranks", default="1,2", help="mpiml thread rank counts, comma-separated")
+    parser.add_argument("--threads", type=int, default=2, help="threads of the other libraries")
+    parser.add_argument("--only", default="mpiml,lightgbm,xgboost,sklearn")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", choices=("threads", "mpi", "both"), default="threads",
+                        help="how mpiml's ranks run")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return mpi_worker(args)
+
+    X, y, X_test, y_test = make_data(args.n_samples, args.n_test, args.n_features, args.seed)
+    print(f"data: {len(X)} x {X.shape[1]} train, {len(X_test)} test; {args.trees} trees, "
+          f"{args.leaves} leaves, learning rate 0.1", flush=True)
+    wanted = args.only.split(",")
+    rows = []
+    if "mpiml" in wanted:
+        bench_mpiml(1, X[:20_000], y[:20_000], X_test[:100], y_test[:100],
+                    argparse.Namespace(trees=2, leaves=args.leaves))  # numba compile/cache load
+        backends = ("threads", "mpi") if args.backend == "both" else (args.backend,)
+        for backend in backends:
+            for p in (int(r) for r in args.ranks.split(",")):
+                if backend == "threads":
+                    seconds, score = bench_mpiml(p, X, y, X_test, y_test, args)
+                else:
+                    seconds, score = bench_mpiml_mpi(p, args)
+                rows.append({"library": "mpiml", "backend": backend, "ranks": p,
+                             "threads": None, "seconds": round(seconds, 2),
+                             "auc": round(score, 5)})
+                print(f"mpiml {backend:7s} P={p}      {seconds:8.2f} s   AUC {score:.5f}",
+                      flush=True)
+    for name in [w for w in wanted if w in PEERS]:
+        try:
+            seconds, score = PEERS[name](X, y, X_test, y_test, args)
+        except ImportError as exc:
+            print(f"{name:12s} skipped: not installed ({exc.name}); "
+                  f"pip install -e .[bench]", flush=True)
+            continue
+        rows.append({"library": name, "ranks": None, "threads": args.threads,
+                     "seconds": round(seconds, 2), "auc": round(score, 5)})
+        print(f"{name:12s} {args.threads} threads    {seconds:8.2f} s   AUC {score:.5f}", flush=True)
+    if args.json:
+        print(json.dumps({"n_samples": len(X), "n_features": X.shape[1], "trees": args.trees,
+                          "leaves": args.leaves, "results": rows}))
+
+
+if __name__ == "__main__":
+    main()
