@@ -418,9 +418,12 @@ def test_model_trained_across_hosts_is_identical(cluster, train_data, tmp_path, 
         NPROCS, _train_argv(model, train_data, tmp_path / "across.mpiml", *flags), timeout=110))
     one_host = _last_json(_local_run(
         NPROCS, _train_argv(model, train_data, tmp_path / "one.mpiml", *flags), timeout=110))
-    assert across["ranks"] == one_host["ranks"] == NPROCS
-    assert across["train_score"] == one_host["train_score"]
+    one_rank = _last_json(_local_run(
+        1, _train_argv(model, train_data, tmp_path / "one-rank.mpiml", *flags), timeout=110))
+    assert across["ranks"] == one_host["ranks"] == NPROCS and one_rank["ranks"] == 1
+    assert across["train_score"] == one_host["train_score"] == one_rank["train_score"]
     _assert_same_model(tmp_path / "across.mpiml", tmp_path / "one.mpiml", train_data)
+    _assert_same_model(tmp_path / "across.mpiml", tmp_path / "one-rank.mpiml", train_data)
 
 
 class _Job:
