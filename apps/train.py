@@ -255,6 +255,10 @@ def run_training(comm, args, classes, params):
     data = load_data(args.data, comm, target=args.target, task=task)
     if task is None:
         task = _infer_task(data.y, comm, classes)
+    if task == "classification" and data.y.dtype.kind == "f":
+        whole = bool(np.all(data.y == np.round(data.y)))
+        if all(comm.allgather(whole)):  # labels 0.0/1.0 read from a file become 0/1
+            data.y = data.y.astype(np.int64)
     if task == "regression" and data.y.dtype.kind not in "biuf":
         raise collective_error(DataError(f"the regression target {data.target!r} is not numeric"))
     cls = classes[task]
