@@ -258,7 +258,7 @@ def test_invalid_fit_arguments(tmp_path):
     X, y = _classification(n=40)
     model = GradientBoostingClassifier(n_estimators=2)
     with pytest.raises(InvalidParameterError, match="checkpoint_every"):
-        model.fit(X, y, checkpoint_every=0, checkpoint_path=str(tmp_path / "c"))
+        model.fit(X, y, checkpoint_every=-1, checkpoint_path=str(tmp_path / "c"))
     with pytest.raises(InvalidParameterError, match="checkpoint_path"):
         model.fit(X, y, checkpoint_every=2)
     with pytest.raises(mpiml.MpimlError, match="class"):

@@ -92,6 +92,8 @@ class BaseGradientBoosting(BaseEstimator):
             raise InvalidParameterError("max_leaf_nodes and max_depth cannot both be None "
                                         "(the trees would be unbounded)")
 
+    _check_params = _validate_params
+
     def _check_fitted(self):
         if not hasattr(self, "trees_"):
             raise MpimlError(f"this {type(self).__name__} is not fitted yet; call fit first")
@@ -103,7 +105,7 @@ class BaseGradientBoosting(BaseEstimator):
     # -- fit ---------------------------------------------------------------------------
 
     def fit(self, X, y, sample_weight=None, *, comm=None, checkpoint_every=None,
-            checkpoint_path=None, resume_from=None, progress=None):
+            checkpoint_path=None, resume_from=None, progress=None, feature_names=None):
         """Fit the boosted trees on the rows of every rank.
 
         Collective: every rank of ``comm`` calls it with its own rows.
@@ -118,7 +120,8 @@ class BaseGradientBoosting(BaseEstimator):
         comm : Communicator, optional
             ``None``: one rank holding every row.
         checkpoint_every : int, optional
-            Save the model so far every this many rounds (needs ``checkpoint_path``).
+            Save the model so far every this many rounds (needs ``checkpoint_path``);
+            0 or None: no checkpoints.
         checkpoint_path : str, optional
             Where checkpoints go: written atomically by rank 0 with :func:`mpiml.save`.
         resume_from : str, optional
@@ -129,14 +132,16 @@ class BaseGradientBoosting(BaseEstimator):
         progress : callable, optional
             ``progress(round, train_loss, validation_loss=...)`` after each round, on
             every rank (see :class:`mpiml.models._base.ProgressReporter`).
+        feature_names : sequence of str, optional
+            Stored as ``feature_names_in_`` (and in model files).
 
         Returns
         -------
         self
         """
         self._validate_params()
-        check_int("checkpoint_every", checkpoint_every, 1, allow_none=True)
-        if checkpoint_every is not None and not checkpoint_path:
+        check_int("checkpoint_every", checkpoint_every, 0, allow_none=True)
+        if checkpoint_every and not checkpoint_path:
             raise InvalidParameterError("checkpoint_every needs checkpoint_path")
         report = as_progress(progress)
         comm = resolve_comm(comm)
@@ -146,6 +151,7 @@ class BaseGradientBoosting(BaseEstimator):
             raise DataError(f"need at least 2 rows to fit, got {n_total}")
         offset, _ = global_offset(len(X), comm)
         self.n_features_in_ = X.shape[1]
+        self._record_fit(comm, feature_names)
         y = self._encode_target(comm, y)
         self._loss_ = self._make_loss()
         k = self._loss_.n_trees_per_round
@@ -327,6 +333,8 @@ class BaseGradientBoosting(BaseEstimator):
                 "n_iter": int(self.n_iter_), "seed": int(self._seed),
                 "n_trees_per_iteration": int(self.n_trees_per_iteration_)}
         meta.update(self._target_meta())
+        if getattr(self, "feature_names_in_", None) is not None:
+            meta["feature_names"] = [str(name) for name in self.feature_names_in_]
         arrays, offsets = stack_trees(self.trees_)
         arrays = {f"tree_{name}": a for name, a in arrays.items()}
         arrays["tree_offsets"] = offsets
@@ -342,6 +350,8 @@ class BaseGradientBoosting(BaseEstimator):
         model.n_iter_ = int(meta["n_iter"])
         model._seed = int(meta["seed"])
         model._set_target_meta(meta)
+        if "feature_names" in meta:
+            model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
         model._loss_ = model._make_loss()
         model.baseline_ = np.array(arrays["baseline"], dtype=np.float64)
         trees = {name[len("tree_"):]: a for name, a in arrays.items()
