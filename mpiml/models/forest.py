@@ -250,7 +250,7 @@ _PARAMS_DOC = """
     max_depth, min_samples_split, min_samples_leaf, min_impurity_decrease, max_leaf_nodes,
     max_bins : as for the decision trees
     max_features : None, "sqrt", "log2", int or float
-        Features drawn at each node ("sqrt" for the classifier, 1.0 for the regressor).
+        Features drawn at each node ("sqrt" for the classifier, None = all for the regressor).
     bootstrap : bool
     max_samples : None, int or float in (0, 1]
         Rows drawn (with replacement) for each tree; None: as many as there are rows.
@@ -329,7 +329,7 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
     _regression = True
 
     def __init__(self, n_estimators=100, max_depth=None, min_samples_split=2, min_samples_leaf=1,
-                 min_impurity_decrease=0.0, max_features=1.0, max_leaf_nodes=None, max_bins=255,
+                 min_impurity_decrease=0.0, max_features=None, max_leaf_nodes=None, max_bins=255,
                  bootstrap=True, max_samples=None, oob_score=False, random_state=None,
                  parallel="trees"):
         self.n_estimators = n_estimators

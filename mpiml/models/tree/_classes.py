@@ -39,8 +39,25 @@ def check_tree_params(est):
 
 
 def check_max_features(value):
+    """None, "sqrt", "log2", an int >= 1 or a float in (0, 1]; numeric text (from command
+    lines) is read as a number."""
     if value is None or value in ("sqrt", "log2"):
         return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "none":
+            return None
+        for convert in (int, float):
+            try:
+                number = convert(text)
+            except ValueError:
+                continue
+            try:
+                return check_max_features(number)
+            except InvalidParameterError:
+                break
+        raise InvalidParameterError(f"max_features must be None, 'sqrt', 'log2', an integer >= 1 "
+                                    f"or a float in (0, 1], got {value!r}")
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
         return int(value)
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) \
@@ -115,7 +132,7 @@ def total_weight(criterion, sums):
     """Weighted number of rows behind ``sums`` (min_impurity_decrease is relative to it)."""
     if isinstance(criterion, RegressionCriterion):
         return float(sums[1]) / criterion.scales[0]
-    return float(np.asarray(criterion._class_sums(sums)).sum())
+    return float(np.asarray(criterion.class_weights(sums)).sum())
 
 
 def gather_rows(comm, *arrays):

@@ -10,6 +10,7 @@ Interface (what :func:`grow_tree` calls)::
     n_outputs                                   width of a node value
     node_value(sums)   sums (C,) int64      ->  (n_outputs,) float64
     impurity(sums)     sums (C,) int64      ->  float (a node with impurity <= EPSILON is a leaf)
+    node_stats(sums)   sums (S, C) int64    ->  (values (S, n_outputs), impurities (S,))
     n_samples(sums)    sums (..., C) int64  ->  (...) int64, the count min_samples_* test
     split_gain(left, right, parent)
                        left, right (..., C), parent (C,) int64 -> (...) float64
@@ -24,7 +25,7 @@ import math
 import numpy as np
 
 from ...comm.ops import MAX
-from ._kernels import xlogx
+from ._split_kernels import ENTROPY, GINI, SQUARED_ERROR, gain_table, node_stats
 
 EPSILON = float(np.finfo(np.float64).eps)
 _FIXED_BITS = 62
@@ -51,10 +52,26 @@ def _global_max(value, n, comm):
 
 
 class Criterion:
-    """Base class; ``count_channel`` None means the sample count is the sum of all channels."""
+    """Base class; ``count_channel`` None means the sample count is the sum of all channels.
+
+    ``node_stats(sums (S, C)) -> (values (S, n_outputs), impurities (S,))`` has a default
+    that loops over :meth:`node_value` and :meth:`impurity`. ``kernel`` is None for a
+    criterion written in numpy; the built-in criteria set it to their numeric spec (see
+    ``_split_kernels``), which lets the grower run the whole split search in numba when no
+    communication is needed.
+    """
 
     n_outputs = 1
     count_channel = None
+    kernel = None
+
+    def node_stats(self, sums):
+        values = np.empty((sums.shape[0], self.n_outputs))
+        impurity = np.empty(sums.shape[0])
+        for i in range(sums.shape[0]):
+            values[i] = self.node_value(sums[i])
+            impurity[i] = self.impurity(sums[i])
+        return values, impurity
 
     def n_samples(self, sums):
         if self.count_channel is None:
@@ -74,15 +91,32 @@ class Criterion:
         raise NotImplementedError
 
 
-def _channel_sum(parts):
-    """Sum of a list of equal-shape float arrays in list order (deterministic)."""
-    total = parts[0].copy()
-    for p in parts[1:]:
-        total += p
-    return total
+class _KernelCriterion(Criterion):
+    """A built-in criterion computed by the numba kernels of ``_split_kernels``."""
+
+    def node_stats(self, sums):
+        sums = np.ascontiguousarray(sums, dtype=np.int64).reshape(-1, sums.shape[-1])
+        values = np.empty((sums.shape[0], self.n_outputs))
+        impurity = np.empty(sums.shape[0])
+        node_stats(*self.kernel[:4], sums, values, impurity)
+        return values, impurity
+
+    def node_value(self, sums):
+        return self.node_stats(np.asarray(sums)[None])[0][0]
+
+    def impurity(self, sums):
+        return float(self.node_stats(np.asarray(sums)[None])[1][0])
+
+    def split_gain(self, left, right, parent):
+        shape = left.shape[:-1]
+        c = left.shape[-1]
+        gains = gain_table(*self.kernel[:4], np.ascontiguousarray(left).reshape(-1, c),
+                           np.ascontiguousarray(right).reshape(-1, c),
+                           np.ascontiguousarray(parent, dtype=np.int64))
+        return gains.reshape(shape)
 
 
-class ClassificationCriterion(Criterion):
+class ClassificationCriterion(_KernelCriterion):
     """Gini or entropy on weighted class counts.
 
     Channels are ``[count, w * onehot_0, ..., w * onehot_{K-1}]`` when ``weighted`` (weights
@@ -98,44 +132,15 @@ class ClassificationCriterion(Criterion):
         self.scale = float(scale)
         self.count_channel = 0 if weighted else None
         self._classes = slice(1, 1 + n_classes) if weighted else slice(0, n_classes)
+        self.kernel = (GINI if kind == "gini" else ENTROPY, 1 if weighted else 0, n_classes,
+                       np.array([self.scale, 1.0, 1.0]), 0 if weighted else -1)
 
-    def _class_sums(self, sums):
+    def class_weights(self, sums):
+        """Real class weights of channel sums (..., C) -> (..., n_classes)."""
         return np.asarray(sums[..., self._classes], dtype=np.float64) / self.scale
 
-    def node_value(self, sums):
-        c = self._class_sums(sums)
-        total = c.sum()
-        return c / total if total > 0 else np.zeros_like(c)
 
-    def impurity(self, sums):
-        c = self._class_sums(sums)
-        n = c.sum()
-        if n <= 0:
-            return 0.0
-        p = c / n
-        if self.kind == "gini":
-            return float(1.0 - (p * p).sum())
-        return float(-xlogx(p).sum() / math.log(2.0))
-
-    def _weighted_impurity(self, counts):
-        """``N * impurity`` for (..., K) class weights, summed over classes in order."""
-        k = counts.shape[-1]
-        parts = [counts[..., j] for j in range(k)]
-        n = _channel_sum(parts)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.kind == "gini":
-                return n - _channel_sum([p * p for p in parts]) / n
-            return (xlogx(n) - _channel_sum([xlogx(p) for p in parts])) / math.log(2.0)
-
-    def split_gain(self, left, right, parent):
-        cl = self._class_sums(left)
-        cr = self._class_sums(right)
-        cp = self._class_sums(parent)
-        with np.errstate(invalid="ignore"):
-            return self._weighted_impurity(cp) - self._weighted_impurity(cl) - self._weighted_impurity(cr)
-
-
-class RegressionCriterion(Criterion):
+class RegressionCriterion(_KernelCriterion):
     """Squared error on fixed-point channels ``[count, w, w*y, w*y^2]``.
 
     ``scales`` are the fixed-point scales of the last three channels. The gain is the
@@ -146,28 +151,7 @@ class RegressionCriterion(Criterion):
 
     def __init__(self, scales):
         self.scales = tuple(float(s) for s in scales)
-
-    def _real(self, sums):
-        s = np.asarray(sums, dtype=np.float64)
-        return (s[..., 1] / self.scales[0], s[..., 2] / self.scales[1], s[..., 3] / self.scales[2])
-
-    def node_value(self, sums):
-        w, sy, _ = self._real(sums)
-        return np.array([sy / w if w > 0 else 0.0])
-
-    def impurity(self, sums):
-        w, sy, syy = self._real(sums)
-        if w <= 0:
-            return 0.0
-        mean = sy / w
-        return float(max(syy / w - mean * mean, 0.0))
-
-    def split_gain(self, left, right, parent):
-        wl, sl, _ = self._real(left)
-        wr, sr, _ = self._real(right)
-        wp, sp, _ = self._real(parent)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return sl * sl / wl + sr * sr / wr - sp * sp / wp
+        self.kernel = (SQUARED_ERROR, 0, 1, np.array(self.scales), 0)
 
 
 def classification_channels(y_codes, n_classes, weights=None, *, comm=None):

@@ -1,13 +1,21 @@
 """The generic tree grower: histogram split search over exact integer channels.
 
-One call grows one tree. Each step picks the leaves to split (every splittable leaf of
-the current level for depth-wise growth, or the single best leaf for best-first growth
-when ``max_leaf_nodes`` is set), partitions their local rows, builds the histogram of
-each split's smaller child only and derives its sibling as parent minus child, then
-finds the children's best splits. One step costs two collectives whatever the number
-of nodes it handles: a ``Reduce_scatter`` of the new histograms by feature block (data
-mode) and an ``Allgather`` of every rank's best candidate per node, resolved on every
-rank with the fixed tie-break (gain, then lowest feature, then lowest threshold bin).
+One call grows one tree. Each step picks the leaves to split (every open leaf of the
+current level for depth-wise growth, or the single best leaf for best-first growth when
+``max_leaf_nodes`` is set), partitions their local rows, creates the children and
+searches the children's best splits. Node ids follow creation order (root 0, then the
+two children of each split, left first, parents in id order), whatever the engine.
+
+Two engines search splits, and pick the same split from the same exact sums:
+
+* histograms (any criterion, any rank count): the histogram of each split's smaller
+  child only, the sibling derived as parent minus child; in ``"data"`` mode the local
+  histograms are ``Reduce_scatter``-ed by feature block; every rank scores its block of
+  features and an ``Allgather`` of the per-rank best candidates, resolved with the fixed
+  tie-break (gain, then lowest feature, then lowest threshold bin), gives every rank the
+  same split. Two collectives per step, whatever the number of nodes.
+* local (one rank, built-in criteria): the whole level is searched by one numba kernel
+  (dense histograms for large nodes, sorted bins for small ones), no per-node Python.
 """
 
 __all__ = ["grow_tree"]
@@ -16,29 +24,20 @@ import numpy as np
 
 from ...comm.partition import block_counts, block_range
 from ._criteria import EPSILON
-from ._kernels import build_histograms, partition_rows
+from ._kernels import build_histograms
+from ._split_kernels import partition_batch, sample_features, search_local
 from ._tree import TREE_FIELDS, Tree
 
 _MODES = ("data", "feature")
 
 
-class _Node:
-    __slots__ = ("start", "stop", "sums", "depth", "hist", "candidate")
-
-    def __init__(self, start, stop, sums, depth):
-        self.start, self.stop, self.sums, self.depth = start, stop, sums, depth
-        self.hist = None
-        self.candidate = None
-
-
 class _Grower:
     def __init__(self, binned, channels, criterion, bin_edges, comm, mode, max_depth,
                  max_leaf_nodes, min_samples_leaf, min_samples_split, min_gain, max_features,
-                 random_state, tree_index):
+                 random_state, tree_index, rows):
         self.binned = binned
         self.channels = channels
         self.criterion = criterion
-        self.bin_edges = bin_edges
         self.comm = comm if comm is not None and comm.size > 1 else None
         self.mode = mode
         self.max_depth = max_depth
@@ -47,102 +46,137 @@ class _Grower:
         self.min_samples_split = max(2, int(min_samples_split))
         self.min_gain = float(min_gain)
         self.n_features = binned.shape[0]
-        self.max_features = max_features if max_features is not None and max_features < self.n_features else None
-        self.random_state = random_state
-        self.tree_index = tree_index
+        self.k_features = (self.n_features if max_features is None
+                           else max(1, min(int(max_features), self.n_features)))
+        self.random_state = int(random_state or 0)
+        self.tree_index = int(tree_index)
         self.n_bins = bin_edges.max_n_bins
+        self.bins_per_feature = bin_edges.n_bins
+        self.edge_table = bin_edges.padded()[0]
         self.n_channels = channels.shape[1]
+        self.local = self.comm is None and criterion.kernel is not None
         size, rank = (self.comm.size, self.comm.rank) if self.comm else (1, 0)
         self.size = size
         f0, f1 = block_range(self.n_features, size, rank)
         self.owned = np.arange(f0, f1, dtype=np.int64)
         self.hist_features = (np.arange(self.n_features, dtype=np.int64)
                               if mode == "data" else self.owned)
-        self.rows = np.arange(binned.shape[1], dtype=np.int64)
-        self.buffer = np.empty(binned.shape[1], dtype=np.int64)
-        self.nodes = []
-        self.records = {name: [] for name in TREE_FIELDS}
+        self.rows = rows
+        self.buffer = np.empty(rows.shape[0], dtype=np.int64)
+        self.hists = {}
+        self.n_nodes = 0
+        self._allocate(64)
 
-    # -- node bookkeeping ------------------------------------------------------------
+    # -- node arrays -----------------------------------------------------------------
 
-    def _new_node(self, start, stop, sums, depth):
-        crit = self.criterion
-        node = _Node(start, stop, sums, depth)
-        self.nodes.append(node)
-        rec = self.records
-        rec["feature"].append(-1)
-        rec["threshold"].append(-2.0)
-        rec["threshold_bin"].append(-1)
-        rec["left"].append(-1)
-        rec["right"].append(-1)
-        rec["value"].append(np.asarray(crit.node_value(sums), dtype=np.float64).reshape(-1))
-        rec["n_node_samples"].append(int(crit.n_samples(sums)))
-        rec["impurity"].append(float(crit.impurity(sums)))
-        rec["gain"].append(0.0)
-        rec["depth"].append(depth)
-        return len(self.nodes) - 1
+    def _allocate(self, capacity):
+        c, n_out = self.n_channels, self.criterion.n_outputs
+        fresh = {
+            "start": np.zeros(capacity, np.int64), "stop": np.zeros(capacity, np.int64),
+            "depth": np.zeros(capacity, np.int64), "sums": np.zeros((capacity, c), np.int64),
+            "feature": np.full(capacity, -1, np.int64),
+            "threshold": np.full(capacity, -2.0), "threshold_bin": np.full(capacity, -1, np.int64),
+            "left": np.full(capacity, -1, np.int64), "right": np.full(capacity, -1, np.int64),
+            "value": np.zeros((capacity, n_out)), "n_node_samples": np.zeros(capacity, np.int64),
+            "impurity": np.zeros(capacity), "gain": np.zeros(capacity),
+            "cand_gain": np.full(capacity, -np.inf), "cand_feature": np.zeros(capacity, np.int64),
+            "cand_bin": np.zeros(capacity, np.int64), "cand_left": np.zeros((capacity, c), np.int64),
+            "open": np.zeros(capacity, bool),
+        }
+        if self.n_nodes:
+            for name, arr in fresh.items():
+                arr[:self.n_nodes] = getattr(self, name)[:self.n_nodes]
+        for name, arr in fresh.items():
+            setattr(self, name, arr)
+        self.capacity = capacity
 
-    def _can_split(self, node_id):
-        node = self.nodes[node_id]
-        count = self.records["n_node_samples"][node_id]
-        return (count >= self.min_samples_split and count >= 2 * self.min_samples_leaf
-                and (self.max_depth is None or node.depth < self.max_depth)
-                and self.records["impurity"][node_id] > EPSILON)
+    def _add_nodes(self, starts, stops, sums, depth):
+        """Append nodes; returns their ids."""
+        n = starts.shape[0]
+        if self.n_nodes + n > self.capacity:
+            self._allocate(max(2 * self.capacity, self.n_nodes + n))
+        ids = np.arange(self.n_nodes, self.n_nodes + n)
+        self.n_nodes += n
+        self.start[ids], self.stop[ids], self.depth[ids], self.sums[ids] = starts, stops, depth, sums
+        values, impurity = self.criterion.node_stats(sums)
+        self.value[ids] = values
+        self.impurity[ids] = impurity
+        self.n_node_samples[ids] = self.criterion.n_samples(sums)
+        return ids
 
-    # -- histograms and split search -------------------------------------------------
+    def _splittable(self, ids):
+        count = self.n_node_samples[ids]
+        ok = ((count >= self.min_samples_split) & (count >= 2 * self.min_samples_leaf)
+              & (self.impurity[ids] > EPSILON))
+        if self.max_depth is not None:
+            ok &= self.depth[ids] < self.max_depth
+        return ids[ok]
 
-    def _histograms(self, node_ids):
-        """Summed histograms of the owned features of ``node_ids``: (n_own, S, B, C). Collective."""
-        shape = (len(self.hist_features), len(node_ids), self.n_bins, self.n_channels)
+    def _set_candidates(self, ids, gain, feature, bin_, left):
+        gain = np.where(np.isnan(gain), -np.inf, gain)
+        self.cand_gain[ids], self.cand_feature[ids], self.cand_bin[ids] = gain, feature, bin_
+        self.cand_left[ids] = left
+        self.open[ids] = (gain > -np.inf) & (gain >= self.min_gain)
+
+    # -- local engine ----------------------------------------------------------------
+
+    def _search_local(self, ids):
+        n = ids.shape[0]
+        gain, feature = np.empty(n), np.empty(n, np.int64)
+        bin_, left = np.empty(n, np.int64), np.zeros((n, self.n_channels), np.int64)
+        kind, first, n_classes, scales, count_channel = self.criterion.kernel
+        search_local(self.binned, self.channels, self.rows, self.start[ids], self.stop[ids], ids,
+                     self.sums[ids], self.bins_per_feature, kind, first, n_classes, scales,
+                     count_channel, self.min_samples_leaf, self.random_state, self.tree_index,
+                     self.k_features, gain, feature, bin_, left)
+        self._set_candidates(ids, gain, feature, bin_, left)
+
+    # -- histogram engine ------------------------------------------------------------
+
+    def _histograms(self, ids):
+        """Summed histograms of the owned features of nodes ``ids``: (n_own, S, B, C). Collective."""
+        shape = (len(self.hist_features), len(ids), self.n_bins, self.n_channels)
         local = np.zeros(shape, dtype=np.int64)
-        for slot, nid in enumerate(node_ids):
-            node = self.nodes[nid]
-            if node.stop > node.start:
-                build_histograms(self.binned, self.channels, self.rows, node.start, node.stop,
-                                 self.hist_features, local, slot)
+        for slot, nid in enumerate(ids):
+            if self.stop[nid] > self.start[nid]:
+                build_histograms(self.binned, self.channels, self.rows, self.start[nid],
+                                 self.stop[nid], self.hist_features, local, slot)
         if self.mode != "data" or self.comm is None:
             return local
-        unit = len(node_ids) * self.n_bins * self.n_channels
+        unit = len(ids) * self.n_bins * self.n_channels
         counts, _ = block_counts(self.n_features, self.size, unit=unit)
         summed = np.empty((len(self.owned),) + shape[1:], dtype=np.int64)
         self.comm.Reduce_scatter(local, summed, counts)
         return summed
 
-    def _feature_mask(self, node_id):
-        if self.max_features is None:
-            return None
-        rng = np.random.default_rng([self.random_state, self.tree_index, node_id])
-        chosen = rng.choice(self.n_features, self.max_features, replace=False)
-        return np.isin(self.owned, chosen)
-
-    def _local_best(self, node_id):
-        """This rank's best split of a node over its owned features:
-        (gain, feature, threshold_bin, left sums)."""
-        node = self.nodes[node_id]
+    def _local_best(self, nid):
+        """This rank's best split of a node over its owned features."""
         none = (-np.inf, 0, 0, np.zeros(self.n_channels, dtype=np.int64))
         if len(self.owned) == 0 or self.n_bins < 2:
             return none
-        crit = self.criterion
-        left = np.cumsum(node.hist[:, :-1, :], axis=1)
-        right = node.sums - left
-        gain = np.asarray(crit.split_gain(left, right, node.sums), dtype=np.float64)
+        crit, sums = self.criterion, self.sums[nid]
+        left = np.cumsum(self.hists[nid][:, :-1, :], axis=1)
+        right = sums - left
+        gain = np.asarray(crit.split_gain(left, right, sums), dtype=np.float64)
         valid = ((crit.n_samples(left) >= self.min_samples_leaf)
                  & (crit.n_samples(right) >= self.min_samples_leaf) & ~np.isnan(gain))
-        mask = self._feature_mask(node_id)
-        if mask is not None:
-            valid &= mask[:, None]
+        if self.k_features < self.n_features:
+            mask = np.empty(self.n_features, dtype=bool)
+            sample_features(self.random_state, self.tree_index, nid, self.n_features,
+                            self.k_features, mask)
+            valid &= mask[self.owned][:, None]
         gain = np.where(valid, gain, -np.inf)
         k = int(np.argmax(gain))
         f, b = divmod(k, self.n_bins - 1)
         if gain[f, b] == -np.inf:
             return none
-        return float(gain[f, b]), int(self.owned[f]), int(b), left[f, b].copy()
+        return float(gain[f, b]), int(self.owned[f]), int(b), left[f, b]
 
-    def _find_splits(self, node_ids):
+    def _search_hist(self, ids):
         """Best split of each node over all features, identical on every rank. Collective."""
         width = 3 + self.n_channels
-        mine = np.zeros((len(node_ids), width), dtype=np.int64)
-        for slot, nid in enumerate(node_ids):
+        mine = np.zeros((len(ids), width), dtype=np.int64)
+        for slot, nid in enumerate(ids):
             gain, f, b, left = self._local_best(nid)
             mine[slot, 0] = np.float64(gain).view(np.int64)
             mine[slot, 1:3] = (f, b)
@@ -153,106 +187,96 @@ class _Grower:
             every = np.empty((self.size,) + mine.shape, dtype=np.int64)
             self.comm.Allgather(mine, every)
         gains = every[:, :, 0].copy().view(np.float64)
-        for slot, nid in enumerate(node_ids):
-            best = None
-            for r in range(every.shape[0]):
-                key = (gains[r, slot], -every[r, slot, 1], -every[r, slot, 2])
-                if best is None or key > best[0]:
-                    best = (key, r)
-            (gain, _, _), r = best
-            node = self.nodes[nid]
-            if gain > -np.inf and gain >= self.min_gain:
-                node.candidate = (float(gain), int(every[r, slot, 1]), int(every[r, slot, 2]),
-                                  every[r, slot, 3:].copy())
-            else:
-                node.candidate = None
-                node.hist = None
+        # best rank per node: largest gain, then lowest feature, then lowest bin
+        winner = np.lexsort((every[:, :, 2], every[:, :, 1], -gains), axis=0)[0]
+        pick = every[winner, np.arange(len(ids))]
+        self._set_candidates(np.asarray(ids), gains[winner, np.arange(len(ids))],
+                             pick[:, 1], pick[:, 2], pick[:, 3:])
+        for nid in ids:
+            if not self.open[nid]:
+                self.hists.pop(nid, None)
 
     # -- growth ----------------------------------------------------------------------
 
-    def _split(self, node_id):
-        """Apply a node's candidate; returns (left id, right id)."""
-        node = self.nodes[node_id]
-        gain, f, b, left_sums = node.candidate
-        n_left = partition_rows(self.rows, node.start, node.stop, self.binned[f], b, self.buffer)
-        mid = node.start + n_left
-        left = self._new_node(node.start, mid, left_sums, node.depth + 1)
-        right = self._new_node(mid, node.stop, node.sums - left_sums, node.depth + 1)
-        rec = self.records
-        rec["feature"][node_id] = f
-        rec["threshold"][node_id] = self.bin_edges.threshold(f, b)
-        rec["threshold_bin"][node_id] = b
-        rec["left"][node_id] = left
-        rec["right"][node_id] = right
-        rec["gain"][node_id] = gain
-        node.candidate = None
-        return left, right
+    def _search_children(self, parents, children):
+        """Search the splits of the splittable ``children`` ((S, 2) ids) of ``parents``."""
+        wanted = self._splittable(children.reshape(-1))
+        if self.local:
+            if wanted.size:
+                self._search_local(wanted)
+            return
+        has = np.isin(children, wanted).any(axis=1)
+        builds = []
+        for parent, (left, right) in zip(parents[has], children[has]):
+            small, large = ((left, right) if self.n_node_samples[left] <= self.n_node_samples[right]
+                            else (right, left))
+            builds.append((parent, small, large))
+        for parent in parents[~has]:
+            self.hists.pop(parent, None)
+        if not builds:
+            return
+        hists = self._histograms([small for _, small, _ in builds])
+        for slot, (parent, small, large) in enumerate(builds):
+            self.hists[small] = np.ascontiguousarray(hists[:, slot])
+            self.hists[large] = self.hists.pop(parent) - self.hists[small]
+        self._search_hist(wanted.tolist())
+        for _, small, large in builds:
+            for child in (small, large):
+                if not self.open[child]:
+                    self.hists.pop(child, None)
 
     def _step(self, chosen):
-        """Split ``chosen`` nodes and search the splits of their children. Collective."""
-        pairs = [(nid,) + self._split(nid) for nid in chosen]
-        to_build, to_search = [], []
-        for parent, left, right in pairs:
-            wanted = [c for c in (left, right) if self._can_split(c)]
-            if wanted:
-                counts = self.records["n_node_samples"]
-                small, large = (left, right) if counts[left] <= counts[right] else (right, left)
-                to_build.append((parent, small, large))
-                to_search.extend(wanted)
-            self.nodes[parent].hist = None if not wanted else self.nodes[parent].hist
-        if not to_build:
-            for parent, _, _ in pairs:
-                self.nodes[parent].hist = None
-            return
-        hists = self._histograms([small for _, small, _ in to_build])
-        for slot, (parent, small, large) in enumerate(to_build):
-            self.nodes[small].hist = np.ascontiguousarray(hists[:, slot])
-            self.nodes[large].hist = self.nodes[parent].hist - self.nodes[small].hist
-            self.nodes[parent].hist = None
-        for parent, _, _ in pairs:
-            self.nodes[parent].hist = None
-        self._find_splits(to_search)
-        for parent, left, right in pairs:
-            for child in (left, right):
-                if child not in to_search:
-                    self.nodes[child].hist = None
+        """Split the ``chosen`` open nodes (sorted ids) and search their children. Collective."""
+        features, bins = self.cand_feature[chosen], self.cand_bin[chosen]
+        starts, stops = self.start[chosen], self.stop[chosen]
+        n_left = np.empty(len(chosen), np.int64)
+        partition_batch(self.rows, starts, stops, features, bins, self.binned, self.buffer, n_left)
+        mids = starts + n_left
+        left_sums = self.cand_left[chosen]
+        child_starts = np.column_stack([starts, mids]).reshape(-1)
+        child_stops = np.column_stack([mids, stops]).reshape(-1)
+        child_sums = np.stack([left_sums, self.sums[chosen] - left_sums], axis=1).reshape(-1, self.n_channels)
+        depth = np.repeat(self.depth[chosen] + 1, 2)
+        children = self._add_nodes(child_starts, child_stops, child_sums, depth).reshape(-1, 2)
+        self.feature[chosen], self.threshold_bin[chosen] = features, bins
+        self.threshold[chosen] = self.edge_table[features, bins]
+        self.left[chosen], self.right[chosen] = children[:, 0], children[:, 1]
+        self.gain[chosen] = self.cand_gain[chosen]
+        self.open[chosen] = False
+        self._search_children(chosen, children)
 
     def grow(self):
-        sums = self.channels.sum(axis=0, dtype=np.int64)
+        sums = self.channels[self.rows].sum(axis=0, dtype=np.int64)
         if self.mode == "data" and self.comm is not None:
             total = np.empty_like(sums)
             self.comm.Allreduce(sums, total)
             sums = total
-        root = self._new_node(0, self.binned.shape[1], sums, 0)
-        if self._can_split(root):
-            self.nodes[root].hist = self._histograms([root])[:, 0]
-            self._find_splits([root])
+        root = self._add_nodes(np.array([0]), np.array([self.rows.shape[0]]), sums[None],
+                               np.array([0]))
+        if self._splittable(root).size:
+            if self.local:
+                self._search_local(root)
+            else:
+                self.hists[0] = self._histograms([0])[:, 0]
+                self._search_hist([0])
         n_leaves = 1
         while True:
-            open_ids = [i for i, node in enumerate(self.nodes) if node.candidate is not None]
-            if not open_ids:
+            open_ids = np.flatnonzero(self.open[:self.n_nodes])
+            if open_ids.size == 0:
                 break
-            if self.max_leaf_nodes is None:
-                chosen = open_ids
-            else:
+            if self.max_leaf_nodes is not None:
                 if n_leaves >= self.max_leaf_nodes:
                     break
-                chosen = [max(open_ids, key=lambda i: (self.nodes[i].candidate[0], -i))]
-            n_leaves += len(chosen)
-            self._step(chosen)
-        return self._finish()
+                open_ids = open_ids[[int(np.argmax(self.cand_gain[open_ids]))]]
+            n_leaves += open_ids.size
+            self._step(open_ids)
+        return Tree(**{name: getattr(self, name)[:self.n_nodes] for name in TREE_FIELDS})
 
-    def _finish(self):
-        rec = self.records
-        arrays = {name: np.asarray(rec[name], dtype=dtype) for name, dtype in TREE_FIELDS.items()
-                  if name != "value"}
-        arrays["value"] = np.vstack(rec["value"])
-        tree = Tree(**arrays)
-        leaf_of_row = np.empty(self.binned.shape[1], dtype=np.int64)
-        for i, node in enumerate(self.nodes):
-            if rec["left"][i] < 0:
-                leaf_of_row[self.rows[node.start:node.stop]] = i
-        return tree, leaf_of_row
+    def leaf_of_rows(self, n_rows):
+        leaf = np.empty(n_rows, dtype=np.int64)
+        for i in np.flatnonzero(self.left[:self.n_nodes] < 0):
+            leaf[self.rows[self.start[i]:self.stop[i]]] = i
+        return leaf
 
 
 def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data", max_depth=None,
@@ -270,6 +294,8 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
         ``mode="feature"``: every row, the same on every rank).
     channels : ndarray of shape (n_local, C), int64
         Per-row channels summed in histograms (e.g. from ``classification_channels``).
+        Rows whose channels are all zero add nothing (and are skipped unless
+        ``return_leaves``).
     criterion : Criterion
         Node value, impurity, sample count and split gain from channel sums.
     bin_edges : BinEdges
@@ -304,8 +330,12 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     channels = np.ascontiguousarray(channels, dtype=np.int64)
     binned = np.ascontiguousarray(binned, dtype=np.uint8)
+    if return_leaves:
+        rows = np.arange(binned.shape[1], dtype=np.int64)
+    else:
+        rows = np.flatnonzero(channels.any(axis=1)).astype(np.int64)
     grower = _Grower(binned, channels, criterion, bin_edges, comm, mode, max_depth, max_leaf_nodes,
                      min_samples_leaf, min_samples_split, min_gain, max_features,
-                     random_state, tree_index)
-    tree, leaf_of_row = grower.grow()
-    return (tree, leaf_of_row) if return_leaves else tree
+                     random_state, tree_index, rows)
+    tree = grower.grow()
+    return (tree, grower.leaf_of_rows(binned.shape[1])) if return_leaves else tree

@@ -4,7 +4,7 @@ Every kernel is compiled with ``nogil=True`` so that thread ranks run them in
 parallel, and with ``cache=True`` so that the compilation is paid once per machine.
 """
 
-__all__ = ["build_histograms", "partition_rows", "apply_tree", "predict_forest", "apply_bins", "xlogx"]
+__all__ = ["build_histograms", "partition_rows", "apply_tree", "predict_forest", "apply_bins"]
 
 import numpy as np
 from numba import njit
@@ -145,18 +145,3 @@ def apply_bins(X, edges, n_edges, out):
                     pos += step if e[pos + step - 1] < x else 0
                     step >>= 1
                 out[f, i] = pos
-
-
-@njit(nogil=True, cache=True)
-def xlogx(a):
-    """Elementwise ``a * log(a)`` with ``0 log 0 = 0`` (float64 array of any shape).
-
-    A scalar loop (rather than numpy's SIMD log) so that a value gives the same bits
-    wherever it sits in the array: gains must not depend on the feature block a rank owns.
-    """
-    flat = a.ravel()
-    out = np.empty(flat.shape[0], np.float64)
-    for i in range(flat.shape[0]):
-        x = flat[i]
-        out[i] = x * np.log(x) if x > 0.0 else 0.0
-    return out.reshape(a.shape)

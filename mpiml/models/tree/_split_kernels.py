@@ -1,0 +1,243 @@
+"""numba kernels of the split search: criteria on exact integer sums, per-node feature
+sampling, the local (no communication) split search, and batched row partitions.
+
+The built-in criteria are described by a small numeric spec so that one scalar function
+computes a gain wherever it is needed (histogram scans of the distributed search and the
+local search): the same exact integer sums always give the same float.
+
+Spec: ``kind`` (0 gini, 1 entropy, 2 squared error), ``first`` (first class channel),
+``n_classes``, ``scales`` (float64[3]: the class-weight scale for classification; the
+scales of w, w*y, w*y^2 for regression) and ``count_channel`` (-1: the sum of all channels).
+"""
+
+__all__ = ["GINI", "ENTROPY", "SQUARED_ERROR", "gain_table", "node_stats", "sample_features",
+           "search_local", "partition_batch"]
+
+import numpy as np
+from numba import njit
+
+GINI, ENTROPY, SQUARED_ERROR = 0, 1, 2
+_LN2 = np.log(2.0)
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@njit(nogil=True, cache=True, inline="always", error_model="numpy")
+def _xlogx(x):
+    return x * np.log(x) if x > 0.0 else 0.0
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _weighted_impurity(kind, first, n_classes, scales, s):
+    """``N * impurity`` of one side from its channel sums ``s`` (C,)."""
+    if kind == SQUARED_ERROR:
+        w = s[1] / scales[0]
+        sy = s[2] / scales[1]
+        return -(sy * sy / w)  # the sum of squares cancels in a gain
+    n = 0.0
+    for k in range(n_classes):
+        n += s[first + k] / scales[0]
+    acc = 0.0
+    if kind == GINI:
+        for k in range(n_classes):
+            c = s[first + k] / scales[0]
+            acc += c * c
+        return n - acc / n
+    for k in range(n_classes):
+        acc += _xlogx(s[first + k] / scales[0])
+    return (_xlogx(n) - acc) / _LN2
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _gain(kind, first, n_classes, scales, left, right, parent):
+    return (_weighted_impurity(kind, first, n_classes, scales, parent)
+            - _weighted_impurity(kind, first, n_classes, scales, left)
+            - _weighted_impurity(kind, first, n_classes, scales, right))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def gain_table(kind, first, n_classes, scales, left, right, parent):
+    """Gains of N candidates: left, right (N, C) int64, parent (C,) -> (N,) float64."""
+    out = np.empty(left.shape[0])
+    for i in range(left.shape[0]):
+        out[i] = _gain(kind, first, n_classes, scales, left[i], right[i], parent)
+    return out
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def node_stats(kind, first, n_classes, scales, sums, values, impurity):
+    """Node values (S, n_outputs) and impurities (S,) from channel sums (S, C)."""
+    for i in range(sums.shape[0]):
+        s = sums[i]
+        if kind == SQUARED_ERROR:
+            w = s[1] / scales[0]
+            sy = s[2] / scales[1]
+            syy = s[3] / scales[2]
+            if w > 0:
+                mean = sy / w
+                values[i, 0] = mean
+                impurity[i] = max(syy / w - mean * mean, 0.0)
+            else:
+                values[i, 0] = 0.0
+                impurity[i] = 0.0
+            continue
+        n = 0.0
+        for k in range(n_classes):
+            n += s[first + k] / scales[0]
+        acc = 0.0
+        for k in range(n_classes):
+            p = s[first + k] / scales[0] / n if n > 0 else 0.0
+            values[i, k] = p
+            acc += p * p if kind == GINI else _xlogx(p)
+        if n <= 0:
+            impurity[i] = 0.0
+        elif kind == GINI:
+            impurity[i] = 1.0 - acc
+        else:
+            impurity[i] = -acc / _LN2
+
+
+@njit(nogil=True, cache=True, inline="always", error_model="numpy")
+def _splitmix(state):
+    state = (state + np.uint64(0x9E3779B97F4A7C15)) & _M64
+    z = state
+    z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
+    z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
+    return state, z ^ (z >> np.uint64(31))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def sample_features(seed, tree_index, node_id, n_features, k, mask):
+    """Mark ``k`` of ``n_features`` features in ``mask`` (bool, in place), drawn by a
+    splitmix64 stream keyed by ``(seed, tree_index, node_id)``: the same on every rank."""
+    state = np.uint64(seed)
+    state, a = _splitmix(state)
+    state = a ^ np.uint64(tree_index)
+    state, a = _splitmix(state)
+    state = a ^ np.uint64(node_id)
+    perm = np.arange(n_features)
+    for i in range(k):
+        state, z = _splitmix(state)
+        j = i + np.int64(z % np.uint64(n_features - i))
+        perm[i], perm[j] = perm[j], perm[i]
+    mask[:] = False
+    for i in range(k):
+        mask[perm[i]] = True
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _count(s, count_channel):
+    if count_channel >= 0:
+        return s[count_channel]
+    total = 0
+    for c in range(s.shape[0]):
+        total += s[c]
+    return total
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def search_local(binned, channels, rows, starts, stops, node_ids, node_sums, n_bins,
+                 kind, first, n_classes, scales, count_channel, min_samples_leaf,
+                 seed, tree_index, k_features, out_gain, out_feature, out_bin, out_left):
+    """Best split of each node whose rows are all on this rank (no communication).
+
+    Scans every bin boundary present in the node: a dense histogram per feature for large
+    nodes, sorted bins for small ones. Candidates are met in (feature, bin) order and only
+    a strictly larger gain replaces the best, so ties go to the lowest feature, then the
+    lowest bin: the same split the histogram search picks from the same exact sums.
+    """
+    n_features = binned.shape[0]
+    n_channels = channels.shape[1]
+    width = 1
+    for f in range(n_features):
+        width = max(width, n_bins[f])
+    hist = np.zeros((width, n_channels), np.int64)
+    left = np.zeros(n_channels, np.int64)
+    right = np.zeros(n_channels, np.int64)
+    mask = np.ones(n_features, np.bool_)
+    for s in range(starts.shape[0]):
+        start = starts[s]
+        stop = stops[s]
+        m = stop - start
+        parent = node_sums[s]
+        if k_features < n_features:
+            sample_features(seed, tree_index, node_ids[s], n_features, k_features, mask)
+        best = -np.inf
+        best_f = -1
+        best_b = -1
+        keys = np.empty(m, np.uint8)
+        for f in range(n_features):
+            nb = n_bins[f]
+            if not mask[f] or nb < 2:
+                continue
+            col = binned[f]
+            left[:] = 0
+            if m > nb:
+                hist[:nb] = 0
+                for i in range(start, stop):
+                    r = rows[i]
+                    b = col[r]
+                    for c in range(n_channels):
+                        hist[b, c] += channels[r, c]
+                for b in range(nb - 1):
+                    empty = True
+                    for c in range(n_channels):
+                        if hist[b, c] != 0:
+                            empty = False
+                        left[c] += hist[b, c]
+                    if empty:
+                        continue
+                    for c in range(n_channels):
+                        right[c] = parent[c] - left[c]
+                    if (_count(left, count_channel) < min_samples_leaf
+                            or _count(right, count_channel) < min_samples_leaf):
+                        continue
+                    g = _gain(kind, first, n_classes, scales, left, right, parent)
+                    if g > best:
+                        best, best_f, best_b = g, f, b
+                        out_left[s, :] = left
+            else:
+                for j in range(m):
+                    keys[j] = col[rows[start + j]]
+                order = np.argsort(keys, kind="mergesort")
+                for j in range(m - 1):
+                    r = rows[start + order[j]]
+                    for c in range(n_channels):
+                        left[c] += channels[r, c]
+                    b = keys[order[j]]
+                    if keys[order[j + 1]] == b:
+                        continue
+                    for c in range(n_channels):
+                        right[c] = parent[c] - left[c]
+                    if (_count(left, count_channel) < min_samples_leaf
+                            or _count(right, count_channel) < min_samples_leaf):
+                        continue
+                    g = _gain(kind, first, n_classes, scales, left, right, parent)
+                    if g > best:
+                        best, best_f, best_b = g, f, b
+                        out_left[s, :] = left
+        out_gain[s] = best
+        out_feature[s] = best_f
+        out_bin[s] = best_b
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def partition_batch(rows, starts, stops, features, bins, binned, buffer, n_left):
+    """Stable partition of each node segment by ``bin <= bins[i]`` of ``features[i]``;
+    the left counts go to ``n_left``."""
+    for i in range(starts.shape[0]):
+        col = binned[features[i]]
+        threshold = bins[i]
+        start = starts[i]
+        nl = 0
+        nr = 0
+        for j in range(start, stops[i]):
+            r = rows[j]
+            if col[r] <= threshold:
+                rows[start + nl] = r
+                nl += 1
+            else:
+                buffer[nr] = r
+                nr += 1
+        for j in range(nr):
+            rows[start + nl + j] = buffer[j]
+        n_left[i] = nl
