@@ -1,0 +1,122 @@
+"""Benchmark: mpiml random forests and decision trees against scikit-learn.
+
+One run, the same data for both libraries (``mpiml.data.make_classification``, a
+synthetic binary problem with 28 features, plus a held-out test set of a quarter as many
+rows):
+
+* forest: 200,000 training rows, 50 trees (``max_features="sqrt"``, fully grown,
+  bootstrap), mpiml ``parallel="trees"`` on P ranks against scikit-learn
+  ``RandomForestClassifier(n_jobs=2)``;
+* tree: 1,000,000 training rows, one ``DecisionTreeClassifier(max_depth=10)``, mpiml
+  (``parallel="data"``) on P ranks against scikit-learn's.
+
+mpiml runs as thread ranks (``--ranks 1,2``). Prints fit seconds and test AUC per line;
+``--json`` adds one JSON object on the last line.
+
+    python scripts/bench_trees.py [--forest-samples 200000] [--tree-samples 1000000]
+                                  [--trees 50] [--depth 10] [--ranks 1,2] [--only forest|tree]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import mpiml  # noqa: E402
+from mpiml.comm.partition import block_range  # noqa: E402
+from mpiml.data import make_classification  # noqa: E402
+from mpiml.models._base import resolve_comm  # noqa: E402
+from mpiml.models.forest import RandomForestClassifier  # noqa: E402
+from mpiml.models.tree import DecisionTreeClassifier  # noqa: E402
+
+
+def make_data(n_train, n_features, seed):
+    n_test = max(1, n_train // 4)
+    data = make_classification(resolve_comm(None), n_samples=n_train + n_test,
+                               n_features=n_features, seed=seed)
+    return data.X[:n_train], data.y[:n_train], data.X[n_train:], data.y[n_train:]
+
+
+def auc(y, score):
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(y, score))
+
+
+def fit_mpiml(make, ranks, X, y):
+    def body(comm):
+        start, stop = block_range(len(X), comm.size, comm.rank)
+        model = make()
+        comm.Barrier()
+        t0 = time.perf_counter()
+        model.fit(X[start:stop], y[start:stop], comm=comm)
+        comm.Barrier()
+        return time.perf_counter() - t0, model
+
+    return mpiml.run(body, threads=ranks)[0]
+
+
+def fit_sklearn(model, X, y):
+    t0 = time.perf_counter()
+    model.fit(X, y)
+    return time.perf_counter() - t0, model
+
+
+def run_case(name, data, mpiml_make, sklearn_make, ranks, rows):
+    X, y, X_test, y_test = data
+    for p in ranks:
+        seconds, model = fit_mpiml(mpiml_make, p, X, y)
+        row = {"case": name, "library": "mpiml", "ranks": p, "seconds": round(seconds, 2),
+               "auc": round(auc(y_test, model.predict_proba(X_test)[:, 1]), 5)}
+        print(f"{name:7s} mpiml P={p}            {row['seconds']:8.2f} s  AUC {row['auc']:.4f}",
+              flush=True)
+        rows.append(row)
+    if sklearn_make is not None:
+        seconds, model = fit_sklearn(sklearn_make(), X, y)
+        row = {"case": name, "library": "scikit-learn", "seconds": round(seconds, 2),
+               "auc": round(auc(y_test, model.predict_proba(X_test)[:, 1]), 5)}
+        print(f"{name:7s} scikit-learn          {row['seconds']:8.2f} s  AUC {row['auc']:.4f}",
+              flush=True)
+        rows.append(row)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--forest-samples", type=int, default=200_000)
+    parser.add_argument("--tree-samples", type=int, default=1_000_000)
+    parser.add_argument("--features", type=int, default=28)
+    parser.add_argument("--trees", type=int, default=50)
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--ranks", default="1,2", help="comma-separated mpiml rank counts")
+    parser.add_argument("--sklearn-jobs", type=int, default=2)
+    parser.add_argument("--only", choices=("forest", "tree"))
+    parser.add_argument("--no-sklearn", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    ranks = [int(r) for r in args.ranks.split(",") if r]
+    rows = []
+    if args.only in (None, "forest"):
+        from sklearn.ensemble import RandomForestClassifier as SkForest
+        data = make_data(args.forest_samples, args.features, args.seed)
+        print(f"forest: {args.forest_samples} x {args.features}, {args.trees} trees", flush=True)
+        run_case("forest", data,
+                 lambda: RandomForestClassifier(n_estimators=args.trees, random_state=0),
+                 None if args.no_sklearn else
+                 lambda: SkForest(n_estimators=args.trees, n_jobs=args.sklearn_jobs, random_state=0),
+                 ranks, rows)
+    if args.only in (None, "tree"):
+        from sklearn.tree import DecisionTreeClassifier as SkTree
+        data = make_data(args.tree_samples, args.features, args.seed + 1)
+        print(f"tree: {args.tree_samples} x {args.features}, max_depth {args.depth}", flush=True)
+        run_case("tree", data, lambda: DecisionTreeClassifier(max_depth=args.depth),
+                 None if args.no_sklearn else lambda: SkTree(max_depth=args.depth, random_state=0),
+                 ranks, rows)
+    if args.json:
+        print(json.dumps({"benchmark": "trees", "results": rows}))
+
+
+if __name__ == "__main__":
+    main()
