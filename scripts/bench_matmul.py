@@ -78,15 +78,19 @@ def _env():
 def numpy_gflops(n, threads, dtype, repeat):
     """Best GFLOP/s of numpy ``A @ B`` with ``threads`` BLAS threads, in a fresh process."""
     code = f"""
-import time, numpy as np
+import time
+import numpy as np
 from threadpoolctl import threadpool_limits
 rng = np.random.default_rng(0)
 a = rng.standard_normal(({n}, {n})).astype("{dtype}")
 b = rng.standard_normal(({n}, {n})).astype("{dtype}")
+best = float("inf")
 with threadpool_limits({threads}, user_api="blas"):
-    a[:64] @ b[:, :64]
-    best = min(_timed() for _timed in [lambda: (lambda t: (a @ b, time.perf_counter() - t)[1])(
-        time.perf_counter())] * {repeat})
+    a[:256] @ b[:, :256]
+    for _ in range({repeat}):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
 print(2 * {n} ** 3 / best / 1e9)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

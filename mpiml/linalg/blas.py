@@ -6,6 +6,10 @@ installed, this module calls the BLAS ``?gemm`` that SciPy exports for Cython
 (``scipy.linalg.cython_blas``) through ``ctypes``, which accumulates in place
 (``beta = 1``), accepts strided operands and output, and releases the GIL, so
 thread ranks multiply in parallel. Without SciPy it falls back to ``numpy.matmul``.
+
+SciPy's BLAS is loaded when :mod:`mpiml.linalg` is imported: import it at the top of
+a program, before ``mpiml.run`` limits the BLAS threads of the libraries loaded by then
+(one per rank when ranks share a node).
 """
 
 __all__ = ["gemm", "blas_available"]
