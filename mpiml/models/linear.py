@@ -507,8 +507,10 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         if Z.shape[1] == 1:
             z = Z[:, 0]
             t = target[:, 0]
-            loss = np.logaddexp(0.0, z) - t * z
-            p = np.exp(-np.logaddexp(0.0, -z))
+            e = np.exp(-np.abs(z))  # one exp serves the loss and the sigmoid, stably
+            loss = np.log1p(e) + np.maximum(z, 0.0) - t * z
+            inv = 1.0 / (1.0 + e)
+            p = np.where(z >= 0, inv, e * inv)
             return loss, (p - t).reshape(-1, 1)
         zmax = Z.max(axis=1, keepdims=True) if Z.size else np.zeros((0, 1))
         E = np.exp(Z - zmax)
