@@ -135,3 +135,26 @@ def test_unavailable_model_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as info:
         train.main(["forest", "--data", SYNTH, "--out", str(tmp_path / "m")])
     assert info.value.code == 2
+
+
+def test_progress_lines_and_quiet(tmp_path):
+    args = ["logistic", "--data", SYNTH, "--out", str(tmp_path / "m.mpiml"), "--threads", "2"]
+    proc = _run(args)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("logistic: iter")]
+    assert lines and all("loss" in line and "elapsed" in line for line in lines)
+    assert "accuracy: train" in proc.stdout
+    proc = _run(args + ["--quiet"])
+    assert proc.returncode == 0 and "iter" not in proc.stderr
+
+
+def test_progress_reporter_rate_limit():
+    import io as _io
+    from mpiml.models._base import ProgressReporter
+    stream = _io.StringIO()
+    report = ProgressReporter(interval=3600, stream=stream, label="fit")
+    for i in range(100):
+        report(i, 1.0 / (i + 1))
+    report.done()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("fit: iter 0") and "iter 99" in lines[1]
