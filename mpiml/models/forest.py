@@ -106,14 +106,13 @@ class _BaseForest(BaseEstimator):
                     f"max_samples must be <= the number of rows ({n_total}), got {max_samples!r}"))
             n_draws = max_samples
 
-        if parallel == "trees" and c.size > 1:
-            X, targets, weights = gather_rows(c, X, targets, weights)
+        edges = fit_bin_edges(X, params["max_bins"], comm=c)
         if parallel == "trees":
-            edges = fit_bin_edges(X, params["max_bins"])
+            if c.size > 1:
+                X, targets, weights = gather_rows(c, X, targets, weights)
             grow_comm, rows = None, slice(0, n_total)
             mine = range(*block_range(n_estimators, c.size, c.rank))
         else:
-            edges = fit_bin_edges(X, params["max_bins"], comm=c)
             grow_comm, rows = c, slice(offset, offset + X.shape[0])
             mine = range(n_estimators)
         binned = bin_data(X, edges)

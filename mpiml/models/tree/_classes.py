@@ -180,15 +180,11 @@ class _BaseDecisionTree(BaseEstimator):
             self.n_classes_ = int(classes.size)
         n_features = X.shape[1]
         k = resolve_max_features(params["max_features"], n_features)
-        grow_comm = c
+        edges = fit_bin_edges(X, params["max_bins"], comm=c)
+        channel_comm = c
         if parallel == "feature" and c.size > 1:
             X, targets, weights = gather_rows(c, X, targets, weights)
-            grow_comm = c
-            edges = fit_bin_edges(X, params["max_bins"])
             channel_comm = None
-        else:
-            edges = fit_bin_edges(X, params["max_bins"], comm=c)
-            channel_comm = c
         binned = bin_data(X, edges)
         if self._regression:
             channels, scales = regression_channels(targets, weights, comm=channel_comm)
@@ -201,7 +197,7 @@ class _BaseDecisionTree(BaseEstimator):
         if params["min_impurity_decrease"] > 0:
             root = global_channel_sums(channels, channel_comm)
             min_gain = params["min_impurity_decrease"] * total_weight(criterion, root)
-        self.tree_ = grow_tree(binned, channels, criterion, edges, comm=grow_comm, mode=parallel,
+        self.tree_ = grow_tree(binned, channels, criterion, edges, comm=c, mode=parallel,
                                max_depth=params["max_depth"],
                                max_leaf_nodes=params["max_leaf_nodes"],
                                min_samples_leaf=params["min_samples_leaf"],
