@@ -116,4 +116,5 @@ class ProcessGrid:
 
     def __repr__(self):
         pr, pc = self.shape
-        return f"<ProcessGrid {pr}x{pc} {self.backend} rank {self.rank} at ({self.row}, {self.col})>"
+        return (f"<ProcessGrid {pr}x{pc} {self.backend} rank {self.rank} "
+                f"at ({self.row}, {self.col})>")
