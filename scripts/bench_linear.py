@@ -25,7 +25,6 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 
 import mpiml  # noqa: E402
 from mpiml import metrics  # noqa: E402

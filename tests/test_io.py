@@ -110,7 +110,6 @@ def test_trailing_bytes_and_garbage(tmp_path):
 def _rewrite_manifest(data, change):
     """A consistently re-checksummed file whose manifest was changed by ``change``."""
     import hashlib
-    import struct
     magic, version, mlen, _ = io._HEADER.unpack(data[:io._HEADER.size])
     manifest = json.loads(data[io._HEADER.size:io._HEADER.size + mlen])
     change(manifest)
