@@ -119,7 +119,7 @@ def test_random_and_fromfunction_do_not_depend_on_the_grid(spmd, shape):
     assert_array_equal(results[0][0], ref[0])
     assert_array_equal(results[0][1], np.fromfunction(lambda i, j: 1000.0 * i + j, shape))
     assert sum(r[2][0] * r[2][1] for r in results) == shape[0] * shape[1]
-    assert all(r[0] is None for r in results[1:]) or spmd.backend == "mpi"
+    assert all(r[0] is None for r in results[1:])
 
 
 @THREADS
