@@ -82,8 +82,8 @@ def _slow_parse(chunk, names, target_idx, first_line, delimiter):
             try:
                 value = float(cell)
             except ValueError:
-                return None, None, None, (f"line {line_no}, column {names[j]!r}: non-numeric "
-                                          f"value {cell!r}"), None
+                what = "empty cell" if not cell else f"non-numeric value {cell!r}"
+                return None, None, None, f"line {line_no}, column {names[j]!r}: {what}", None
             if not np.isfinite(value):
                 return None, None, None, (f"line {line_no}, column {names[j]!r}: NaN or "
                                           f"infinity ({cell!r})"), None
