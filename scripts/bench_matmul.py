@@ -7,6 +7,9 @@ For each size n and rank count P this runs, side by side:
   ``python apps/matmul.py --threads P --json`` (thread backend), one BLAS thread per rank,
 
 and prints GFLOP/s and the ratio to numpy. Each figure is the best of ``--repeat`` runs.
+On a shared machine the wall-clock figures also measure the waiting for a core; the
+``GF/cpu-s`` columns (GFLOP per CPU-second, all ranks or BLAS threads together) show
+the work each side did, and their ratio the overhead of the distributed algorithm.
 Cannon needs a square rank count: with a non-square P it runs on the next square
 (marked ``*`` when that oversubscribes the cores). With several rank counts that
 include 1, it also prints the parallel efficiency GFLOP/s(P) / (P * GFLOP/s(1)).
@@ -76,26 +79,28 @@ def _env():
 
 
 def numpy_gflops(n, threads, dtype, repeat):
-    """Best GFLOP/s of numpy ``A @ B`` with ``threads`` BLAS threads, in a fresh process."""
+    """numpy ``A @ B`` with ``threads`` BLAS threads, in a fresh process: best GFLOP/s of
+    wall-clock time, and GFLOP per CPU-second (all threads) in that run."""
     code = f"""
-import time
+import json, time
 import numpy as np
 from threadpoolctl import threadpool_limits
 rng = np.random.default_rng(0)
 a = rng.standard_normal(({n}, {n})).astype("{dtype}")
 b = rng.standard_normal(({n}, {n})).astype("{dtype}")
-best = float("inf")
+best = (float("inf"), 0.0)
 with threadpool_limits({threads}, user_api="blas"):
     a[:256] @ b[:, :256]
     for _ in range({repeat}):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         a @ b
-        best = min(best, time.perf_counter() - start)
-print(2 * {n} ** 3 / best / 1e9)
+        best = min(best, (time.perf_counter() - start, time.process_time() - cpu))
+flops = 2 * {n} ** 3 / 1e9
+print(json.dumps([flops / best[0], flops / max(best[1], 1e-9)]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=_env(), check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def app_report(n, ranks, backend, algo, dtype, repeat):
@@ -126,24 +131,27 @@ def main(argv=None):
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {cores} cores, load average {load:.2f} at start; {args.dtype}; best of "
           f"{args.repeat}; one BLAS thread per rank")
-    header = (f"{'n':>6} {'P':>3} {'backend':<8} {'algo':<7} {'grid':<6} {'seconds':>8} "
-              f"{'GFLOP/s':>8} {'numpy':>8} {'ratio':>6} {'eff':>5}  comm MB (model)")
+    header = (f"{'n':>6} {'P':>3} {'backend':<8} {'algo':<7} {'grid':<5} {'seconds':>8} "
+              f"{'GFLOP/s':>8} {'numpy':>7} {'ratio':>6} {'eff':>5} {'GF/cpu-s':>8} "
+              f"{'numpy':>7} {'ratio':>6}  comm MB (model)")
     print(header)
     results, single = [], {}
     started = time.time()
     for n in args.sizes:
         for p in args.ranks:
             threads = min(p, cores)
-            base = numpy_gflops(n, threads, args.dtype, args.repeat)
-            print(f"{n:>6} {p:>3} {'numpy':<8} {f'{threads} thr':<7} {'-':<6} "
-                  f"{2 * n ** 3 / base / 1e9:>8.3f} {base:>8.1f} {base:>8.1f} {1.0:>6.2f}",
-                  flush=True)
+            base, base_cpu = numpy_gflops(n, threads, args.dtype, args.repeat)
+            print(f"{n:>6} {p:>3} {'numpy':<8} {f'{threads} thr':<7} {'-':<5} "
+                  f"{2 * n ** 3 / base / 1e9:>8.3f} {base:>8.1f} {base:>7.1f} {1.0:>6.2f} "
+                  f"{'':>5} {base_cpu:>8.1f} {base_cpu:>7.1f} {1.0:>6.2f}", flush=True)
             for backend in args.backends:
                 for algo in args.algos:
                     ranks = cannon_ranks(p) if algo == "cannon" else p
                     rep = app_report(n, ranks, backend, algo, args.dtype, args.repeat)
-                    rep["numpy_gflops"], rep["numpy_threads"] = base, threads
-                    rep["ratio"] = rep["gflops"] / base
+                    cpu_gflops = 2 * n ** 3 / 1e9 / max(rep["cpu_seconds"], 1e-9)
+                    rep.update(numpy_gflops=base, numpy_cpu_gflops=base_cpu,
+                               numpy_threads=threads, ratio=rep["gflops"] / base,
+                               cpu_gflops=cpu_gflops, cpu_ratio=cpu_gflops / base_cpu)
                     key = (n, backend, algo)
                     if ranks == 1:
                         single[key] = rep["gflops"]
@@ -152,9 +160,10 @@ def main(argv=None):
                     results.append(rep)
                     mark = "*" if ranks > cores else " "
                     grid = "x".join(map(str, rep["grid"]))
-                    print(f"{n:>6} {ranks:>3}{mark}{backend:<8} {algo:<7} {grid:<6} "
-                          f"{rep['seconds']:>8.3f} {rep['gflops']:>8.1f} {base:>8.1f} "
-                          f"{rep['ratio']:>6.2f} {'' if eff is None else f'{eff:.2f}':>5}  "
+                    print(f"{n:>6} {ranks:>3}{mark}{backend:<8} {algo:<7} {grid:<5} "
+                          f"{rep['seconds']:>8.3f} {rep['gflops']:>8.1f} {base:>7.1f} "
+                          f"{rep['ratio']:>6.2f} {'' if eff is None else f'{eff:.2f}':>5} "
+                          f"{cpu_gflops:>8.1f} {base_cpu:>7.1f} {rep['cpu_ratio']:>6.2f}  "
                           f"{rep['comm_bytes'] / 1e6:.1f} ({rep['comm_bytes_model'] / 1e6:.1f})",
                           flush=True)
     print(f"# {time.time() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at the end; "
