@@ -18,7 +18,9 @@ with the squared error ``(z - y)^2 / 2`` for ``LinearRegression`` and the logist
 Solvers
 -------
 ``normal`` (LinearRegression only, the default): the normal equations from one
-Allreduce of ``X^T W X`` and ``X^T W y``, solved by least squares on every rank.
+Allreduce of ``X^T W X`` and ``X^T W y`` (standardised, so well scaled), solved by least
+squares on every rank. It moves ``(n_features + 1)^2`` numbers; for many thousands of
+features prefer ``lbfgs``.
 ``gd``: full-batch gradient descent with step ``learning_rate``.
 ``sgd``: mini-batches of ``batch_size`` global rows; each epoch visits the rows in an
 order drawn from ``(random_state, epoch)`` over the global row index, so the batches are
