@@ -58,7 +58,7 @@ def fetch_json(host, port, path):
         conn.close()
 
 
-def make_bodies(n_features, rows, protocol, count, seed):
+def make_bodies(n_features, rows, protocol, count, seed, outputs=None):
     rng = random.Random(seed)
     bodies = []
     for _ in range(count):
@@ -68,6 +68,8 @@ def make_bodies(n_features, rows, protocol, count, seed):
         else:
             body = {"inputs": [{"name": "input-0", "shape": [rows, n_features], "datatype": "FP64",
                                 "data": [v for row in X for v in row]}]}
+            if outputs:
+                body["outputs"] = [{"name": name} for name in outputs]
         bodies.append(json.dumps(body, separators=(",", ":")).encode())
     return bodies
 
@@ -163,6 +165,8 @@ def main(argv=None):
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load not counted")
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--outputs", nargs="+", choices=["predict", "predict_proba"],
+                        help="v2 only: outputs to ask for (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--pss", type=int, metavar="MASTER_PID",
                         help="report the PSS of this Gunicorn master and its workers, then exit")
@@ -180,6 +184,8 @@ def main(argv=None):
                   f"with master {report['total_pss_kb'] / 1024:.1f} MiB")
         return 0
 
+    if args.outputs and args.protocol != "v2":
+        parser.error("--outputs needs --protocol v2")
     if args.concurrency < 1 or args.duration <= 0 or args.rows < 1:
         parser.error("--concurrency and --rows must be >= 1 and --duration > 0")
     host, port = loopback_target(args.url)
@@ -196,7 +202,7 @@ def main(argv=None):
     quoted = urllib.parse.quote(args.model, safe="")
     path = f"/v1/models/{quoted}:predict" if args.protocol == "v1" else f"/v2/models/{quoted}/infer"
     bodies = make_bodies(info["n_features"], args.rows, args.protocol,
-                         count=4 if args.rows > 100 else 64, seed=0)
+                         count=4 if args.rows > 100 else 64, seed=0, outputs=args.outputs)
 
     processes = args.processes or min(args.concurrency, 2)
     shares = [args.concurrency // processes + (i < args.concurrency % processes) for i in range(processes)]

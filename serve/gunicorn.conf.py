@@ -110,3 +110,12 @@ def child_exit(server, worker):
 def on_exit(server):
     if os.environ.get("MPIML_OWNS_METRICS_DIR") == "1":
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def pre_fork(server, worker):
+    """Move every object of the master out of the garbage collector's reach before the
+    fork: collections in a worker then never write to (and so copy) the pages it shares
+    with the master, the loaded models' Python objects included."""
+    import gc
+
+    gc.freeze()

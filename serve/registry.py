@@ -192,9 +192,14 @@ class ModelRegistry:
         if err is None:
             try:
                 started = time.perf_counter()
-                model = load(path, mmap=True)
+                for _ in range(3):  # a file replaced while we read it is read again
+                    model = load(path, mmap=True)
+                    sha = file_sha256(path)
+                    after = _stat_key(path)
+                    if after == key:
+                        break
+                    key = after
                 manifest = getattr(model, "model_manifest_", None) or {}
-                sha = file_sha256(path)
                 entry = ModelEntry(name, path, model=model, manifest=manifest, sha256=sha,
                                    version=_version_of(manifest, sha), loaded_at=time.time(),
                                    stat_key=key)
