@@ -4,7 +4,7 @@ Algorithms receive a :class:`Communicator` and use nothing else to talk to other
 ranks. Importing this package does not import mpi4py; :func:`world` does.
 """
 
-__all__ = ["Communicator", "world", "agree", "block_range", "block_counts",
+__all__ = ["Communicator", "world", "self_comm", "agree", "block_range", "block_counts",
            "SUM", "PROD", "MIN", "MAX", "MAXLOC", "MINLOC", "IN_PLACE", "ANY_SOURCE", "ANY_TAG"]
 
 from ..errors import MpimlError
@@ -17,6 +17,12 @@ def world():
     """The MPI world as an mpiml Communicator (initialises MPI on first use)."""
     from .mpi import world as _world
     return _world()
+
+
+def self_comm():
+    """A Communicator of one rank (this thread alone), for data held by one process."""
+    from .threads import self_comm as _self_comm
+    return _self_comm()
 
 
 def agree(comm, error=None):

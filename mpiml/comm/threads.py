@@ -10,7 +10,7 @@ aborted: every rank blocked in a collective or a receive wakes up with
 :class:`~mpiml.errors.RankAborted`, and ``run`` re-raises the original exception.
 """
 
-__all__ = ["ThreadCommunicator", "run_threads"]
+__all__ = ["ThreadCommunicator", "run_threads", "self_comm"]
 
 import copy
 import itertools
@@ -473,6 +473,11 @@ def _check_message(call, data, buf, source):
     if data.size != buf.size or data.dtype != buf.dtype:
         raise CommError(f"{call}: message of {describe(data)} from rank {source} does not "
                         f"match the receive buffer of {describe(buf)}")
+
+
+def self_comm():
+    """A one-rank communicator for code that holds every row itself (no other rank)."""
+    return ThreadCommunicator(_Group(_Family(1), [0]), 0)
 
 
 def run_threads(fn, size, args=(), kwargs=None):

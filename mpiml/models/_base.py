@@ -127,8 +127,8 @@ def resolve_comm(comm):
     """``comm``, or a one-rank communicator when ``comm`` is None (one rank holds every row)."""
     if comm is not None:
         return comm
-    from ..comm.threads import ThreadCommunicator, _Family, _Group
-    return ThreadCommunicator(_Group(_Family(1), [0]), 0)
+    from ..comm import self_comm
+    return self_comm()
 
 
 def resolve_seed(random_state, comm):
