@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "apps" / "matmul.py"
 FIELDS = {"algo", "backend", "ranks", "grid", "m", "k", "n", "dtype", "seconds", "gflops",
-          "comm_bytes", "comm_bytes_model"}
+          "comm_bytes", "comm_bytes_model", "cpu_seconds"}
 
 
 def _env():

@@ -75,7 +75,7 @@ def cannon(a, b, out=None, counter=None):
     i, j = grid.row, grid.col
     c_local = out.local
     mb, nb = c_local.shape
-    scratch = None if blas_available(dtype) else np.empty(mb * nb, dtype)
+    scratch = None if blas_available(dtype) else grid.workspace("scratch", mb * nb, dtype)
     a_cur = np.ascontiguousarray(a.local, dtype=dtype)
     b_cur = np.ascontiguousarray(b.local, dtype=dtype)
     if q == 1:
@@ -83,8 +83,8 @@ def cannon(a, b, out=None, counter=None):
         return out
     kb, _ = block_counts(k, q)
     widest = int(kb.max())
-    a_bufs = [np.empty(mb * widest, dtype) for _ in range(2)]
-    b_bufs = [np.empty(widest * nb, dtype) for _ in range(2)]
+    a_bufs = [grid.workspace(f"cannon A{i}", mb * widest, dtype) for i in range(2)]
+    b_bufs = [grid.workspace(f"cannon B{i}", widest * nb, dtype) for i in range(2)]
     row_comm, col_comm = grid.row_comm, grid.col_comm
     received = 0
     held = (i + j) % q

@@ -4,6 +4,8 @@ __all__ = ["LinalgError", "ProcessGrid", "grid_shape", "check_cannon_ranks"]
 
 import math
 
+import numpy as np
+
 from ..errors import MpimlError
 
 
@@ -75,6 +77,13 @@ class ProcessGrid:
         ``(pr, pc)``.
     row, col : int
         This rank's grid coordinates.
+
+    Notes
+    -----
+    The grid also keeps this rank's workspace: the receive buffers of the last
+    multiplication, reused by the next one of the same size or smaller (so repeated
+    products neither allocate nor touch fresh pages). :meth:`release_workspace`
+    frees them.
     """
 
     def __init__(self, comm, shape=None):
@@ -88,6 +97,7 @@ class ProcessGrid:
         self.row, self.col = divmod(self.comm.rank, pc)
         self.row_comm = self.comm.Split(self.row, self.col)
         self.col_comm = self.comm.Split(self.col, self.row)
+        self._workspace = {}
 
     @classmethod
     def square(cls, comm):
@@ -109,6 +119,20 @@ class ProcessGrid:
     @property
     def backend(self):
         return self.comm.backend
+
+    def workspace(self, name, size, dtype):
+        """Flat buffer of ``size`` elements of ``dtype``, kept between calls under ``name``
+        (not collective; contents undefined)."""
+        dtype = np.dtype(dtype)
+        buf = self._workspace.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < size:
+            self._workspace[name] = None          # free the old one first
+            buf = self._workspace[name] = np.empty(size, dtype)
+        return buf[:size]
+
+    def release_workspace(self):
+        """Free the buffers kept by :meth:`workspace` (not collective)."""
+        self._workspace.clear()
 
     def rank_of(self, row, col):
         """Rank (in :attr:`comm`) of the grid position ``(row, col)``."""

@@ -108,9 +108,9 @@ def summa(a, b, out=None, panel=None, counter=None):
     b_first = block_range(k, pr, grid.row)[0]
     panels = summa_panels(k, grid.shape, None if panel is None else int(panel))
     widest = max((k1 - k0 for k0, k1, _, _ in panels), default=0)
-    a_buf = np.empty(mb * widest, dtype) if pc > 1 else None
-    b_buf = np.empty(widest * nb, dtype) if pr > 1 else None
-    scratch = None if blas_available(dtype) else np.empty(mb * nb, dtype)
+    a_buf = grid.workspace("summa A", mb * widest, dtype) if pc > 1 else None
+    b_buf = grid.workspace("summa B", widest * nb, dtype) if pr > 1 else None
+    scratch = None if blas_available(dtype) else grid.workspace("scratch", mb * nb, dtype)
     received = 0
     if not panels:
         c_local[...] = 0
