@@ -10,8 +10,9 @@ rows):
 * tree: 1,000,000 training rows, one ``DecisionTreeClassifier(max_depth=10)``, mpiml
   (``parallel="data"``) on P ranks against scikit-learn's.
 
-mpiml runs as thread ranks (``--ranks 1,2``). Prints fit seconds and test AUC per line;
-``--json`` adds one JSON object on the last line.
+mpiml runs as thread ranks (``--ranks 1,2``). Prints per line the fit's wall seconds, the
+process CPU seconds it used (all threads; useful when the machine is shared) and the test
+AUC; ``--json`` adds one JSON object on the last line.
 
     python scripts/bench_trees.py [--forest-samples 200000] [--tree-samples 1000000]
                                   [--trees 50] [--depth 10] [--ranks 1,2] [--only forest|tree]
@@ -46,6 +47,7 @@ def auc(y, score):
 
 
 def fit_mpiml(make, ranks, X, y):
+    """Fit on ``ranks`` thread ranks: (wall seconds of the slowest rank, model)."""
     def body(comm):
         start, stop = block_range(len(X), comm.size, comm.rank)
         model = make()
@@ -66,19 +68,19 @@ def fit_sklearn(model, X, y):
 
 def run_case(name, data, mpiml_make, sklearn_make, ranks, rows):
     X, y, X_test, y_test = data
-    for p in ranks:
-        seconds, model = fit_mpiml(mpiml_make, p, X, y)
-        row = {"case": name, "library": "mpiml", "ranks": p, "seconds": round(seconds, 2),
-               "auc": round(auc(y_test, model.predict_proba(X_test)[:, 1]), 5)}
-        print(f"{name:7s} mpiml P={p}            {row['seconds']:8.2f} s  AUC {row['auc']:.4f}",
-              flush=True)
-        rows.append(row)
+    runs = [(f"mpiml P={p}", {"library": "mpiml", "ranks": p},
+             lambda p=p: fit_mpiml(mpiml_make, p, X, y)) for p in ranks]
     if sklearn_make is not None:
-        seconds, model = fit_sklearn(sklearn_make(), X, y)
-        row = {"case": name, "library": "scikit-learn", "seconds": round(seconds, 2),
-               "auc": round(auc(y_test, model.predict_proba(X_test)[:, 1]), 5)}
-        print(f"{name:7s} scikit-learn          {row['seconds']:8.2f} s  AUC {row['auc']:.4f}",
-              flush=True)
+        runs.append(("scikit-learn", {"library": "scikit-learn"},
+                     lambda: fit_sklearn(sklearn_make(), X, y)))
+    for label, info, fit in runs:
+        cpu = time.process_time()
+        seconds, model = fit()
+        cpu = time.process_time() - cpu
+        row = dict(case=name, **info, seconds=round(seconds, 2), cpu_seconds=round(cpu, 2),
+                   auc=round(auc(y_test, model.predict_proba(X_test)[:, 1]), 5))
+        print(f"{name:7s} {label:14s} {row['seconds']:8.2f} s  (cpu {row['cpu_seconds']:7.2f} s)"
+              f"  AUC {row['auc']:.4f}", flush=True)
         rows.append(row)
 
 

@@ -28,29 +28,31 @@ def _xlogx(x):
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _weighted_impurity(kind, first, n_classes, scales, s):
-    """``N * impurity`` of one side from its channel sums ``s`` (C,)."""
+    """``N * impurity`` of one side from its channel sums ``s`` (C,). Scales are powers of
+    two, so multiplying by their inverse is exact."""
     if kind == SQUARED_ERROR:
-        w = s[1] / scales[0]
-        sy = s[2] / scales[1]
+        w = s[1] * (1.0 / scales[0])
+        sy = s[2] * (1.0 / scales[1])
         return -(sy * sy / w)  # the sum of squares cancels in a gain
+    inv = 1.0 / scales[0]
     n = 0.0
     for k in range(n_classes):
-        n += s[first + k] / scales[0]
+        n += s[first + k] * inv
     acc = 0.0
     if kind == GINI:
         for k in range(n_classes):
-            c = s[first + k] / scales[0]
+            c = s[first + k] * inv
             acc += c * c
         return n - acc / n
     for k in range(n_classes):
-        acc += _xlogx(s[first + k] / scales[0])
+        acc += _xlogx(s[first + k] * inv)
     return (_xlogx(n) - acc) / _LN2
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _gain(kind, first, n_classes, scales, left, right, parent):
-    return (_weighted_impurity(kind, first, n_classes, scales, parent)
-            - _weighted_impurity(kind, first, n_classes, scales, left)
+def _gain(kind, first, n_classes, scales, parent_term, left, right):
+    """Gain of one candidate given ``parent_term`` = the parent's weighted impurity."""
+    return (parent_term - _weighted_impurity(kind, first, n_classes, scales, left)
             - _weighted_impurity(kind, first, n_classes, scales, right))
 
 
@@ -58,8 +60,9 @@ def _gain(kind, first, n_classes, scales, left, right, parent):
 def gain_table(kind, first, n_classes, scales, left, right, parent):
     """Gains of N candidates: left, right (N, C) int64, parent (C,) -> (N,) float64."""
     out = np.empty(left.shape[0])
+    parent_term = _weighted_impurity(kind, first, n_classes, scales, parent)
     for i in range(left.shape[0]):
-        out[i] = _gain(kind, first, n_classes, scales, left[i], right[i], parent)
+        out[i] = _gain(kind, first, n_classes, scales, parent_term, left[i], right[i])
     return out
 
 
@@ -135,6 +138,27 @@ def _count(s, count_channel):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def _sort_by_bin(col, rows, start, m, keys, order):
+    """``order[:m]``: positions of the node's rows sorted (stably) by their bin in ``col``;
+    ``keys[:m]`` their bins in row order."""
+    for j in range(m):
+        keys[j] = col[rows[start + j]]
+    if m > 24:
+        order[:m] = np.argsort(keys[:m], kind="mergesort")
+        return
+    for j in range(m):
+        order[j] = j
+    for j in range(1, m):
+        o = order[j]
+        key = keys[o]
+        i = j - 1
+        while i >= 0 and keys[order[i]] > key:
+            order[i + 1] = order[i]
+            i -= 1
+        order[i + 1] = o
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def search_local(binned, channels, rows, starts, stops, node_ids, node_sums, n_bins,
                  kind, first, n_classes, scales, count_channel, min_samples_leaf,
                  seed, tree_index, k_features, out_gain, out_feature, out_bin, out_left):
@@ -154,6 +178,11 @@ def search_local(binned, channels, rows, starts, stops, node_ids, node_sums, n_b
     left = np.zeros(n_channels, np.int64)
     right = np.zeros(n_channels, np.int64)
     mask = np.ones(n_features, np.bool_)
+    longest = 0
+    for s in range(starts.shape[0]):
+        longest = max(longest, stops[s] - starts[s])
+    keys = np.empty(longest, np.uint8)
+    order = np.empty(longest, np.int64)
     for s in range(starts.shape[0]):
         start = starts[s]
         stop = stops[s]
@@ -161,10 +190,10 @@ def search_local(binned, channels, rows, starts, stops, node_ids, node_sums, n_b
         parent = node_sums[s]
         if k_features < n_features:
             sample_features(seed, tree_index, node_ids[s], n_features, k_features, mask)
+        parent_term = _weighted_impurity(kind, first, n_classes, scales, parent)
         best = -np.inf
         best_f = -1
         best_b = -1
-        keys = np.empty(m, np.uint8)
         for f in range(n_features):
             nb = n_bins[f]
             if not mask[f] or nb < 2:
@@ -191,14 +220,12 @@ def search_local(binned, channels, rows, starts, stops, node_ids, node_sums, n_b
                     if (_count(left, count_channel) < min_samples_leaf
                             or _count(right, count_channel) < min_samples_leaf):
                         continue
-                    g = _gain(kind, first, n_classes, scales, left, right, parent)
+                    g = _gain(kind, first, n_classes, scales, parent_term, left, right)
                     if g > best:
                         best, best_f, best_b = g, f, b
                         out_left[s, :] = left
             else:
-                for j in range(m):
-                    keys[j] = col[rows[start + j]]
-                order = np.argsort(keys, kind="mergesort")
+                _sort_by_bin(col, rows, start, m, keys, order)
                 for j in range(m - 1):
                     r = rows[start + order[j]]
                     for c in range(n_channels):
@@ -211,7 +238,7 @@ def search_local(binned, channels, rows, starts, stops, node_ids, node_sums, n_b
                     if (_count(left, count_channel) < min_samples_leaf
                             or _count(right, count_channel) < min_samples_leaf):
                         continue
-                    g = _gain(kind, first, n_classes, scales, left, right, parent)
+                    g = _gain(kind, first, n_classes, scales, parent_term, left, right)
                     if g > best:
                         best, best_f, best_b = g, f, b
                         out_left[s, :] = left
