@@ -317,3 +317,17 @@ def test_multiply_rejects_bad_operands(spmd):
     for errors in spmd(body):
         assert len(errors) == 3
         assert "inner dimensions" in errors[0] and "panel" in errors[1] and "strassen" in errors[2]
+
+
+def test_workspace_is_reused_until_released():
+    def body(comm):
+        grid = ProcessGrid(comm)
+        first = grid.workspace("x", 100, np.float64)
+        again = grid.workspace("x", 50, np.float64)
+        other_dtype = grid.workspace("x", 50, np.float32)
+        grid.release_workspace()
+        fresh = grid.workspace("x", 50, np.float32)
+        return (np.shares_memory(first, again), np.shares_memory(first, other_dtype),
+                np.shares_memory(other_dtype, fresh), again.size, fresh.dtype)
+
+    assert mpiml.run(body, threads=1)[0] == (True, False, False, 50, np.float32)
