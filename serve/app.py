@@ -15,7 +15,6 @@ Nothing here imports mpi4py: serving needs only :mod:`mpiml.io` and the estimato
 
 __all__ = ["create_app", "Settings"]
 
-import json
 import logging
 import os
 import time
@@ -26,7 +25,7 @@ import numpy as np
 from flask import Flask, Response, g, request
 from werkzeug.routing import BaseConverter
 
-from . import metrics
+from . import jsonio, metrics
 from .errors import ApiError, error_response, register_error_handlers
 from .openapi import openapi_spec
 from .registry import ModelRegistry
@@ -76,8 +75,7 @@ class _ModelNameConverter(BaseConverter):
 
 
 def _json(obj, status=200):
-    return Response(json.dumps(obj, separators=(",", ":")), status=status,
-                    mimetype="application/json")
+    return Response(jsonio.dumps(obj), status=status, mimetype="application/json")
 
 
 def _v2_datatype(dtype):
@@ -229,9 +227,9 @@ def _register_routes(app, registry, settings):
         X = instances_to_matrix(body["instances"], entry.n_features, entry.feature_names,
                                 settings.max_rows, raw)
         predictions, proba = _predict(entry, X, entry.is_classifier)
-        out = {"predictions": predictions.tolist()}
+        out = {"predictions": jsonio.as_json_array(predictions)}
         if proba is not None:
-            out["probabilities"] = proba.tolist()
+            out["probabilities"] = jsonio.as_json_array(proba)
         out["model"] = {"name": entry.name, "version": entry.version, "sha256": entry.sha256}
         return _json(out)
 
@@ -297,11 +295,11 @@ def _register_routes(app, registry, settings):
         if "predict" in wanted:
             outputs.append({"name": "predict", "shape": [len(predictions)],
                             "datatype": _v2_datatype(predictions.dtype),
-                            "data": predictions.tolist()})
+                            "data": jsonio.as_json_array(predictions)})
         if proba is not None:
             outputs.append({"name": "predict_proba", "shape": list(proba.shape),
                             "datatype": _v2_datatype(proba.dtype),
-                            "data": proba.ravel().tolist()})
+                            "data": jsonio.as_json_array(proba.ravel())})
         return _json({"model_name": entry.name, "model_version": entry.version,
                       "id": request_id if request_id is not None else str(uuid.uuid4()),
                       "parameters": {"sha256": entry.sha256},

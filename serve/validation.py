@@ -13,6 +13,7 @@ import math
 import numpy as np
 from flask import request
 
+from . import jsonio
 from .errors import ApiError
 
 # Open Inference Protocol v2 tensor datatypes -> numpy dtypes (BYTES is not numeric).
@@ -39,7 +40,7 @@ def parse_json_body():
     if not raw:
         raise ApiError(400, "MALFORMED_JSON", "request body is empty; expected a JSON object")
     try:
-        obj = json.loads(raw)  # NaN/Infinity parse; the validators name their row and column
+        obj = jsonio.loads(raw)  # NaN/Infinity parse; the validators name their row and column
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "MALFORMED_JSON", f"request body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):

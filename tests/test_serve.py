@@ -561,3 +561,25 @@ def test_reload_under_load_loses_no_request(server, models):
     assert server.get("/v1/models/added").json()["status"] == "ready"
     assert server.get("/v1/models/logistic").json()["version"] != ""
     assert server.get("/ready").json()["models"]["broken"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("use_orjson", [True, False])
+def test_json_codec_is_exact_with_and_without_orjson(monkeypatch, use_orjson):
+    from serve import jsonio
+
+    if use_orjson and jsonio.orjson is None:
+        pytest.skip("orjson is not installed")
+    if not use_orjson:
+        monkeypatch.setattr(jsonio, "orjson", None)
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(50, 3)) * 10.0 ** rng.integers(-300, 300, size=(50, 3))
+    small = (rng.normal(size=20) * 10.0 ** rng.integers(-30, 30, size=20)).astype(np.float32)
+    for arr in (values, small, np.arange(5), np.array(["a", "b"]), np.array([True, False])):
+        text = jsonio.dumps({"x": jsonio.as_json_array(arr)})
+        back = json.loads(text)["x"]
+        assert np.array_equal(np.array(back, dtype=arr.dtype), arr)
+        assert back == arr.astype(np.float64).tolist() if arr.dtype.kind == "f" else back == arr.tolist()
+    assert jsonio.loads(b'{"a": [1, NaN, -Infinity, 1e999]}')["a"][0] == 1
+    assert np.isnan(jsonio.loads(b"[NaN]")[0])
+    with pytest.raises(ValueError):
+        jsonio.loads(b"[1, 2")
