@@ -2,7 +2,7 @@
 """Run every mpiml benchmark with one command; write one JSON file and PNG plots.
 
     python scripts/bench.py --quick                       # every area, a few minutes on 2 cores
-    python scripts/bench.py                               # full size (long: an hour or more on 2 cores)
+    python scripts/bench.py                               # full size (tens of minutes on 2 cores)
     python scripts/bench.py --quick --only gbdt,matmul    # a subset
     python scripts/bench.py --out docs/perf               # where results.json and the PNGs go
     python scripts/bench.py --replot docs/perf/results.json   # the plots again, from a results file
@@ -70,8 +70,8 @@ SIZES = {
         "matmul": {"sizes": [256, 512, 1024], "repeat": 2},
         "comm": {"ranks": 2, "max_bytes": "4M"},
         "linear": {"n_samples": 100_000, "n_features": 28},
-        "trees": {"forest_samples": 20_000, "tree_samples": 100_000, "trees": 20, "depth": 8},
-        "gbdt": {"n_samples": 100_000, "n_test": 20_000, "trees": 30, "leaves": 31,
+        "trees": {"forest_samples": 20_000, "tree_samples": 50_000, "trees": 20, "depth": 8},
+        "gbdt": {"n_samples": 50_000, "n_test": 10_000, "trees": 30, "leaves": 31,
                  "peers": list(GBDT_PEERS)},
         "serving": {"models": ["logistic", "forest", "gbdt"], "train_rows": 20_000,
                     "concurrency": 4, "duration": 5.0, "warmup": 1.0},
@@ -227,6 +227,9 @@ class Context:
         """Run a child (``python`` stands for this interpreter), stream its output as
         progress, and return its output lines; raise ChildFailed on a non-zero exit."""
         command = [sys.executable if a == "python" else str(a) for a in args]
+        for arg in args[1:2]:
+            if str(arg).endswith(".py") and not Path(arg).exists():
+                raise AreaSkipped(f"{Path(arg).relative_to(ROOT)} is missing in this checkout")
         self.commands.append(shlex.join(command))
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace", cwd=ROOT, env=child_env(**env),
@@ -248,6 +251,10 @@ class Context:
                 lines.append(line.rstrip("\n"))
                 self.progress.output(lines[-1])
             returncode = proc.wait()
+        except BaseException:  # Ctrl-C: the child has its own session and would live on
+            kill()
+            proc.wait()
+            raise
         finally:
             timer.cancel()
         if returncode != 0 or timed_out.is_set():
@@ -290,6 +297,8 @@ def matmul_figures(reports):
                   "ranks": rep["ranks"], "n": rep["n"], "dtype": rep.get("dtype", "float64")}
         figures.append(figure("gflops", rep["gflops"], "GFLOP/s", **labels))
         figures.append(figure("time", rep["seconds"], "s", **labels))
+        if "cpu_seconds" in rep:  # all ranks' CPU time: a second view on a shared machine
+            figures.append(figure("cpu_time", rep["cpu_seconds"], "s", **labels))
         base = single.get((rep["n"], rep["backend"], rep["algo"]))
         if base:
             figures.append(figure("parallel_efficiency", rep["gflops"] / (rep["ranks"] * base),
@@ -379,6 +388,8 @@ def run_trees(ctx, params):
                   if row["library"] == "mpiml" else None, "ranks": row.get("ranks"),
                   "threads": None if row["library"] == "mpiml" else cores()}
         figures.append(figure("fit_time", row["seconds"], "s", **labels))
+        if "cpu_seconds" in row:
+            figures.append(figure("fit_cpu_time", row["cpu_seconds"], "s", **labels))
         figures.append(figure("test_auc", row["auc"], "1", **labels))
     return {"raw": rows, "figures": figures}
 
@@ -415,6 +426,8 @@ def run_gbdt(ctx, params):
                   "ranks": row.get("ranks"), "threads": row.get("threads"),
                   "n_samples": params["n_samples"], "trees": params["trees"]}
         figures.append(figure("fit_time", row["seconds"], "s", **labels))
+        if "cpu_seconds" in row:
+            figures.append(figure("fit_cpu_time", row["cpu_seconds"], "s", **labels))
         figures.append(figure("test_auc", row["auc"], "1", **labels))
     return {"raw": rows, "figures": figures}
 
@@ -637,8 +650,8 @@ def _blas():
 
 def _mpi():
     """The MPI library as mpiml sees it, asked in a child so this process stays MPI-free."""
-    out = {"mpiexec": mpiexec_path(), "mpi4py": _version("mpi4py"), "mpich_wheel": _version("mpich"),
-           "library": None}
+    out = {"mpiexec": mpiexec_path(), "mpi4py": _version("mpi4py"),
+           "mpich_wheel": _version("mpich"), "library": None}
     code = "from mpiml.comm.mpi import library_version; print(library_version())"
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
