@@ -494,9 +494,15 @@ def _http_status(url, path):
 def load_test(loadtest, url, model, params):
     """Load ``model`` with loadtest.py's keep-alive clients; return the sorted latencies
     (s), the error messages and the seconds of load."""
-    host, port = loadtest.loopback_target(url)
-    info = next(m for m in loadtest.fetch_json(host, port, "/v1/models")["models"]
-                if m["name"] == model)
+    try:  # loadtest.py's checks end its own process with SystemExit
+        host, port = loadtest.loopback_target(url)
+        listed = loadtest.fetch_json(host, port, "/v1/models")["models"]
+    except SystemExit as exc:
+        raise RuntimeError(f"load test of {model!r}: {exc}") from None
+    info = next((m for m in listed if m["name"] == model), None)
+    if info is None:
+        raise RuntimeError(f"the server does not list model {model!r}: "
+                           f"{[m['name'] for m in listed]}")
     path = f"/v1/models/{model}:predict"
     bodies = loadtest.make_bodies(info["n_features"], 1, "v1", count=64, seed=0)
     concurrency = params["concurrency"]

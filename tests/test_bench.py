@@ -280,3 +280,32 @@ def test_describe_machine_has_cores_memory_blas_and_mpi():
     assert set(machine["blas"]) == {"threadpoolctl", "numpy_build"}
     assert {"library", "mpi4py", "mpiexec"} <= set(machine["mpi"])
     json.dumps(machine)  # all of it goes into the results file
+
+
+def test_a_failing_area_is_reported_and_the_others_still_run(monkeypatch, tmp_path, capsys):
+    def broken(ctx, params):
+        ctx.step("always fails")
+        raise bench.ChildFailed(["python", "scripts/bench_matmul.py"], 1, ["Traceback ...", "boom"])
+
+    def fine(ctx, params):
+        ctx.step("canned")
+        return {"figures": [bench.figure("bandwidth", 1.0, "GB/s", impl="mpi", op="Bcast",
+                                         bytes=8, ranks=2)]}
+
+    def missing(ctx, params):
+        raise bench.AreaSkipped("scikit-learn is not installed")
+
+    monkeypatch.setattr(bench, "AREA_FUNCTIONS", {
+        "matmul": (broken, lambda p, r: 1), "comm": (fine, lambda p, r: 1),
+        "linear": (missing, lambda p, r: 0)})
+    argv = ["--tiny", "--only", "matmul,comm,linear", "--out", str(tmp_path)]
+    assert bench.run_suite(bench.parse_args(argv), argv) == 1
+    results = json.loads((tmp_path / "results.json").read_text())
+    areas = results["benchmarks"]
+    assert areas["matmul"]["status"] == "failed" and "boom" in areas["matmul"]["reason"]
+    assert areas["comm"]["status"] == "ok"
+    assert areas["linear"] == dict(areas["linear"], status="skipped",
+                                   reason="scikit-learn is not installed")
+    out, err = capsys.readouterr()
+    assert "matmul: FAILED" in err and "linear: skipped" in err
+    assert "failed" in out and "comm" in out
