@@ -741,8 +741,10 @@ def _save(fig, path, source):
 
 def _machine_line(results):
     m = results.get("machine", {})
-    return (f"{m.get('cores', '?')} cores, {results.get('size', '?')} size, "
-            f"{results.get('created', '')[:16]}")
+    load = m.get("load_average_at_start")
+    return (f"{m.get('cores', '?')} cores" + (f", load average {load[0]:g} at start" if load
+                                              else "")
+            + f", {results.get('size', '?')} size, {results.get('created', '')[:16]}")
 
 
 def plot_matmul_gflops(results, out):
