@@ -210,3 +210,17 @@ def test_predict_checks_features():
     model = DecisionTreeClassifier(max_depth=2).fit(X, y)
     with pytest.raises(mpiml.MpimlError, match="features"):
         model.predict(X[:, :3])
+
+
+def test_histogram_paths_agree(spmd, monkeypatch):
+    """Every open node keeps its histogram (subtraction everywhere) and histograms are
+    built one node at a time: the same tree as the default memory settings."""
+    from mpiml.models.tree import _grower
+    X, y = _data(n=307)
+    make = CASES["entropy-sqrt"]
+    want_hash = fingerprint(make().fit(X, y))
+    default = spmd(_fit_body, make, X, y, False)
+    monkeypatch.setattr(_grower, "_KEEP_HIST_ROWS", 0)
+    monkeypatch.setattr(_grower, "_HIST_BUDGET", 1)
+    tight = spmd(_fit_body, make, X, y, False)
+    assert all(h == want_hash for h, _ in default + tight)

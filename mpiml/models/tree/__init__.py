@@ -28,6 +28,9 @@ Criterion (any object with these members; :class:`Criterion` is a base class)::
                                            (return np.inf when the notion does not apply)
     split_gain(left, right, parent)        left, right (n_feat, n_thresholds, C), parent (C,)
                                            -> (n_feat, n_thresholds) float64; -inf/NaN = invalid
+    node_stats(sums) (S, C) -> (values (S, n_outputs), impurities (S,))   (default provided)
+    kernel                                 None (built-in criteria: a numeric spec that lets
+                                           one-rank growth run entirely in numba)
 
 ``split_gain`` is called on every threshold of a block of features at once and must be
 elementwise (no float reductions whose order could depend on the block), e.g. gradient
@@ -44,7 +47,9 @@ Growing (collective when comm has several ranks)::
 by feature block, each rank scores the features of its block. ``mode="feature"``: every
 rank holds every row and histograms only its own features (no histogram traffic).
 ``comm=None``: one rank. ``max_leaf_nodes`` set: best-first (leaf-wise) growth, else
-depth-wise, level by level. ``max_features`` (an int) draws each node's features from
+depth-wise, level by level (one ``Reduce_scatter`` and one ``Allgather`` per level or
+per best-first split, whatever the number of nodes). Rows whose channels are all zero
+(out of a bootstrap or a subsample) contribute nothing. ``max_features`` (an int) draws each node's features from
 ``(random_state, tree_index, node id)``. ``return_leaves=True`` also returns the leaf
 index of every local row (to update predictions without a traversal).
 

@@ -25,10 +25,12 @@ import numpy as np
 from ...comm.partition import block_counts, block_range
 from ._criteria import EPSILON
 from ._kernels import build_histograms
-from ._split_kernels import partition_batch, sample_features, search_local
+from ._split_kernels import partition_batch, sample_features, scan_histogram, search_local
 from ._tree import TREE_FIELDS, Tree
 
 _MODES = ("data", "feature")
+_HIST_BUDGET = 64 << 20   # bytes of local histograms built at once
+_KEEP_HIST_ROWS = 1024    # smaller open nodes drop their histogram: both children are built
 
 
 class _Grower:
@@ -134,20 +136,34 @@ class _Grower:
     # -- histogram engine ------------------------------------------------------------
 
     def _histograms(self, ids):
-        """Summed histograms of the owned features of nodes ``ids``: (n_own, S, B, C). Collective."""
-        shape = (len(self.hist_features), len(ids), self.n_bins, self.n_channels)
-        local = np.zeros(shape, dtype=np.int64)
-        for slot, nid in enumerate(ids):
-            if self.stop[nid] > self.start[nid]:
-                build_histograms(self.binned, self.channels, self.rows, self.start[nid],
-                                 self.stop[nid], self.hist_features, local, slot)
-        if self.mode != "data" or self.comm is None:
-            return local
-        unit = len(ids) * self.n_bins * self.n_channels
-        counts, _ = block_counts(self.n_features, self.size, unit=unit)
-        summed = np.empty((len(self.owned),) + shape[1:], dtype=np.int64)
-        self.comm.Reduce_scatter(local, summed, counts)
-        return summed
+        """Summed histograms of the owned features of nodes ``ids``: a list of (n_own, B, C)
+        arrays. Collective in data mode. Nodes are handled in chunks so that the local
+        buffer stays under ``_HIST_BUDGET`` bytes (the chunk size is the same on every rank)."""
+        per_node = max(1, len(self.hist_features) * self.n_bins * self.n_channels * 8)
+        chunk = max(1, _HIST_BUDGET // per_node)
+        out = []
+        for lo in range(0, len(ids), chunk):
+            part = ids[lo:lo + chunk]
+            shape = (len(self.hist_features), len(part), self.n_bins, self.n_channels)
+            local = np.zeros(shape, dtype=np.int64)
+            for slot, nid in enumerate(part):
+                if self.stop[nid] > self.start[nid]:
+                    build_histograms(self.binned, self.channels, self.rows, self.start[nid],
+                                     self.stop[nid], self.hist_features, local, slot)
+            if self.mode == "data" and self.comm is not None:
+                counts, _ = block_counts(self.n_features, self.size, unit=int(np.prod(shape[1:])))
+                summed = np.empty((len(self.owned),) + shape[1:], dtype=np.int64)
+                self.comm.Reduce_scatter(local, summed, counts)
+                local = summed
+            out.extend(np.ascontiguousarray(local[:, slot]) for slot in range(len(part)))
+        return out
+
+    def _feature_mask(self, nid):
+        mask = np.ones(self.n_features, dtype=bool)
+        if self.k_features < self.n_features:
+            sample_features(self.random_state, self.tree_index, nid, self.n_features,
+                            self.k_features, mask)
+        return mask
 
     def _local_best(self, nid):
         """This rank's best split of a node over its owned features."""
@@ -155,16 +171,20 @@ class _Grower:
         if len(self.owned) == 0 or self.n_bins < 2:
             return none
         crit, sums = self.criterion, self.sums[nid]
+        if crit.kernel is not None:
+            kind, first, n_classes, scales, count_channel = crit.kernel
+            left = np.zeros(self.n_channels, dtype=np.int64)
+            gain, f, b = scan_histogram(self.hists[nid], sums, self.owned, self.bins_per_feature,
+                                        kind, first, n_classes, scales, count_channel,
+                                        self.min_samples_leaf, self._feature_mask(nid), left)
+            return (gain, f, b, left) if gain > -np.inf else none
         left = np.cumsum(self.hists[nid][:, :-1, :], axis=1)
         right = sums - left
         gain = np.asarray(crit.split_gain(left, right, sums), dtype=np.float64)
         valid = ((crit.n_samples(left) >= self.min_samples_leaf)
                  & (crit.n_samples(right) >= self.min_samples_leaf) & ~np.isnan(gain))
         if self.k_features < self.n_features:
-            mask = np.empty(self.n_features, dtype=bool)
-            sample_features(self.random_state, self.tree_index, nid, self.n_features,
-                            self.k_features, mask)
-            valid &= mask[self.owned][:, None]
+            valid &= self._feature_mask(nid)[self.owned][:, None]
         gain = np.where(valid, gain, -np.inf)
         k = int(np.argmax(gain))
         f, b = divmod(k, self.n_bins - 1)
@@ -192,9 +212,6 @@ class _Grower:
         pick = every[winner, np.arange(len(ids))]
         self._set_candidates(np.asarray(ids), gains[winner, np.arange(len(ids))],
                              pick[:, 1], pick[:, 2], pick[:, 3:])
-        for nid in ids:
-            if not self.open[nid]:
-                self.hists.pop(nid, None)
 
     # -- growth ----------------------------------------------------------------------
 
@@ -206,24 +223,29 @@ class _Grower:
                 self._search_local(wanted)
             return
         has = np.isin(children, wanted).any(axis=1)
-        builds = []
+        derive, direct = [], []
         for parent, (left, right) in zip(parents[has], children[has]):
-            small, large = ((left, right) if self.n_node_samples[left] <= self.n_node_samples[right]
-                            else (right, left))
-            builds.append((parent, small, large))
-        for parent in parents[~has]:
-            self.hists.pop(parent, None)
-        if not builds:
+            if parent in self.hists:
+                small, large = ((left, right) if self.n_node_samples[left] <= self.n_node_samples[right]
+                                else (right, left))
+                derive.append((parent, small, large))
+            else:
+                direct.extend((left, right))
+        deriving = {parent for parent, _, _ in derive}
+        for parent in parents:
+            if parent not in deriving:
+                self.hists.pop(parent, None)
+        built = [small for _, small, _ in derive] + direct
+        if not built:
             return
-        hists = self._histograms([small for _, small, _ in builds])
-        for slot, (parent, small, large) in enumerate(builds):
-            self.hists[small] = np.ascontiguousarray(hists[:, slot])
+        for nid, hist in zip(built, self._histograms(built)):
+            self.hists[nid] = hist
+        for parent, small, large in derive:
             self.hists[large] = self.hists.pop(parent) - self.hists[small]
         self._search_hist(wanted.tolist())
-        for _, small, large in builds:
-            for child in (small, large):
-                if not self.open[child]:
-                    self.hists.pop(child, None)
+        for nid in built + [large for _, _, large in derive]:
+            if not self.open[nid] or self.n_node_samples[nid] < _KEEP_HIST_ROWS:
+                self.hists.pop(nid, None)
 
     def _step(self, chosen):
         """Split the ``chosen`` open nodes (sorted ids) and search their children. Collective."""
@@ -257,7 +279,7 @@ class _Grower:
             if self.local:
                 self._search_local(root)
             else:
-                self.hists[0] = self._histograms([0])[:, 0]
+                self.hists[0] = self._histograms([0])[0]
                 self._search_hist([0])
         n_leaves = 1
         while True:

@@ -11,7 +11,7 @@ scales of w, w*y, w*y^2 for regression) and ``count_channel`` (-1: the sum of al
 """
 
 __all__ = ["GINI", "ENTROPY", "SQUARED_ERROR", "gain_table", "node_stats", "sample_features",
-           "search_local", "partition_batch"]
+           "search_local", "scan_histogram", "partition_batch"]
 
 import numpy as np
 from numba import njit
@@ -245,6 +245,48 @@ def search_local(binned, channels, rows, starts, stops, node_ids, node_sums, n_b
         out_gain[s] = best
         out_feature[s] = best_f
         out_bin[s] = best_b
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def scan_histogram(hist, parent, owned, n_bins, kind, first, n_classes, scales, count_channel,
+                   min_samples_leaf, mask, out_left):
+    """Best split in a node's summed histogram of the owned features.
+
+    ``hist`` (n_own, B, C) int64, ``parent`` (C,), ``owned`` (n_own,) feature ids,
+    ``mask`` (n_features,) features allowed at this node. Returns ``(gain, feature, bin)``
+    (gain -inf when no split is valid) and the left sums in ``out_left``. Candidates are met
+    in (feature, bin) order; only a strictly larger gain wins.
+    """
+    n_channels = hist.shape[2]
+    left = np.zeros(n_channels, np.int64)
+    right = np.zeros(n_channels, np.int64)
+    parent_term = _weighted_impurity(kind, first, n_classes, scales, parent)
+    best = -np.inf
+    best_f = -1
+    best_b = -1
+    for j in range(owned.shape[0]):
+        f = owned[j]
+        if not mask[f]:
+            continue
+        left[:] = 0
+        for b in range(n_bins[f] - 1):
+            empty = True
+            for c in range(n_channels):
+                if hist[j, b, c] != 0:
+                    empty = False
+                left[c] += hist[j, b, c]
+            if empty:
+                continue
+            for c in range(n_channels):
+                right[c] = parent[c] - left[c]
+            if (_count(left, count_channel) < min_samples_leaf
+                    or _count(right, count_channel) < min_samples_leaf):
+                continue
+            g = _gain(kind, first, n_classes, scales, parent_term, left, right)
+            if g > best:
+                best, best_f, best_b = g, f, b
+                out_left[:] = left
+    return best, best_f, best_b
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
