@@ -74,18 +74,6 @@ def train_forest(seed=3):
     return forest.RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(X, y)
 
 
-def _optional_models():
-    """Model types that may not exist yet in this checkout: (name, trainer)."""
-    out = []
-    for name, trainer in (("gbdt", train_gbdt), ("forest", train_forest)):
-        try:
-            trainer()
-        except pytest.skip.Exception:
-            continue
-        out.append((name, trainer))
-    return out
-
-
 # -- server process ---------------------------------------------------------------------
 
 class Server:
@@ -169,9 +157,15 @@ def models(tmp_path_factory):
     """Directory of model files: name -> path (plus broken.mpiml, which cannot load)."""
     directory = tmp_path_factory.mktemp("models")
     paths = {}
-    for name, trainer in [("logistic", train_logistic), ("linear", train_linear)] + _optional_models():
+    trainers = [("logistic", train_logistic), ("linear", train_linear), ("gbdt", train_gbdt),
+                ("forest", train_forest)]
+    for name, trainer in trainers:
+        try:
+            model = trainer()
+        except pytest.skip.Exception:  # a model type this checkout does not have yet
+            continue
         paths[name] = directory / f"{name}.mpiml"
-        mpiml.save(trainer(), paths[name])
+        mpiml.save(model, paths[name])
     (directory / "broken.mpiml").write_bytes(b"this is not a model file")
     return directory, paths
 
