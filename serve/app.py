@@ -26,7 +26,7 @@ from flask import Flask, Response, g, request
 from werkzeug.routing import BaseConverter
 
 from . import jsonio, metrics
-from .errors import ApiError, error_response, register_error_handlers
+from .errors import ApiError, register_error_handlers
 from .openapi import openapi_spec
 from .registry import ModelRegistry
 from .validation import instances_to_matrix, parse_json_body, v2_inputs_to_matrix
