@@ -135,7 +135,7 @@ def main(argv=None):
               f"{'GFLOP/s':>8} {'numpy':>7} {'ratio':>6} {'eff':>5} {'GF/cpu-s':>8} "
               f"{'numpy':>7} {'ratio':>6}  comm MB (model)")
     print(header)
-    results, single = [], {}
+    results, single, done = [], {}, set()
     started = time.time()
     for n in args.sizes:
         for p in args.ranks:
@@ -147,6 +147,9 @@ def main(argv=None):
             for backend in args.backends:
                 for algo in args.algos:
                     ranks = cannon_ranks(p) if algo == "cannon" else p
+                    if (n, backend, algo, ranks) in done:   # Cannon: P=2 and P=4 both run 4
+                        continue
+                    done.add((n, backend, algo, ranks))
                     rep = app_report(n, ranks, backend, algo, args.dtype, args.repeat)
                     cpu_gflops = 2 * n ** 3 / 1e9 / max(rep["cpu_seconds"], 1e-9)
                     rep.update(numpy_gflops=base, numpy_cpu_gflops=base_cpu,
