@@ -577,3 +577,20 @@ def test_json_codec_is_exact_with_and_without_orjson(monkeypatch, use_orjson):
     assert np.isnan(jsonio.loads(b"[NaN]")[0])
     with pytest.raises(ValueError):
         jsonio.loads(b"[1, 2")
+
+
+def test_unexpected_error_is_json_500_without_traceback(models, monkeypatch):
+    from serve.app import Settings, create_app
+
+    directory, _ = models
+    app = create_app(Settings(models_dir=str(directory), warmup=False))
+    entry = app.extensions["mpiml"].get("linear")
+
+    def explode(X):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(entry.model, "predict", explode)
+    resp = app.test_client().post("/v1/models/linear:predict", json={"instances": [ROW_OK]})
+    assert resp.status_code == 500
+    assert resp.get_json() == {"error": "internal server error", "error_code": "INTERNAL_ERROR"}
+    assert b"secret" not in resp.data and b"Traceback" not in resp.data
