@@ -74,6 +74,13 @@ def train_forest(seed=3):
     return forest.RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(X, y)
 
 
+def train_tree(seed=4):
+    tree = pytest.importorskip("mpiml.models.tree")
+    X, _ = _data(seed)
+    y = np.where(X[:, 1] > 0.3, 2, np.where(X[:, 2] > 0, 1, 0))
+    return tree.DecisionTreeClassifier(max_depth=4).fit(X, y)
+
+
 # -- server process ---------------------------------------------------------------------
 
 class Server:
@@ -158,7 +165,7 @@ def models(tmp_path_factory):
     directory = tmp_path_factory.mktemp("models")
     paths = {}
     trainers = [("logistic", train_logistic), ("linear", train_linear), ("gbdt", train_gbdt),
-                ("forest", train_forest)]
+                ("forest", train_forest), ("tree", train_tree)]
     for name, trainer in trainers:
         try:
             model = trainer()
