@@ -116,3 +116,12 @@ def test_bad_input_under_mpiexec(args, ranks):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("algo", ["summa", "cannon"])
+def test_more_ranks_than_rows_and_columns(algo):
+    report = _report(_run(["--threads", "9", "--algo", algo, "--m", "2", "--k", "1", "--n", "3",
+                           "--dtype", "complex128", "--check", "--json"]))
+    assert report["grid"] == [3, 3] and report["rel_err"] < 1e-14
+    assert report["comm_bytes"] == report["comm_bytes_model"]
