@@ -137,7 +137,7 @@ class _Grower:
 
     def _histograms(self, ids):
         """Summed histograms of the owned features of nodes ``ids``: a list of (n_own, B, C)
-        arrays. Collective in data mode. Nodes are handled in chunks so that the local
+        views into chunk buffers (copy one to keep it). Collective in data mode. Nodes are handled in chunks so that the local
         buffer stays under ``_HIST_BUDGET`` bytes (the chunk size is the same on every rank)."""
         per_node = max(1, len(self.hist_features) * self.n_bins * self.n_channels * 8)
         chunk = max(1, _HIST_BUDGET // per_node)
@@ -155,7 +155,7 @@ class _Grower:
                 summed = np.empty((len(self.owned),) + shape[1:], dtype=np.int64)
                 self.comm.Reduce_scatter(local, summed, counts)
                 local = summed
-            out.extend(np.ascontiguousarray(local[:, slot]) for slot in range(len(part)))
+            out.extend(local[:, slot] for slot in range(len(part)))
         return out
 
     def _feature_mask(self, nid):
@@ -246,6 +246,8 @@ class _Grower:
         for nid in built + [large for _, _, large in derive]:
             if not self.open[nid] or self.n_node_samples[nid] < _KEEP_HIST_ROWS:
                 self.hists.pop(nid, None)
+            elif not self.hists[nid].flags.c_contiguous:
+                self.hists[nid] = np.ascontiguousarray(self.hists[nid])  # frees the chunk
 
     def _step(self, chosen):
         """Split the ``chosen`` open nodes (sorted ids) and search their children. Collective."""
