@@ -7,7 +7,8 @@
 A and B are random (standard normal, seeded), created in place on every rank: no
 rank ever holds a whole matrix (except rank 0 with ``--check``, which gathers A, B
 and C to compare with numpy). The time is that of the multiplication alone, the
-slowest rank's, the best of ``--repeat`` runs. The JSON also gives ``cpu_seconds``, the
+slowest rank's, the best of ``--repeat`` runs; GFLOP/s counts ``2 m k n`` flops (``8 m k n``
+for complex dtypes). The JSON also gives ``cpu_seconds``, the
 CPU time of all ranks together in that run: on a loaded machine it shows the work done,
 where the wall-clock time also shows the waiting for a core.
 """
