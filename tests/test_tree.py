@@ -212,12 +212,16 @@ def test_predict_checks_features():
         model.predict(X[:, :3])
 
 
-def test_histogram_paths_agree(spmd, monkeypatch):
-    """Every open node keeps its histogram (subtraction everywhere) and histograms are
-    built one node at a time: the same tree as the default memory settings."""
+@pytest.mark.parametrize("case", ["gini", "entropy-sqrt", "regressor"])
+def test_histogram_paths_agree(spmd, monkeypatch, case):
+    """Every open node keeps its histogram (subtraction everywhere, histograms rather than
+    the local kernel on one rank) and histograms are built one node at a time: the same
+    tree as the default settings."""
     from mpiml.models.tree import _grower
     X, y = _data(n=307)
-    make = CASES["entropy-sqrt"]
+    if case == "regressor":
+        y = X[:, 0] * 3.0 + np.sin(X[:, 2])
+    make = CASES[case]
     want_hash = fingerprint(make().fit(X, y))
     default = spmd(_fit_body, make, X, y, False)
     monkeypatch.setattr(_grower, "_KEEP_HIST_ROWS", 0)

@@ -219,10 +219,14 @@ class _Grower:
         """Search the splits of the splittable ``children`` ((S, 2) ids) of ``parents``."""
         wanted = self._splittable(children.reshape(-1))
         if self.local:
-            if wanted.size:
-                self._search_local(wanted)
-            return
+            # one rank: large nodes searching every feature use histograms (and subtraction),
+            # the others the local kernel; both pick the same split from the same sums
+            on_hist = self._use_histograms(wanted)
+            if (~on_hist).any():
+                self._search_local(wanted[~on_hist])
+            wanted = wanted[on_hist]
         has = np.isin(children, wanted).any(axis=1)
+        wanted_set = set(wanted.tolist())
         derive, direct = [], []
         for parent, (left, right) in zip(parents[has], children[has]):
             if parent in self.hists:
@@ -230,7 +234,7 @@ class _Grower:
                                 else (right, left))
                 derive.append((parent, small, large))
             else:
-                direct.extend((left, right))
+                direct.extend(c for c in (left, right) if c in wanted_set)
         deriving = {parent for parent, _, _ in derive}
         for parent in parents:
             if parent not in deriving:
@@ -248,6 +252,12 @@ class _Grower:
                 self.hists.pop(nid, None)
             elif not self.hists[nid].flags.c_contiguous:
                 self.hists[nid] = np.ascontiguousarray(self.hists[nid])  # frees the chunk
+
+    def _use_histograms(self, ids):
+        """Which of ``ids`` the one-rank grower searches through histograms."""
+        if self.k_features < self.n_features:
+            return np.zeros(len(ids), dtype=bool)
+        return self.n_node_samples[ids] >= _KEEP_HIST_ROWS
 
     def _step(self, chosen):
         """Split the ``chosen`` open nodes (sorted ids) and search their children. Collective."""
@@ -278,7 +288,7 @@ class _Grower:
         root = self._add_nodes(np.array([0]), np.array([self.rows.shape[0]]), sums[None],
                                np.array([0]))
         if self._splittable(root).size:
-            if self.local:
+            if self.local and not self._use_histograms(root)[0]:
                 self._search_local(root)
             else:
                 self.hists[0] = self._histograms([0])[0]
