@@ -1,10 +1,10 @@
-"""numba kernels of the tree core: histograms, row partition, prediction.
+"""numba kernels of the tree core: binning, histograms, prediction.
 
 Every kernel is compiled with ``nogil=True`` so that thread ranks run them in
 parallel, and with ``cache=True`` so that the compilation is paid once per machine.
 """
 
-__all__ = ["build_histograms", "partition_rows", "apply_tree", "predict_forest", "apply_bins"]
+__all__ = ["build_histograms", "apply_tree", "predict_forest", "apply_bins"]
 
 import numpy as np
 from numba import njit
@@ -59,26 +59,6 @@ def build_histograms(binned, channels, rows, start, stop, features, out, slot):
                 b = col[rows[start + i]]
                 for c in range(n_channels):
                     hist[b, c] += ordered[i, c]
-
-
-@njit(nogil=True, cache=True)
-def partition_rows(rows, start, stop, col, threshold_bin, buffer):
-    """Stable in-place partition of ``rows[start:stop]``: rows whose bin in ``col`` is
-    ``<= threshold_bin`` first. Returns the number of left rows. ``buffer`` is scratch
-    space of at least ``stop - start`` int64."""
-    n_left = 0
-    n_right = 0
-    for i in range(start, stop):
-        r = rows[i]
-        if col[r] <= threshold_bin:
-            rows[start + n_left] = r
-            n_left += 1
-        else:
-            buffer[n_right] = r
-            n_right += 1
-    for i in range(n_right):
-        rows[start + n_left + i] = buffer[i]
-    return n_left
 
 
 @njit(nogil=True, cache=True)
