@@ -137,8 +137,9 @@ class _Grower:
 
     def _histograms(self, ids):
         """Summed histograms of the owned features of nodes ``ids``: a list of (n_own, B, C)
-        views into chunk buffers (copy one to keep it). Collective in data mode. Nodes are handled in chunks so that the local
-        buffer stays under ``_HIST_BUDGET`` bytes (the chunk size is the same on every rank)."""
+        views into chunk buffers (copy one to keep it). Collective in data mode. Nodes are
+        handled in chunks so that the local buffer stays under ``_HIST_BUDGET`` bytes (the
+        chunk size is the same on every rank)."""
         per_node = max(1, len(self.hist_features) * self.n_bins * self.n_channels * 8)
         chunk = max(1, _HIST_BUDGET // per_node)
         out = []
