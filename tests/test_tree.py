@@ -228,3 +228,21 @@ def test_histogram_paths_agree(spmd, monkeypatch, case):
     monkeypatch.setattr(_grower, "_HIST_BUDGET", 1)
     tight = spmd(_fit_body, make, X, y, False)
     assert all(h == want_hash for h, _ in default + tight)
+
+
+@pytest.mark.parametrize("n_channels", [1, 2, 3, 5])
+def test_histogram_kernel_matches_numpy(n_channels):
+    from mpiml.models.tree._kernels import build_histograms
+    rng = np.random.default_rng(n_channels)
+    n, n_features, n_bins = 301, 7, 13
+    binned = rng.integers(0, n_bins, (n_features, n), dtype=np.uint8)
+    channels = rng.integers(-50, 50, (n, n_channels))
+    rows = rng.permutation(n).astype(np.int64)
+    features = np.array([6, 0, 3, 1, 5, 2], dtype=np.int64)
+    out = np.zeros((len(features), 2, n_bins, n_channels), dtype=np.int64)
+    build_histograms(binned, channels, rows, 17, 250, features, out, 1)
+    for j, f in enumerate(features):
+        want = np.zeros((n_bins, n_channels), dtype=np.int64)
+        np.add.at(want, binned[f, rows[17:250]], channels[rows[17:250]])
+        assert_array_equal(out[j, 1], want)
+    assert not out[:, 0].any()

@@ -11,6 +11,53 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True)
+def _four_features(binned, rows, start, ordered, features, out, slot, j, n_channels):
+    """Histograms of features ``j..j+3`` in one pass (2 or 3 channels)."""
+    c0, c1 = binned[features[j]], binned[features[j + 1]]
+    c2, c3 = binned[features[j + 2]], binned[features[j + 3]]
+    h0, h1, h2, h3 = out[j, slot], out[j + 1, slot], out[j + 2, slot], out[j + 3, slot]
+    if n_channels == 2:
+        for i in range(ordered.shape[0]):
+            r = rows[start + i]
+            g0 = ordered[i, 0]
+            g1 = ordered[i, 1]
+            b = c0[r]
+            h0[b, 0] += g0
+            h0[b, 1] += g1
+            b = c1[r]
+            h1[b, 0] += g0
+            h1[b, 1] += g1
+            b = c2[r]
+            h2[b, 0] += g0
+            h2[b, 1] += g1
+            b = c3[r]
+            h3[b, 0] += g0
+            h3[b, 1] += g1
+    else:
+        for i in range(ordered.shape[0]):
+            r = rows[start + i]
+            g0 = ordered[i, 0]
+            g1 = ordered[i, 1]
+            g2 = ordered[i, 2]
+            b = c0[r]
+            h0[b, 0] += g0
+            h0[b, 1] += g1
+            h0[b, 2] += g2
+            b = c1[r]
+            h1[b, 0] += g0
+            h1[b, 1] += g1
+            h1[b, 2] += g2
+            b = c2[r]
+            h2[b, 0] += g0
+            h2[b, 1] += g1
+            h2[b, 2] += g2
+            b = c3[r]
+            h3[b, 0] += g0
+            h3[b, 1] += g1
+            h3[b, 2] += g2
+
+
+@njit(nogil=True, cache=True)
 def build_histograms(binned, channels, rows, start, stop, features, out, slot):
     """Add the channels of ``rows[start:stop]`` into ``out[:, slot]``.
 
@@ -37,7 +84,14 @@ def build_histograms(binned, channels, rows, start, stop, features, out, slot):
         r = rows[start + i]
         for c in range(n_channels):
             ordered[i, c] = channels[r, c]
-    for j in range(features.shape[0]):
+    n_features = features.shape[0]
+    first = 0
+    if n_channels == 2 or n_channels == 3:
+        # four features per pass over the rows: each row's channels are loaded once
+        while first + 4 <= n_features:
+            _four_features(binned, rows, start, ordered, features, out, slot, first, n_channels)
+            first += 4
+    for j in range(first, n_features):
         col = binned[features[j]]
         hist = out[j, slot]
         if n_channels == 1:
