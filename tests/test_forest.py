@@ -130,3 +130,26 @@ def test_oob_needs_bootstrap():
     X, y = _data(n=20)
     with pytest.raises(InvalidParameterError, match="bootstrap"):
         RandomForestClassifier(oob_score=True, bootstrap=False).fit(X, y)
+
+
+def _metrics_body(comm, classifier, regressor, X, y, y_reg):
+    from mpiml.metrics import roc_auc
+    rows = shard(comm, len(X), empty_rank=True)
+    auc = roc_auc(y[rows], classifier.predict_proba(X[rows])[:, 1], comm)
+    return (auc, classifier.score(X[rows], y[rows], comm=comm),
+            regressor.score(X[rows], y_reg[rows], comm=comm))
+
+
+def test_metrics_are_computed_over_all_rows(spmd):
+    from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
+    X, y = _data(n=157, n_classes=2)
+    y_reg = X[:, 0] - X[:, 2] ** 2
+    classifier = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(X, y)
+    regressor = RandomForestRegressor(n_estimators=5, max_depth=3, random_state=0).fit(X, y_reg)
+    want_auc = roc_auc_score(y, classifier.predict_proba(X)[:, 1])
+    want_acc = accuracy_score(y, classifier.predict(X))
+    want_r2 = r2_score(y_reg, regressor.predict(X))
+    for auc, acc, r2 in spmd(_metrics_body, classifier, regressor, X, y, y_reg):
+        assert auc == pytest.approx(want_auc, rel=1e-12)
+        assert acc == want_acc
+        assert r2 == pytest.approx(want_r2, rel=1e-12)
