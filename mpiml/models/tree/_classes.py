@@ -9,8 +9,8 @@ import numpy as np
 
 from .._base import (BaseEstimator, ClassifierMixin, InvalidParameterError, RegressorMixin,
                      check_X, check_choice, check_float, check_int, check_is_fitted,
-                     classes_from_json, classes_to_json, encode_classes, resolve_comm,
-                     resolve_seed, validate_fit_data)
+                     classes_from_json, classes_to_json, collective_error, encode_classes,
+                     resolve_comm, resolve_seed, validate_fit_data)
 from ._binning import bin_data, fit_bin_edges
 from ._criteria import (ClassificationCriterion, RegressionCriterion, classification_channels,
                         regression_channels)
@@ -78,9 +78,9 @@ def resolve_max_features(value, n_features):
     elif isinstance(value, float):
         k = int(value * n_features)
     else:
-        if value > n_features:
-            raise InvalidParameterError(f"max_features must be <= n_features ({n_features}), "
-                                        f"got {value!r}")
+        if value > n_features:  # every rank knows n_features: the same error everywhere
+            raise collective_error(InvalidParameterError(
+                f"max_features must be <= n_features ({n_features}), got {value!r}"))
         k = value
     return max(1, min(n_features, k))
 
@@ -101,7 +101,15 @@ def class_weights(class_weight, codes, n_classes, comm):
 
 
 def row_weights(class_weight, classes, codes, sample_weight, comm):
-    """Per-row weight: sample_weight times class weight, or None when both are absent."""
+    """Per-row weight: sample_weight times class weight, or None when both are absent.
+    Collective. A bad ``class_weight`` raises the same error on every rank."""
+    try:
+        return _row_weights(class_weight, classes, codes, sample_weight, comm)
+    except InvalidParameterError as exc:
+        raise collective_error(exc) from None
+
+
+def _row_weights(class_weight, classes, codes, sample_weight, comm):
     cw = class_weights(class_weight, codes, classes.size, comm)
     if isinstance(cw, dict):
         table = np.ones(classes.size)
