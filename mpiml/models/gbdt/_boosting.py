@@ -20,12 +20,11 @@ from the saved trees and draws round ``m``'s sample from ``m`` alone.
 __all__ = ["BaseGradientBoosting"]
 
 import os
-import time
 
 import numpy as np
 
-from ...comm import agree
 from ...comm.ops import MAX
+from ...data.split import holdout_mask
 from ...errors import MpimlError
 from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progress,
                      check_float, check_int, check_X, global_offset, resolve_comm,
@@ -34,9 +33,7 @@ from ..tree import (bin_data, fit_bin_edges, fixed_point_scale, grow_tree, stack
                     unstack_trees)
 from ..tree._kernels import predict_forest
 from . import _fixed_point as fp
-from ...data.split import holdout_mask
 from .criterion import GradientCriterion, channel_layout, hessian_scale, make_channels
-
 
 _VALIDATION_STREAM = 2 ** 32  # round m draws its row sample from stream m
 
