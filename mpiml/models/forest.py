@@ -2,7 +2,8 @@
 
 Two ways to spread the work (``parallel``):
 
-* ``"trees"`` (default): every rank gathers every row and grows its block of the trees
+* ``"trees"`` (default): every rank gathers every row (binned: one byte per value) and
+  grows its block of the trees
   (``block_range(n_estimators, size, rank)``); the trees are then allgathered as flat
   arrays. Fastest while the data set fits one rank's memory.
 * ``"data"``: rows stay sharded and every tree is grown by all ranks together
@@ -26,7 +27,7 @@ from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterE
                     collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
                     validate_fit_data)
 from .tree._binning import bin_data, fit_bin_edges
-from .tree._classes import (check_tree_params, gather_rows, global_channel_sums,
+from .tree._classes import (check_tree_params, gather_binned_rows, global_channel_sums,
                             normalised_importances, resolve_max_features, row_weights,
                             total_weight)
 from .tree._criteria import (ClassificationCriterion, RegressionCriterion,
@@ -107,15 +108,15 @@ class _BaseForest(BaseEstimator):
             n_draws = max_samples
 
         edges = fit_bin_edges(X, params["max_bins"], comm=c)
+        binned = bin_data(X, edges)
         if parallel == "trees":
             if c.size > 1:
-                X, targets, weights = gather_rows(c, X, targets, weights)
+                binned, targets, weights = gather_binned_rows(c, binned, targets, weights)
             grow_comm, rows = None, slice(0, n_total)
             mine = range(*block_range(n_estimators, c.size, c.rank))
         else:
             grow_comm, rows = c, slice(offset, offset + X.shape[0])
             mine = range(n_estimators)
-        binned = bin_data(X, edges)
 
         report = as_progress(progress)
         start = time.perf_counter()

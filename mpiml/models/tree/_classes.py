@@ -159,6 +159,13 @@ def gather_rows(comm, *arrays):
     return out
 
 
+def gather_binned_rows(comm, binned, *arrays):
+    """Collective: every rank's binned rows ((n_features, n_local) uint8, feature-major) and
+    per-row arrays, concatenated in rank order, on every rank."""
+    rows_major, *rest = gather_rows(comm, np.ascontiguousarray(binned.T), *arrays)
+    return (np.ascontiguousarray(rows_major.T), *rest)
+
+
 def normalised_importances(gains):
     total = gains.sum()
     return gains / total if total > 0 else np.zeros_like(gains)
@@ -189,11 +196,11 @@ class _BaseDecisionTree(BaseEstimator):
         n_features = X.shape[1]
         k = resolve_max_features(params["max_features"], n_features)
         edges = fit_bin_edges(X, params["max_bins"], comm=c)
+        binned = bin_data(X, edges)
         channel_comm = c
         if parallel == "feature" and c.size > 1:
-            X, targets, weights = gather_rows(c, X, targets, weights)
+            binned, targets, weights = gather_binned_rows(c, binned, targets, weights)
             channel_comm = None
-        binned = bin_data(X, edges)
         if self._regression:
             channels, scales = regression_channels(targets, weights, comm=channel_comm)
             criterion = RegressionCriterion(scales)
