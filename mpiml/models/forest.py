@@ -3,9 +3,8 @@
 Two ways to spread the work (``parallel``):
 
 * ``"trees"`` (default): every rank gathers every row (binned: one byte per value) and
-  grows its block of the trees
-  (``block_range(n_estimators, size, rank)``); the trees are then allgathered as flat
-  arrays. Fastest while the data set fits one rank's memory.
+  grows its block of the trees (``block_range(n_estimators, size, rank)``); the trees
+  are then allgathered as flat arrays. Fastest while the data set fits one rank's memory.
 * ``"data"``: rows stay sharded and every tree is grown by all ranks together
   (histograms reduce-scattered by feature). For data sets no single rank can hold.
 
