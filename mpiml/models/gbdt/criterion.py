@@ -24,8 +24,9 @@ same float for the same candidate whatever the number of ranks.
 __all__ = ["GradientCriterion", "channel_layout", "make_channels", "MIN_HESSIAN"]
 
 import numpy as np
+from numba import njit
 
-from ..tree import Criterion, fixed_point_scale, to_fixed
+from ..tree import Criterion, fixed_point_scale
 
 #: a child whose hessian sum is below this is not a valid split (as scikit-learn's
 #: ``min_hessian_to_split`` and LightGBM's ``min_sum_hessian_in_leaf``)
@@ -56,16 +57,24 @@ def make_channels(grad, hess, sampled, grad_scale, hess_scale, count_bits):
         From :func:`channel_layout` (0: the hessian is the count).
     """
     channels = np.empty((len(grad), 2), dtype=np.int64)
-    channels[:, 0] = to_fixed(grad, grad_scale)
-    if count_bits:
-        channels[:, 1] = to_fixed(hess, hess_scale)
-        channels[:, 1] <<= count_bits
-        channels[:, 1] += 1
-    else:
-        channels[:, 1] = 1
+    _fill_channels(np.ascontiguousarray(grad, dtype=np.float64),
+                   np.ascontiguousarray(hess, dtype=np.float64), float(grad_scale),
+                   float(hess_scale), int(count_bits), channels)
     if sampled is not True:
         channels[~sampled] = 0
     return channels
+
+
+@njit(nogil=True, cache=True)
+def _fill_channels(grad, hess, grad_scale, hess_scale, count_bits, out):
+    """One pass of :func:`make_channels`: the same ``rint(v * scale)`` as
+    :func:`mpiml.models.tree.to_fixed` (exact operations, so the same bits)."""
+    for i in range(grad.shape[0]):
+        out[i, 0] = np.int64(np.rint(grad[i] * grad_scale))
+        if count_bits:
+            out[i, 1] = (np.int64(np.rint(hess[i] * hess_scale)) << count_bits) + 1
+        else:
+            out[i, 1] = 1
 
 
 def hessian_scale(max_hess, n_total, count_bits):
