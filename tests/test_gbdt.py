@@ -8,6 +8,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import mpiml
+from mpiml.io import read_manifest
 from mpiml.models._base import InvalidParameterError
 from mpiml.models.gbdt import GradientBoostingClassifier, GradientBoostingRegressor
 
@@ -115,6 +116,24 @@ def test_bit_identical_for_any_rank_count(spmd, case, empty_rank):
         _assert_same(got, reference)
     if case == "regression-early-stop":
         assert reference["n_iter"] < params["n_estimators"]
+
+
+def _save_body(comm, path, case):
+    cls, params, X, y, weight, X_test = _case_data(case)
+    a, b = _rows(comm, len(X), empty_rank=True)
+    path = comm.bcast(path)
+    model = cls(**params).fit(X[a:b], y[a:b], None if weight is None else weight[a:b], comm=comm)
+    mpiml.save(model, path, comm=comm)
+    return read_manifest(path)["payload_sha256"]
+
+
+@pytest.mark.threads(1, 3)
+@pytest.mark.parametrize("case", ["multiclass-subsample-validation", "regression-weighted-depthwise"])
+def test_saved_payload_checksum_for_any_rank_count(spmd, tmp_path, case):
+    cls, params, X, y, weight, X_test = _case_data(case)
+    mpiml.save(cls(**params).fit(X, y, weight), tmp_path / "serial.mpiml")
+    want = read_manifest(tmp_path / "serial.mpiml")["payload_sha256"]
+    assert spmd(_save_body, str(tmp_path / "ranks.mpiml"), case) == [want] * spmd.size
 
 
 def _resume_body(comm, path, case):
