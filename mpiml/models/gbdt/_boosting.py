@@ -26,9 +26,10 @@ import numpy as np
 from ...comm.ops import MAX
 from ...data.split import holdout_mask
 from ...errors import MpimlError
+from ...comm import agree
 from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progress,
-                     check_float, check_int, check_X, global_offset, resolve_comm,
-                     resolve_seed, validate_fit_data)
+                     check_float, check_int, check_X, collective_error, global_offset,
+                     resolve_comm, resolve_seed, validate_fit_data)
 from ..tree import (bin_data, fit_bin_edges, fixed_point_scale, grow_tree, stack_trees, to_fixed,
                     unstack_trees)
 from ..tree._kernels import predict_forest
@@ -136,16 +137,19 @@ class BaseGradientBoosting(BaseEstimator):
         -------
         self
         """
-        self._validate_params()
-        check_int("checkpoint_every", checkpoint_every, 0, allow_none=True)
-        if checkpoint_every and not checkpoint_path:
-            raise InvalidParameterError("checkpoint_every needs checkpoint_path")
+        try:  # the same parameters on every rank: every rank raises the same error
+            self._validate_params()
+            check_int("checkpoint_every", checkpoint_every, 0, allow_none=True)
+            if checkpoint_every and not checkpoint_path:
+                raise InvalidParameterError("checkpoint_every needs checkpoint_path")
+        except InvalidParameterError as exc:
+            raise collective_error(exc) from None
         report = as_progress(progress)
         comm = resolve_comm(comm)
         X, y, weight, n_total = validate_fit_data(X, y, comm, sample_weight,
                                                   numeric_y=self._task == "regression")
         if n_total < 2:
-            raise DataError(f"need at least 2 rows to fit, got {n_total}")
+            raise collective_error(DataError(f"need at least 2 rows to fit, got {n_total}"))
         offset, _ = global_offset(len(X), comm)
         self.n_features_in_ = X.shape[1]
         self._record_fit(comm, feature_names)
@@ -153,7 +157,13 @@ class BaseGradientBoosting(BaseEstimator):
         self._loss_ = self._make_loss()
         k = self._loss_.n_trees_per_round
 
-        resumed = self._read_checkpoint(resume_from) if resume_from is not None else None
+        resumed, error = None, None
+        if resume_from is not None:
+            try:  # every rank reads the file (a rank that cannot fails them all)
+                resumed = self._read_checkpoint(resume_from)
+            except MpimlError as exc:
+                error = exc
+            agree(comm, error)
         self._seed = resumed._seed if resumed is not None else resolve_seed(self.random_state, comm)
 
         bin_edges = fit_bin_edges(X, self.max_bins, comm=comm, seed=self._seed)
@@ -163,9 +173,9 @@ class BaseGradientBoosting(BaseEstimator):
                                _stream_seed(self._seed, _VALIDATION_STREAM))
         n_val_total = comm.allreduce(int(is_val.sum()))
         if self.validation_fraction is not None and not 0 < n_val_total < n_total:
-            raise DataError(f"validation_fraction={self.validation_fraction!r} leaves "
-                            f"{n_val_total} validation rows of {n_total}; both parts must "
-                            f"be non-empty")
+            raise collective_error(DataError(
+                f"validation_fraction={self.validation_fraction!r} leaves {n_val_total} "
+                f"validation rows of {n_total}; both parts must be non-empty"))
         train = _Rows(comm, X, y, weight, ~is_val, n_total - n_val_total, bin_edges)
         val = (_Rows(comm, X, y, weight, is_val, n_val_total, None)
                if self.validation_fraction is not None else None)
