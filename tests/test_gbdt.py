@@ -78,6 +78,9 @@ CASES = {
     "regression-weighted-depthwise": (
         GradientBoostingRegressor, _regression,
         dict(SMALL, max_leaf_nodes=None, max_depth=3, learning_rate=0.3)),
+    "regression-absolute-weighted-subsample": (
+        GradientBoostingRegressor, _regression,
+        dict(SMALL, loss="absolute_error", subsample=0.8, learning_rate=0.5)),
     "regression-early-stop": (
         GradientBoostingRegressor, _regression,
         dict(SMALL, n_estimators=40, learning_rate=0.9, validation_fraction=0.3,
@@ -232,11 +235,12 @@ def _sklearn_pair(kind):
         return X, y, GradientBoostingClassifier(n_estimators=50, random_state=0, **common), \
             HistGradientBoostingClassifier(max_iter=50, early_stopping=False, **common)
     X, y = datasets.load_diabetes(return_X_y=True)
-    return X, y, GradientBoostingRegressor(n_estimators=50, random_state=0, **common), \
-        HistGradientBoostingRegressor(max_iter=50, early_stopping=False, **common)
+    loss = "absolute_error" if kind == "diabetes-absolute" else "squared_error"
+    return X, y, GradientBoostingRegressor(n_estimators=50, random_state=0, loss=loss, **common), \
+        HistGradientBoostingRegressor(max_iter=50, early_stopping=False, loss=loss, **common)
 
 
-@pytest.mark.parametrize("kind", ["breast_cancer", "wine", "diabetes"])
+@pytest.mark.parametrize("kind", ["breast_cancer", "wine", "diabetes", "diabetes-absolute"])
 def test_accuracy_close_to_scikit_learn(kind):
     X, y, ours, theirs = _sklearn_pair(kind)
     order = np.random.default_rng(0).permutation(len(y))

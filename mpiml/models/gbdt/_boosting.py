@@ -199,6 +199,9 @@ class BaseGradientBoosting(BaseEstimator):
 
         count_bits = channel_layout(train.n_total,
                                     self._loss_.constant_hessian and train.weight is None)
+        refit = getattr(self._loss_, "refit_leaves", None)
+        if refit is not None:
+            refit_weights = self._loss_.exact_weights(comm, train.weight, train.n, train.n_total)
         stopped = False
         for m in range(start_round, self.n_estimators):
             grad, hess = self._loss_.gradients(train.y, train.raw, train.weight)
@@ -221,6 +224,9 @@ class BaseGradientBoosting(BaseEstimator):
                     train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
                     max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
                     min_samples_leaf=self.min_samples_leaf, return_leaves=True)
+                if refit is not None:
+                    weights = refit_weights if sampled is True else refit_weights * sampled
+                    refit(comm, tree, leaf, train.y, train.raw[:, c], weights, self.learning_rate)
                 train.raw[:, c] += tree.value[leaf, 0]
                 if val is not None:
                     val.raw[:, c] += tree.value[tree.apply(val.X), 0]

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._base import ClassifierMixin, RegressorMixin, classes_from_json, classes_to_json, encode_classes
 from ._boosting import BaseGradientBoosting
-from .losses import BinaryLogLoss, HalfSquaredError, MultinomialLogLoss
+from .losses import AbsoluteError, BinaryLogLoss, HalfSquaredError, MultinomialLogLoss
 
 _PARAMS_DOC = """
     Parameters
@@ -129,11 +129,13 @@ class GradientBoostingClassifier(ClassifierMixin, BaseGradientBoosting):
 
 
 class GradientBoostingRegressor(RegressorMixin, BaseGradientBoosting):
-    __doc__ = ("Gradient-boosted trees for regression (squared error).\n" + _PARAMS_DOC.format(
-        loss="'squared_error'.", per_round="1"))
+    __doc__ = ("Gradient-boosted trees for regression (squared or absolute error).\n"
+               + _PARAMS_DOC.format(
+                   loss="'squared_error' or 'absolute_error' (leaf values: learning_rate x the "
+                        "weighted median of the leaf's residuals).", per_round="1"))
 
     _model_type = "gbdt_regressor"
-    _loss_names = ("squared_error",)
+    _loss_names = ("squared_error", "absolute_error")
 
     def __init__(self, *, loss="squared_error", learning_rate=0.1, n_estimators=100,
                  max_leaf_nodes=31, max_depth=None, min_samples_leaf=20, l2_regularization=0.0,
@@ -150,7 +152,7 @@ class GradientBoostingRegressor(RegressorMixin, BaseGradientBoosting):
         return np.asarray(y, dtype=np.float64)
 
     def _make_loss(self):
-        return HalfSquaredError()
+        return AbsoluteError() if self.loss == "absolute_error" else HalfSquaredError()
 
     def predict(self, X):
         """Predicted values, shape (n,). Local."""

@@ -8,11 +8,14 @@ Raw scores have shape (n_samples, n_trees_per_round): one column for regression 
 binary classification, one per class for multiclass (softmax).
 """
 
-__all__ = ["HalfSquaredError", "BinaryLogLoss", "MultinomialLogLoss"]
+__all__ = ["HalfSquaredError", "AbsoluteError", "BinaryLogLoss", "MultinomialLogLoss"]
 
 import numpy as np
 
+from ...comm.ops import MAX
+from ..tree import fixed_point_scale, to_fixed
 from ._fixed_point import exact_column_sums
+from ._median import group_medians
 
 _EPS = 1e-15
 
@@ -68,6 +71,55 @@ class HalfSquaredError:
         d = raw[:, 0] - y
         loss = 0.5 * d * d
         return loss * weight if weight is not None else loss
+
+    def raw_to_output(self, raw):
+        return raw[:, 0]
+
+
+class AbsoluteError:
+    """``|raw - y|``; gradient ``sign(raw - y)``, hessian 1. After each tree, every leaf's
+    value becomes ``learning_rate`` times the weighted median of its rows' residuals
+    (as scikit-learn's ``HistGradientBoostingRegressor(loss="absolute_error")``)."""
+
+    name = "absolute_error"
+    constant_hessian = True
+
+    def __init__(self, n_classes=None):
+        self.n_trees_per_round = 1
+
+    @staticmethod
+    def exact_weights(comm, weight, n, n_total):
+        """Row weights as int64 whose total over all ranks is below 2**52. Collective."""
+        if weight is None:
+            return np.ones(n, dtype=np.int64)
+        top = comm.allreduce(float(weight.max(initial=0.0)), op=MAX)
+        return to_fixed(weight, fixed_point_scale(top, n_total, bits=52))
+
+    def baseline(self, comm, y, weight, n_total):
+        """Weighted median of ``y`` over all rows. Collective. Shape (1,)."""
+        w = self.exact_weights(comm, weight, len(y), n_total)
+        return group_medians(comm, y, np.zeros(len(y), dtype=np.int64), 1, w)
+
+    def gradients(self, y, raw, weight):
+        grad = np.sign(raw[:, 0] - y)
+        if weight is not None:
+            grad *= weight
+            hess = weight.copy()
+        else:
+            hess = np.ones_like(grad)
+        return grad[:, None], hess[:, None]
+
+    def pointwise(self, y, raw, weight):
+        loss = np.abs(raw[:, 0] - y)
+        return loss * weight if weight is not None else loss
+
+    def refit_leaves(self, comm, tree, leaf, y, raw, weights, learning_rate):
+        """Set the leaf values of ``tree`` to ``learning_rate`` x the weighted median of
+        the residuals ``y - raw`` of each leaf's rows (``weights``: exact int64, 0 for rows
+        outside the round's sample). Collective."""
+        medians = group_medians(comm, y - raw, leaf, tree.n_nodes, weights)
+        leaves = np.flatnonzero(tree.left < 0)
+        tree.value[leaves, 0] = learning_rate * medians[leaves]
 
     def raw_to_output(self, raw):
         return raw[:, 0]
