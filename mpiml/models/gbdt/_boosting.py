@@ -10,8 +10,8 @@ to the last bit for any rank count:
   from exact integer sums (:mod:`._fixed_point`, :mod:`.criterion`);
 * row sampling and the validation split draw one number per (seed, round, global row
   index) (:func:`mpiml.data.split.holdout_mask`), never per rank;
-* raw scores are updated row by row, tree after tree, in a fixed order, and the loss
-  curves are fixed-point sums too.
+* raw scores are updated row by row, tree after tree, in a fixed order; the loss
+  curves, baselines and absolute-error leaf medians use exact integer sums too.
 
 The same properties make checkpoints exact: a resumed fit recomputes the raw scores
 from the saved trees and draws round ``m``'s sample from ``m`` alone.
@@ -23,10 +23,10 @@ import os
 
 import numpy as np
 
+from ...comm import agree
 from ...comm.ops import MAX
 from ...data.split import holdout_mask
 from ...errors import MpimlError
-from ...comm import agree
 from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progress,
                      check_float, check_int, check_X, collective_error, global_offset,
                      resolve_comm, resolve_seed, validate_fit_data)
