@@ -139,6 +139,30 @@ def test_saved_payload_checksum_for_any_rank_count(spmd, tmp_path, case):
     assert spmd(_save_body, str(tmp_path / "ranks.mpiml"), case) == [want] * spmd.size
 
 
+def _three_channel_body(comm):
+    cls, params, X, y, weight, X_test = _case_data("multiclass-subsample-validation")
+    a, b = _rows(comm, len(X), empty_rank=True)
+    model = cls(**params).fit(X[a:b], y[a:b], comm=comm)
+    return _fingerprint(model, X_test)
+
+
+@pytest.mark.threads(1, 3)
+def test_three_channels_beyond_packing_range(spmd, monkeypatch):
+    """More rows than the packed hessian/count channel allows: [g, h, count] channels,
+    still identical for any rank count, and the same trees up to hessian rounding."""
+    from mpiml.models.gbdt import criterion
+    assert criterion.channel_layout(10 ** 9, False) == -1
+    assert criterion.channel_layout(10 ** 6, False) == 20
+    packed = _fit_body(mpiml.models._base.resolve_comm(None), "multiclass-subsample-validation",
+                       False)
+    monkeypatch.setattr(criterion, "_MIN_HESSIAN_BITS", 63)
+    cls, params, X, y, weight, X_test = _case_data("multiclass-subsample-validation")
+    reference = _fingerprint(cls(**params).fit(X, y), X_test)
+    for got in spmd(_three_channel_body):
+        _assert_same(got, reference)
+    assert_allclose(reference["predict"], packed["predict"], atol=1e-6)
+
+
 def _resume_body(comm, path, case):
     cls, params, X, y, weight, X_test = _case_data(case)
     a, b = _rows(comm, len(X))

@@ -8,7 +8,9 @@ with the channel count):
 * ``[g, (h << count_bits) + count]``: the hessian and the count share one int64; the
   hessian's scale leaves ``count_bits`` low bits free, so sums never carry into each
   other (:func:`channel_layout` picks the widths);
-* ``[g, count]`` when the hessian is the count (squared error without weights).
+* ``[g, count]`` when the hessian is the count (squared error without weights);
+* ``[g, h, count]`` when there are too many rows to leave the packed hessian enough
+  bits (more than about 8 million training rows).
 
 From the exact integer sums ``G``, ``H`` of a node (as reals: ``G / grad_scale``) and
 the L2 regularisation ``l2``:
@@ -35,18 +37,19 @@ _MIN_HESSIAN_BITS = 16  # packing needs at least this many bits per row's hessia
 
 
 def channel_layout(n_total, count_is_hessian):
-    """``count_bits`` for packing hessian and count into one channel, or 0 for
-    ``[g, count]`` (hessian = count). Local; depends only on the global row count."""
+    """``count_bits`` for packing hessian and count into one channel; 0 for
+    ``[g, count]`` (hessian = count); -1 for three channels ``[g, h, count]``.
+    Local; depends only on the global row count."""
     if count_is_hessian:
         return 0
     count_bits = max(int(n_total), 1).bit_length()
     if 62 - 2 * count_bits < _MIN_HESSIAN_BITS:
-        raise ValueError(f"{n_total} rows are too many to pack hessians and counts")
+        return -1
     return count_bits
 
 
 def make_channels(grad, hess, sampled, grad_scale, hess_scale, count_bits):
-    """The (n, 2) int64 channels of one tree. Local.
+    """The (n, 2) or (n, 3) int64 channels of one tree. Local.
 
     Parameters
     ----------
@@ -54,9 +57,9 @@ def make_channels(grad, hess, sampled, grad_scale, hess_scale, count_bits):
     sampled : ndarray of shape (n,) bool, or True
     grad_scale, hess_scale : float
     count_bits : int
-        From :func:`channel_layout` (0: the hessian is the count).
+        From :func:`channel_layout` (0: the hessian is the count; -1: three channels).
     """
-    channels = np.empty((len(grad), 2), dtype=np.int64)
+    channels = np.empty((len(grad), 3 if count_bits < 0 else 2), dtype=np.int64)
     _fill_channels(np.ascontiguousarray(grad, dtype=np.float64),
                    np.ascontiguousarray(hess, dtype=np.float64), float(grad_scale),
                    float(hess_scale), int(count_bits), channels)
@@ -71,15 +74,19 @@ def _fill_channels(grad, hess, grad_scale, hess_scale, count_bits, out):
     :func:`mpiml.models.tree.to_fixed` (exact operations, so the same bits)."""
     for i in range(grad.shape[0]):
         out[i, 0] = np.int64(np.rint(grad[i] * grad_scale))
-        if count_bits:
+        if count_bits > 0:
             out[i, 1] = (np.int64(np.rint(hess[i] * hess_scale)) << count_bits) + 1
-        else:
+        elif count_bits == 0:
             out[i, 1] = 1
+        else:
+            out[i, 1] = np.int64(np.rint(hess[i] * hess_scale))
+            out[i, 2] = 1
 
 
 def hessian_scale(max_hess, n_total, count_bits):
-    """Fixed-point scale of the hessian: its sums stay below ``2**(62 - count_bits)``."""
-    return fixed_point_scale(max_hess, n_total, bits=62 - count_bits)
+    """Fixed-point scale of the hessian: its sums stay below ``2**(62 - count_bits)``
+    (``2**62`` when the hessian has a channel of its own)."""
+    return fixed_point_scale(max_hess, n_total, bits=62 - max(int(count_bits), 0))
 
 
 class GradientCriterion(Criterion):
@@ -102,19 +109,23 @@ class GradientCriterion(Criterion):
         self.inv_grad_scale = 1.0 / float(grad_scale)  # powers of two: exact
         self.inv_hess_scale = 1.0 / float(hess_scale) if count_bits else 1.0
         self.count_bits = int(count_bits)
-        self.count_mask = (1 << self.count_bits) - 1
+        self.shift = max(self.count_bits, 0)  # of the hessian in channel 1
+        self.n_channels = 3 if self.count_bits < 0 else 2
+        self.count_mask = (1 << self.shift) - 1
         self.l2 = float(l2_regularization)
         self.learning_rate = float(learning_rate)
 
     def n_samples(self, sums):
-        packed = np.asarray(sums)[..., 1]
-        return packed & self.count_mask if self.count_bits else packed
+        s = np.asarray(sums)
+        if self.count_bits < 0:
+            return s[..., 2]
+        return s[..., 1] & self.count_mask if self.count_bits else s[..., 1]
 
     def _grad_hess(self, sums):
         s = np.asarray(sums)
         g = s[..., 0].astype(np.float64)
         g *= self.inv_grad_scale
-        h = (s[..., 1] >> self.count_bits).astype(np.float64)
+        h = (s[..., 1] >> self.shift).astype(np.float64)
         h *= self.inv_hess_scale
         return g, h
 
@@ -131,26 +142,28 @@ class GradientCriterion(Criterion):
         left = np.asarray(left, dtype=np.int64)
         shape = left.shape[:-1]
         out = np.empty(shape, dtype=np.float64)
-        _split_gains(np.ascontiguousarray(left).reshape(-1, 2),
-                     np.ascontiguousarray(right, dtype=np.int64).reshape(-1, 2),
-                     np.ascontiguousarray(parent, dtype=np.int64).reshape(2),
-                     self.inv_grad_scale, self.inv_hess_scale, self.count_bits, self.l2,
+        c = self.n_channels
+        _split_gains(np.ascontiguousarray(left).reshape(-1, c),
+                     np.ascontiguousarray(right, dtype=np.int64).reshape(-1, c),
+                     np.ascontiguousarray(parent, dtype=np.int64).reshape(c),
+                     self.inv_grad_scale, self.inv_hess_scale, self.shift, self.l2,
                      MIN_HESSIAN, out.reshape(-1))
         return out
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _split_gains(left, right, parent, inv_grad_scale, inv_hess_scale, count_bits, l2,
+def _split_gains(left, right, parent, inv_grad_scale, inv_hess_scale, shift, l2,
                  min_hessian, out):
     """``GL^2/(HL+l2) + GR^2/(HR+l2) - G^2/(H+l2)`` of every candidate (rows of ``left``
-    and ``right``, (N, 2) int64), ``-inf`` where a side's hessian is below
-    ``min_hessian``. Only correctly rounded operations on exact sums, element by element."""
+    and ``right``, (N, C) int64: gradient in channel 0, hessian in channel 1 above
+    ``shift`` bits), ``-inf`` where a side's hessian is below ``min_hessian``. Only
+    correctly rounded operations on exact sums, element by element."""
     gp = np.float64(parent[0]) * inv_grad_scale
-    hp = np.float64(parent[1] >> count_bits) * inv_hess_scale
+    hp = np.float64(parent[1] >> shift) * inv_hess_scale
     base = gp * gp / (hp + l2)
     for i in range(left.shape[0]):
-        hl = np.float64(left[i, 1] >> count_bits) * inv_hess_scale
-        hr = np.float64(right[i, 1] >> count_bits) * inv_hess_scale
+        hl = np.float64(left[i, 1] >> shift) * inv_hess_scale
+        hr = np.float64(right[i, 1] >> shift) * inv_hess_scale
         if hl < min_hessian or hr < min_hessian:
             out[i] = -np.inf
             continue
