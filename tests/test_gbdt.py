@@ -317,3 +317,26 @@ def test_invalid_fit_arguments(tmp_path):
     fitted = model.fit(X, y)
     with pytest.raises(mpiml.MpimlError, match="features"):
         fitted.predict(X[:, :3])
+
+
+def _medians_body(comm, values, groups, weights, n_groups):
+    a, b = _rows(comm, len(values), empty_rank=True)
+    from mpiml.models.gbdt._median import group_medians
+    return group_medians(comm, values[a:b], groups[a:b], n_groups, weights[a:b])
+
+
+@pytest.mark.threads(1, 2, 3)
+def test_group_medians_match_a_serial_weighted_median(spmd):
+    rng = np.random.default_rng(4)
+    values = np.round(rng.normal(size=301) * 100, 1)
+    values[:5] = [0.0, -0.0, -1e300, 1e300, 5e-324]
+    groups = rng.integers(0, 6, size=301)
+    weights = rng.integers(0, 4, size=301)
+    expected = np.zeros(7)  # group 6 has no rows: 0.0
+    for g in range(6):
+        v, w = values[groups == g], weights[groups == g]
+        order = np.argsort(v, kind="stable")
+        cumulative = np.cumsum(w[order])
+        expected[g] = v[order][np.searchsorted(2 * cumulative, cumulative[-1])]
+    for got in spmd(_medians_body, values, groups, weights, 7):
+        assert_array_equal(got, expected)
