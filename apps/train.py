@@ -28,7 +28,7 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 
 from mpiml import MAX  # noqa: E402
-from mpiml.cli import add_launch_arguments, launch  # noqa: E402
+from mpiml.cli import add_launch_arguments, fraction, launch, non_negative_int  # noqa: E402
 from mpiml.comm import agree  # noqa: E402
 from mpiml.errors import ModelFileError, MpimlError  # noqa: E402
 from mpiml.models import ESTIMATORS, estimator_class  # noqa: E402
@@ -62,27 +62,6 @@ def _fail(message, status=2):
         sys.stdout.flush()
         print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(status)
-
-
-def fraction(text):
-    """argparse type: a float in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
-    return value
-
-
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
 
 
 # -- model flags from the estimator signature ---------------------------------------------

@@ -1,6 +1,7 @@
 """What every entry script in apps/ shares: ``--threads N`` and a clean launch."""
 
-__all__ = ["add_launch_arguments", "launch", "positive_int", "positive_float"]
+__all__ = ["add_launch_arguments", "launch", "positive_int", "non_negative_int", "positive_float",
+           "fraction"]
 
 import argparse
 import sys
@@ -9,26 +10,24 @@ from .errors import MpimlError
 from .run import run, under_mpiexec
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _number(cast, accept, requirement):
+    """An argparse type: ``cast(text)`` that must satisfy ``accept``."""
+    def convert(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text!r}")
+        return value
+    convert.__name__ = requirement
+    return convert
 
 
-def positive_float(text):
-    """argparse type: a float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
+fraction = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
 def add_launch_arguments(parser):
