@@ -29,13 +29,13 @@ def parse_bytes(text):
 
 
 def sizes_up_to(max_bytes):
-    sizes, n = [], 8
-    while n <= max_bytes:
-        sizes.append(n)
+    """8 B, 64 B, ... (powers of 8), plus 1 MiB and 8 MiB (the targets), up to max_bytes."""
+    sizes, n = {max_bytes}, 8
+    while n < max_bytes:
+        sizes.add(n)
         n *= 8
-    if sizes[-1] != max_bytes:
-        sizes.append(max_bytes)
-    return sizes
+    sizes.update(s for s in (1 << 20, 8 << 20) if s < max_bytes)
+    return sorted(sizes)
 
 
 def repetitions(nbytes, budget=1 << 28):
