@@ -32,7 +32,7 @@ from .tree._classes import (check_tree_params, gather_binned_rows, global_channe
 from .tree._criteria import (ClassificationCriterion, RegressionCriterion,
                              classification_channels, regression_channels)
 from .tree._grower import grow_tree
-from .tree._tree import TREE_FIELDS, predict_trees, stack_trees, unstack_trees
+from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 
 def bootstrap_counts(seed, tree_index, n_total, n_draws):
@@ -205,7 +205,15 @@ class _BaseForest(BaseEstimator):
         check_is_fitted(self, "trees_")
         X = check_X(X, self.n_features_in_)
         arrays, offsets = self._stacked
-        return predict_trees(arrays, offsets, X) / self.n_estimators_
+        return predict_trees(arrays, offsets, X, packed=self._packed_trees()) / self.n_estimators_
+
+    def _packed_trees(self):
+        # built on first use: fit and load stay cheap, prediction reuses it
+        packed = getattr(self, "_packed", None)
+        if packed is None or packed[0] is not self._stacked:
+            packed = (self._stacked, PackedTrees(*self._stacked))
+            self._packed = packed
+        return packed[1]
 
     # -- persistence -----------------------------------------------------------------
 

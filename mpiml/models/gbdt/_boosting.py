@@ -30,9 +30,8 @@ from ...errors import MpimlError
 from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progress,
                      check_float, check_int, check_X, collective_error, global_offset,
                      resolve_comm, resolve_seed, validate_fit_data)
-from ..tree import (bin_data, fit_bin_edges, fixed_point_scale, grow_tree, stack_trees, to_fixed,
-                    unstack_trees)
-from ..tree._kernels import predict_forest
+from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree, stack_trees,
+                    to_fixed, unstack_trees)
 from . import _fixed_point as fp
 from .criterion import GradientCriterion, channel_layout, hessian_scale, make_channels
 
@@ -392,7 +391,7 @@ class BaseGradientBoosting(BaseEstimator):
         """Per output column: the stacked trees of that column (cached)."""
         if getattr(self, "_forests", None) is None:
             k = self.n_trees_per_iteration_
-            self._forests = [stack_trees(self.trees_[c::k]) for c in range(k)]
+            self._forests = [PackedTrees(*stack_trees(self.trees_[c::k])) for c in range(k)]
         return self._forests
 
     def _raw_predict(self, X):
@@ -400,11 +399,9 @@ class BaseGradientBoosting(BaseEstimator):
         value, added tree by tree in training order (the bits of training's scores)."""
         X = self._check_predict_input(X)
         raw = np.empty((len(X), self.n_trees_per_iteration_))
-        for c, (arrays, offsets) in enumerate(self._class_forests()):
+        for c, packed in enumerate(self._class_forests()):
             column = np.full((len(X), 1), self.baseline_[c])
-            predict_forest(arrays["feature"], arrays["threshold"], arrays["left"],
-                           arrays["right"], arrays["value"], offsets, X, column)
-            raw[:, c] = column[:, 0]
+            raw[:, c] = packed.predict(X, column)[:, 0]
         return raw
 
     def _staged_raw_predict(self, X):

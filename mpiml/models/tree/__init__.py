@@ -58,7 +58,8 @@ Trees: :class:`Tree` holds flat arrays (:data:`TREE_FIELDS`): ``feature`` (-1 at
 ``threshold_bin``, ``left``/``right`` (-1 at a leaf), ``value`` (n_nodes, n_outputs),
 ``n_node_samples``, ``impurity``, ``gain``, ``depth``. ``tree.apply(X)`` / ``tree.predict(X)``
 work on raw X. Many trees: :func:`stack_trees` -> (arrays, offsets), :func:`predict_trees`
-(sum of leaf values in tree order, one numba pass), :func:`unstack_trees`.
+(sum of leaf values in tree order, one numba pass over :class:`PackedTrees`, the
+prediction layout an estimator builds once and keeps), :func:`unstack_trees`.
 
 Estimators: :class:`DecisionTreeClassifier`, :class:`DecisionTreeRegressor`.
 """
@@ -67,13 +68,14 @@ from ._binning import BinEdges, bin_data, fit_bin_edges
 from ._criteria import (EPSILON, ClassificationCriterion, Criterion, RegressionCriterion,
                         classification_channels, fixed_point_scale, regression_channels, to_fixed)
 from ._grower import grow_tree
-from ._tree import TREE_FIELDS, Tree, predict_trees, stack_trees, unstack_trees
+from ._tree import TREE_FIELDS, PackedTrees, Tree, predict_trees, stack_trees, unstack_trees
 
 __all__ = [
     "BinEdges", "fit_bin_edges", "bin_data",
     "EPSILON", "Criterion", "ClassificationCriterion", "RegressionCriterion",
     "classification_channels", "regression_channels", "fixed_point_scale", "to_fixed",
     "grow_tree", "Tree", "TREE_FIELDS", "stack_trees", "unstack_trees", "predict_trees",
+    "PackedTrees",
     "DecisionTreeClassifier", "DecisionTreeRegressor",
 ]
 

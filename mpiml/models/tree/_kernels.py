@@ -4,7 +4,8 @@ Every kernel is compiled with ``nogil=True`` so that thread ranks run them in
 parallel, and with ``cache=True`` so that the compilation is paid once per machine.
 """
 
-__all__ = ["build_histograms", "apply_tree", "predict_forest", "apply_bins"]
+__all__ = ["build_histograms", "apply_tree", "apply_bins", "predict_packed",
+           "preorder", "PACKED_NODE"]
 
 import numpy as np
 from numba import njit
@@ -129,28 +130,6 @@ def apply_tree(feature, threshold, left, right, X, out):
 
 
 @njit(nogil=True, cache=True)
-def predict_forest(feature, threshold, left, right, value, offsets, X, out):
-    """Sum over trees (in tree order) of each row's leaf value.
-
-    Node arrays are the concatenation of the trees' arrays; ``offsets`` (n_trees + 1)
-    delimit them and child indices are local to their tree. ``out`` is (n, n_outputs)
-    float64, zeroed by the caller.
-    """
-    n_out = value.shape[1]
-    for i in range(X.shape[0]):
-        for t in range(offsets.shape[0] - 1):
-            base = offsets[t]
-            node = 0
-            while left[base + node] >= 0:
-                if X[i, feature[base + node]] <= threshold[base + node]:
-                    node = left[base + node]
-                else:
-                    node = right[base + node]
-            for k in range(n_out):
-                out[i, k] += value[base + node, k]
-
-
-@njit(nogil=True, cache=True)
 def apply_bins(X, edges, n_edges, out):
     """Bin ``X`` (n, n_features) into feature-major ``out`` (n_features, n) uint8.
 
@@ -161,7 +140,7 @@ def apply_bins(X, edges, n_edges, out):
     n, n_features = X.shape
     width = edges.shape[1]  # 2**d - 1, padded with +inf
     step0 = (width + 1) >> 1
-    block = 2048
+    block = 256
     for lo_row in range(0, n, block):
         hi_row = min(n, lo_row + block)
         for f in range(n_features):
@@ -179,3 +158,73 @@ def apply_bins(X, edges, n_edges, out):
                     pos += step if e[pos + step - 1] < x else 0
                     step >>= 1
                 out[f, i] = pos
+
+
+#: one node of a packed forest, in depth-first order (its left child is the next node);
+#: 16 bytes, four to a cache line. A leaf is its own right child with a NaN threshold,
+#: so a walk that reaches it stays there.
+PACKED_NODE = np.dtype([("threshold", np.float64), ("feature", np.int32), ("right", np.int32)])
+
+
+@njit(nogil=True, cache=True)
+def predict_packed(nodes, roots, depths, value, X, out):
+    """Add each tree's leaf value, in tree order, to every row of ``out``.
+
+    ``nodes`` (PACKED_NODE) holds every tree in depth-first order; a walk of
+    ``depths[t]`` steps from ``roots[t]`` ends at the row's leaf whatever its depth, a
+    loop without data-dependent branches. A group of rows walks a tree in lockstep:
+    their node loads are independent, so the processor keeps many cache misses in
+    flight. Rows go in blocks, each block through every tree, so a tree's upper nodes
+    stay in cache. ``value`` (n_nodes, n_outputs); ``out`` (n, n_outputs) float64.
+    """
+    n = X.shape[0]
+    n_out = value.shape[1]
+    group = 32
+    block = 256
+    at = np.empty(group, np.int64)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        for t in range(roots.shape[0]):
+            root = roots[t]
+            depth = depths[t]
+            for g in range(lo, hi, group):
+                m = min(group, hi - g)
+                for j in range(m):
+                    at[j] = root
+                for _ in range(depth):
+                    for j in range(m):
+                        node = at[j]
+                        rec = nodes[node]
+                        right = np.int64(rec.right)
+                        go_left = np.int64(X[g + j, rec.feature] <= rec.threshold)
+                        at[j] = right + go_left * (node + 1 - right)  # no branch to mispredict
+                for j in range(m):
+                    for k in range(n_out):
+                        out[g + j, k] += value[at[j], k]
+
+
+@njit(nogil=True, cache=True)
+def preorder(left, right, offsets, order):
+    """Depth-first (pre-order) position of every node, tree by tree, into ``order``.
+
+    ``order[new] = old``: in that order a node's left child follows it and every subtree
+    is contiguous, so the deep part of a walk stays within a few cache lines.
+    """
+    stack = np.empty(max(1, left.shape[0]), np.int64)
+    pos = 0
+    for t in range(offsets.shape[0] - 1):
+        base = offsets[t]
+        if offsets[t + 1] == base:
+            continue
+        top = 0
+        stack[0] = 0
+        while top >= 0:
+            node = stack[top]
+            top -= 1
+            order[pos] = base + node
+            pos += 1
+            if left[base + node] >= 0:
+                top += 1
+                stack[top] = right[base + node]
+                top += 1
+                stack[top] = left[base + node]

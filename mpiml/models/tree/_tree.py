@@ -1,10 +1,10 @@
 """A fitted tree as flat arrays, and forests of them."""
 
-__all__ = ["Tree", "TREE_FIELDS", "stack_trees", "unstack_trees", "predict_trees"]
+__all__ = ["Tree", "TREE_FIELDS", "stack_trees", "unstack_trees", "predict_trees", "PackedTrees"]
 
 import numpy as np
 
-from ._kernels import apply_tree, predict_forest
+from ._kernels import PACKED_NODE, apply_tree, predict_packed, preorder
 
 #: name -> dtype of every per-node array ("value" is 2-D: (n_nodes, n_outputs)).
 TREE_FIELDS = {
@@ -91,10 +91,55 @@ def unstack_trees(arrays, offsets):
             for t in range(len(offsets) - 1)]
 
 
-def predict_trees(arrays, offsets, X):
-    """Sum over the stacked trees (in order) of each row's leaf value: (n, n_outputs). Local."""
+class PackedTrees:
+    """Stacked trees in the layout prediction reads fastest (built once, then reused).
+
+    Parameters
+    ----------
+    arrays, offsets
+        As returned by :func:`stack_trees`.
+    """
+
+    def __init__(self, arrays, offsets):
+        offsets = np.asarray(offsets, dtype=np.int64)
+        n_nodes = int(offsets[-1])
+        left = np.ascontiguousarray(arrays["left"][:n_nodes], dtype=np.int64)
+        right = np.ascontiguousarray(arrays["right"][:n_nodes], dtype=np.int64)
+        order = np.empty(n_nodes, np.int64)               # new position -> old node
+        preorder(left, right, offsets, order)
+        where = np.empty(n_nodes, np.int64)               # old node -> new position
+        where[order] = np.arange(n_nodes)
+        sizes = np.diff(offsets)
+        base = np.repeat(offsets[:-1], sizes)[order]      # first node of each node's tree
+        leaf = left[order] < 0
+        nodes = np.zeros(n_nodes, dtype=PACKED_NODE)
+        nodes["threshold"] = np.where(leaf, np.nan, np.asarray(arrays["threshold"][:n_nodes])[order])
+        nodes["feature"] = np.where(leaf, 0, np.asarray(arrays["feature"][:n_nodes])[order])
+        nodes["right"] = np.where(leaf, np.arange(n_nodes), where[np.where(leaf, 0, right[order] + base)])
+        self.nodes = nodes
+        self.roots = offsets[:-1][sizes > 0].copy()       # pre-order keeps each tree's span
+        depth = np.asarray(arrays["depth"][:n_nodes], dtype=np.int64)
+        self.depths = (np.maximum.reduceat(depth, self.roots) if self.roots.size
+                       else np.zeros(0, np.int64))
+        value = np.asarray(arrays["value"][:n_nodes], dtype=np.float64)
+        self.value = np.ascontiguousarray(value.reshape(n_nodes, -1)[order])
+
+    def predict(self, X, out):
+        """Add the sum over trees (in order) of each row's leaf value to ``out`` (n, n_outputs).
+
+        X: C-contiguous float64 (n, n_features). Local.
+        """
+        predict_packed(self.nodes, self.roots, self.depths, self.value, X, out)
+        return out
+
+
+def predict_trees(arrays, offsets, X, packed=None):
+    """Sum over the stacked trees (in order) of each row's leaf value: (n, n_outputs). Local.
+
+    ``packed``: a :class:`PackedTrees` of the same trees, to skip packing them again.
+    """
     X = np.ascontiguousarray(X, dtype=np.float64)
     out = np.zeros((X.shape[0], arrays["value"].shape[1]))
-    predict_forest(arrays["feature"], arrays["threshold"], arrays["left"], arrays["right"],
-                   arrays["value"], offsets, X, out)
-    return out
+    if packed is None:
+        packed = PackedTrees(arrays, offsets)
+    return packed.predict(X, out)
