@@ -10,7 +10,7 @@
 * ``GET /metrics`` (Prometheus text), ``GET /openapi.json``
 
 Every error is ``{"error": message, "error_code": CODE}`` with its HTTP status.
-Nothing here imports mpi4py: serving needs only :mod:`mpiml.io` and the estimators.
+Nothing here imports the MPI bindings: serving needs only :mod:`mpiml.io` and the estimators.
 """
 
 __all__ = ["create_app", "Settings"]
