@@ -222,7 +222,8 @@ class BaseGradientBoosting(BaseEstimator):
                 tree, leaf = grow_tree(
                     train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
                     max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
-                    min_samples_leaf=self.min_samples_leaf, return_leaves=True)
+                    min_samples_leaf=self.min_samples_leaf, return_leaves=True,
+                    binned_rows=train.binned_rows)
                 if refit is not None:
                     weights = refit_weights if sampled is True else refit_weights * sampled
                     refit(comm, tree, leaf, train.y, train.raw[:, c], weights, self.learning_rate)
@@ -428,6 +429,9 @@ class _Rows:
         self.n = len(self.X)
         self.n_total = n_total
         self.binned = bin_data(self.X, bin_edges) if bin_edges is not None else None
+        # row-major copy for the histogram kernel that reads a row's bins at once
+        self.binned_rows = (np.ascontiguousarray(self.binned.T) if self.binned is not None
+                            else None)
         if weight is None:
             self.weight_total = float(max(n_total, 1))
         else:

@@ -31,6 +31,10 @@ Criterion (any object with these members; :class:`Criterion` is a base class)::
     node_stats(sums) (S, C) -> (values (S, n_outputs), impurities (S,))   (default provided)
     kernel                                 None (built-in criteria: a numeric spec that lets
                                            one-rank growth run entirely in numba)
+    best_split(hist, parent, min_samples_leaf, feature_mask)   optional: the search's pick
+                                           (first maximum in (feature, bin) order) from a
+                                           node's (n_feat, n_bins, C) histograms in one pass
+                                           -> (gain, f, b, left) or None
 
 ``split_gain`` is called on every threshold of a block of features at once and must be
 elementwise (no float reductions whose order could depend on the block), e.g. gradient
@@ -51,7 +55,9 @@ depth-wise, level by level (one ``Reduce_scatter`` and one ``Allgather`` per lev
 per best-first split, whatever the number of nodes). Rows whose channels are all zero
 (out of a bootstrap or a subsample) contribute nothing. ``max_features`` (an int) draws each node's features from
 ``(random_state, tree_index, node id)``. ``return_leaves=True`` also returns the leaf
-index of every local row (to update predictions without a traversal).
+index of every local row (to update predictions without a traversal). ``binned_rows``
+(``binned.T`` C-contiguous, made once per fit) lets data mode histogram very large and
+very small nodes row by row.
 
 Trees: :class:`Tree` holds flat arrays (:data:`TREE_FIELDS`): ``feature`` (-1 at a leaf),
 ``threshold`` (float: the bin's upper edge, go left when ``x <= threshold``),

@@ -300,13 +300,13 @@ def partition_batch(rows, starts, stops, features, bins, binned, buffer, n_left)
         nl = 0
         nr = 0
         for j in range(start, stops[i]):
+            # branch-free: write both places, advance one (the test is a coin flip)
             r = rows[j]
-            if col[r] <= threshold:
-                rows[start + nl] = r
-                nl += 1
-            else:
-                buffer[nr] = r
-                nr += 1
+            go_left = np.int64(col[r] <= threshold)
+            rows[start + nl] = r
+            buffer[nr] = r
+            nl += go_left
+            nr += 1 - go_left
         for j in range(nr):
             rows[start + nl + j] = buffer[j]
         n_left[i] = nl
