@@ -150,6 +150,63 @@ class GradientCriterion(Criterion):
                      MIN_HESSIAN, out.reshape(-1))
         return out
 
+    def best_split(self, hist, parent, min_samples_leaf, feature_mask):
+        """Best candidate of a node's histograms in one pass, or None when none is valid.
+
+        hist (n_feat, n_bins, C) int64, parent (C,), feature_mask (n_feat,) bool.
+        Returns ``(gain, f, b, left (C,))``: the first maximum in (feature, bin) order
+        of :meth:`split_gain` over the candidates with ``min_samples_leaf`` rows on both
+        sides — what the generic search picks, without its temporaries.
+        """
+        left = np.zeros(self.n_channels, dtype=np.int64)
+        gain, f, b = _best_split(hist, np.ascontiguousarray(parent, dtype=np.int64),
+                                 self.inv_grad_scale, self.inv_hess_scale, self.shift, self.l2,
+                                 MIN_HESSIAN, self.count_bits, self.count_mask,
+                                 int(min_samples_leaf), feature_mask, left)
+        return None if gain == -np.inf else (gain, f, b, left)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _count(sums, count_bits, count_mask):
+    if count_bits < 0:
+        return sums[2]
+    return sums[1] & count_mask if count_bits else sums[1]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _best_split(hist, parent, inv_grad_scale, inv_hess_scale, shift, l2, min_hessian,
+                count_bits, count_mask, min_samples_leaf, feature_mask, out_left):
+    """The gains of :func:`_split_gains` on running sums of ``hist``, arg-max kept."""
+    n_feat, n_bins, c = hist.shape
+    gp = np.float64(parent[0]) * inv_grad_scale
+    hp = np.float64(parent[1] >> shift) * inv_hess_scale
+    base = gp * gp / (hp + l2)
+    left = np.empty(c, np.int64)
+    right = np.empty(c, np.int64)
+    best, best_f, best_b = -np.inf, 0, 0
+    for f in range(n_feat):
+        if not feature_mask[f]:
+            continue
+        left[:] = 0
+        for b in range(n_bins - 1):
+            for k in range(c):
+                left[k] += hist[f, b, k]
+                right[k] = parent[k] - left[k]
+            if (_count(left, count_bits, count_mask) < min_samples_leaf
+                    or _count(right, count_bits, count_mask) < min_samples_leaf):
+                continue
+            hl = np.float64(left[1] >> shift) * inv_hess_scale
+            hr = np.float64(right[1] >> shift) * inv_hess_scale
+            if hl < min_hessian or hr < min_hessian:
+                continue
+            gl = np.float64(left[0]) * inv_grad_scale
+            gr = np.float64(right[0]) * inv_grad_scale
+            g = gl * gl / (hl + l2) + gr * gr / (hr + l2) - base
+            if g > best:  # NaN never wins; ties keep the first (feature, bin)
+                best, best_f, best_b = g, f, b
+                out_left[:] = left
+    return best, best_f, best_b
+
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _split_gains(left, right, parent, inv_grad_scale, inv_hess_scale, shift, l2,
