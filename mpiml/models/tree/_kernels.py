@@ -5,7 +5,7 @@ parallel, and with ``cache=True`` so that the compilation is paid once per machi
 """
 
 __all__ = ["build_histograms", "build_histograms_rows", "apply_tree", "apply_bins", "predict_packed",
-           "preorder", "PACKED_NODE"]
+           "pack_forest", "PACKED_NODE"]
 
 import numpy as np
 from numba import njit
@@ -250,27 +250,38 @@ def predict_packed(nodes, roots, depths, value, X, out):
 
 
 @njit(nogil=True, cache=True)
-def preorder(left, right, offsets, order):
-    """Depth-first (pre-order) position of every node, tree by tree, into ``order``.
-
-    ``order[new] = old``: in that order a node's left child follows it and every subtree
-    is contiguous, so the deep part of a walk stays within a few cache lines.
-    """
+def pack_forest(feature, threshold, left, right, value, offsets, nodes, packed_value):
+    """Fill ``nodes`` (PACKED_NODE) and ``packed_value`` with the stacked trees in
+    depth-first (pre-order) order, tree by tree: a node's left child follows it and every
+    subtree is contiguous, so the deep part of a walk stays within a few cache lines."""
     stack = np.empty(max(1, left.shape[0]), np.int64)
+    where = np.empty(max(1, left.shape[0]), np.int64)   # old node -> new position
     pos = 0
     for t in range(offsets.shape[0] - 1):
         base = offsets[t]
         if offsets[t + 1] == base:
             continue
         top = 0
-        stack[0] = 0
+        stack[0] = base
         while top >= 0:
-            node = stack[top]
+            old = stack[top]
             top -= 1
-            order[pos] = base + node
+            where[old] = pos
             pos += 1
-            if left[base + node] >= 0:
+            if left[old] >= 0:
                 top += 1
-                stack[top] = right[base + node]
+                stack[top] = base + right[old]
                 top += 1
-                stack[top] = left[base + node]
+                stack[top] = base + left[old]
+        for old in range(base, offsets[t + 1]):
+            new = where[old]
+            for k in range(value.shape[1]):
+                packed_value[new, k] = value[old, k]
+            if left[old] < 0:   # a leaf: its own right child, and no x is <= NaN
+                nodes[new].threshold = np.nan
+                nodes[new].feature = 0
+                nodes[new].right = new
+            else:
+                nodes[new].threshold = threshold[old]
+                nodes[new].feature = feature[old]
+                nodes[new].right = where[base + right[old]]

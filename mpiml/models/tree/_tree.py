@@ -4,7 +4,7 @@ __all__ = ["Tree", "TREE_FIELDS", "stack_trees", "unstack_trees", "predict_trees
 
 import numpy as np
 
-from ._kernels import PACKED_NODE, apply_tree, predict_packed, preorder
+from ._kernels import PACKED_NODE, apply_tree, pack_forest, predict_packed
 
 #: name -> dtype of every per-node array ("value" is 2-D: (n_nodes, n_outputs)).
 TREE_FIELDS = {
@@ -103,26 +103,17 @@ class PackedTrees:
     def __init__(self, arrays, offsets):
         offsets = np.asarray(offsets, dtype=np.int64)
         n_nodes = int(offsets[-1])
-        left = np.ascontiguousarray(arrays["left"][:n_nodes], dtype=np.int64)
-        right = np.ascontiguousarray(arrays["right"][:n_nodes], dtype=np.int64)
-        order = np.empty(n_nodes, np.int64)               # new position -> old node
-        preorder(left, right, offsets, order)
-        where = np.empty(n_nodes, np.int64)               # old node -> new position
-        where[order] = np.arange(n_nodes)
+        value = np.asarray(arrays["value"][:n_nodes], dtype=np.float64).reshape(n_nodes, -1)
+        self.nodes = np.empty(n_nodes, dtype=PACKED_NODE)
+        self.value = np.empty_like(value)
+        pack_forest(*(np.ascontiguousarray(arrays[name][:n_nodes], dtype=TREE_FIELDS[name])
+                      for name in ("feature", "threshold", "left", "right")),
+                    np.ascontiguousarray(value), offsets, self.nodes, self.value)
         sizes = np.diff(offsets)
-        base = np.repeat(offsets[:-1], sizes)[order]      # first node of each node's tree
-        leaf = left[order] < 0
-        nodes = np.zeros(n_nodes, dtype=PACKED_NODE)
-        nodes["threshold"] = np.where(leaf, np.nan, np.asarray(arrays["threshold"][:n_nodes])[order])
-        nodes["feature"] = np.where(leaf, 0, np.asarray(arrays["feature"][:n_nodes])[order])
-        nodes["right"] = np.where(leaf, np.arange(n_nodes), where[np.where(leaf, 0, right[order] + base)])
-        self.nodes = nodes
         self.roots = offsets[:-1][sizes > 0].copy()       # pre-order keeps each tree's span
         depth = np.asarray(arrays["depth"][:n_nodes], dtype=np.int64)
         self.depths = (np.maximum.reduceat(depth, self.roots) if self.roots.size
                        else np.zeros(0, np.int64))
-        value = np.asarray(arrays["value"][:n_nodes], dtype=np.float64)
-        self.value = np.ascontiguousarray(value.reshape(n_nodes, -1)[order])
 
     def predict(self, X, out):
         """Add the sum over trees (in order) of each row's leaf value to ``out`` (n, n_outputs).
