@@ -31,7 +31,7 @@ from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progres
                      check_float, check_int, check_X, collective_error, global_offset,
                      resolve_comm, resolve_seed, validate_fit_data)
 from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree, stack_trees,
-                    to_fixed, unstack_trees)
+                    unstack_trees)
 from . import _fixed_point as fp
 from .criterion import GradientCriterion, channel_layout, hessian_scale, make_channels
 
@@ -259,18 +259,17 @@ class BaseGradientBoosting(BaseEstimator):
         val_rows = (self._loss_.pointwise(val.y, val.raw, val.weight) if val is not None
                     else np.zeros(0))
         local_max = np.zeros(2 * k + 2)
-        if train.n:
-            local_max[:k] = np.abs(grad).max(axis=0)
-            local_max[k:2 * k] = np.abs(hess).max(axis=0)
-            local_max[2 * k] = np.abs(train_rows).max()
-        if len(val_rows):
-            local_max[2 * k + 1] = np.abs(val_rows).max()
+        for c in range(k):
+            local_max[c] = fp.max_abs(grad[:, c])
+            local_max[k + c] = fp.max_abs(hess[:, c])
+        local_max[2 * k] = fp.max_abs(train_rows)
+        local_max[2 * k + 1] = fp.max_abs(val_rows)
         global_max = np.empty_like(local_max)
         comm.Allreduce(local_max, global_max, op=MAX)
         scales = fp.column_scales(global_max, max(train.n_total, val.n_total if val else 1))
         local = np.zeros((1, 2), dtype=np.int64)
-        local[0, 0] = to_fixed(train_rows, scales[2 * k]).sum()
-        local[0, 1] = to_fixed(val_rows, scales[2 * k + 1]).sum()
+        local[0, 0] = fp.fixed_sum(train_rows, scales[2 * k])
+        local[0, 1] = fp.fixed_sum(val_rows, scales[2 * k + 1])
         sums = fp.integer_sums(comm, local) / scales[2 * k:]
         self.train_loss_.append(float(sums[0] / train.weight_total))
         if val is not None:

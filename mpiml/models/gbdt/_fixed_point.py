@@ -7,9 +7,10 @@ each column is turned into int64 fixed point with the tree core's power-of-two s
 all ranks), summed exactly, and turned back into a float.
 """
 
-__all__ = ["column_scales", "exact_column_sums", "integer_sums"]
+__all__ = ["column_scales", "exact_column_sums", "integer_sums", "max_abs", "fixed_sum"]
 
 import numpy as np
+from numba import njit
 
 from ...comm.ops import MAX, SUM
 from ..tree._criteria import fixed_point_scale, to_fixed
@@ -55,3 +56,23 @@ def exact_column_sums(comm, values, n_total):
     comm.Allreduce(local_max, global_max, op=MAX)
     scales = column_scales(global_max, n_total)
     return integer_sums(comm, to_fixed(values, scales)) / scales
+
+
+@njit(nogil=True, cache=True)
+def max_abs(values):
+    """Largest magnitude of a 1-D array (0 when empty): one pass, no temporary. Local."""
+    best = 0.0
+    for i in range(values.shape[0]):
+        v = abs(values[i])
+        if v > best:
+            best = v
+    return best
+
+
+@njit(nogil=True, cache=True)
+def fixed_sum(values, scale):
+    """``to_fixed(values, scale).sum()`` in one pass (int64, exact). Local."""
+    total = 0
+    for i in range(values.shape[0]):
+        total += np.int64(np.rint(values[i] * scale))
+    return total

@@ -25,7 +25,8 @@ import numpy as np
 from ...comm.partition import block_counts, block_range
 from ._criteria import EPSILON
 from ._kernels import build_histograms, build_histograms_rows
-from ._split_kernels import partition_batch, sample_features, scan_histogram, search_local
+from ._split_kernels import (fill_leaves, partition_batch, sample_features, scan_histogram,
+                             search_local)
 from ._tree import TREE_FIELDS, Tree
 
 _MODES = ("data", "feature")
@@ -336,8 +337,8 @@ class _Grower:
 
     def leaf_of_rows(self, n_rows):
         leaf = np.empty(n_rows, dtype=np.int64)
-        for i in np.flatnonzero(self.left[:self.n_nodes] < 0):
-            leaf[self.rows[self.start[i]:self.stop[i]]] = i
+        leaves = np.flatnonzero(self.left[:self.n_nodes] < 0)
+        fill_leaves(self.rows, self.start[leaves], self.stop[leaves], leaves, leaf)
         return leaf
 
 

@@ -11,7 +11,7 @@ scales of w, w*y, w*y^2 for regression) and ``count_channel`` (-1: the sum of al
 """
 
 __all__ = ["GINI", "ENTROPY", "SQUARED_ERROR", "gain_table", "node_stats", "sample_features",
-           "search_local", "scan_histogram", "partition_batch"]
+           "search_local", "scan_histogram", "partition_batch", "fill_leaves"]
 
 import numpy as np
 from numba import njit
@@ -310,3 +310,11 @@ def partition_batch(rows, starts, stops, features, bins, binned, buffer, n_left)
         for j in range(nr):
             rows[start + nl + j] = buffer[j]
         n_left[i] = nl
+
+
+@njit(nogil=True, cache=True)
+def fill_leaves(rows, starts, stops, leaves, out):
+    """``out[rows[starts[i]:stops[i]]] = leaves[i]`` for every leaf ``i``."""
+    for i in range(leaves.shape[0]):
+        for j in range(starts[i], stops[i]):
+            out[rows[j]] = leaves[i]
