@@ -306,7 +306,7 @@ class _Grower:
         self._search_children(chosen, children)
 
     def grow(self):
-        if self.rows.shape[0] == self.channels.shape[0]:   # every row: no gathered copy
+        if self.rows.shape[0] == self.channels.shape[0]:  # all rows: sum without a copy
             sums = self.channels.sum(axis=0, dtype=np.int64)
         else:
             sums = self.channels[self.rows].sum(axis=0, dtype=np.int64)

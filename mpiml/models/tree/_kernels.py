@@ -4,8 +4,8 @@ Every kernel is compiled with ``nogil=True`` so that thread ranks run them in
 parallel, and with ``cache=True`` so that the compilation is paid once per machine.
 """
 
-__all__ = ["build_histograms", "build_histograms_rows", "apply_tree", "apply_bins", "predict_packed",
-           "pack_forest", "PACKED_NODE"]
+__all__ = ["build_histograms", "build_histograms_rows", "apply_tree", "apply_bins",
+           "predict_packed", "pack_forest", "PACKED_NODE"]
 
 import numpy as np
 from numba import njit
