@@ -105,8 +105,9 @@ print(json.dumps([flops / best[0], flops / max(best[1], 1e-9)]))
 
 def app_report(n, ranks, backend, algo, dtype, repeat):
     """Run apps/matmul.py once (best of ``repeat`` multiplies) and return its JSON report."""
+    # one BLAS thread per rank at every P (at P = 1 a lone rank would otherwise use all cores)
     args = [str(APP), "--n", str(n), "--algo", algo, "--dtype", dtype,
-            "--repeat", str(repeat), "--json"]
+            "--repeat", str(repeat), "--json", "--blas-threads", "1"]
     if backend == "threads":
         cmd = [sys.executable, *args, "--threads", str(ranks)]
     else:
