@@ -91,9 +91,10 @@ def mpi_worker(sizes):
         for n in sizes:
             reps = repetitions(n)
             best = {"mpi": [], "mpi4py": []}
-            for _ in range(3):  # alternate, keep the best of three for each
-                best["mpi"].append(time_op(ours, op, n, reps))
-                best["mpi4py"].append(time_op(raw, op, n, reps))
+            for turn in range(6):  # alternate who goes first; keep the best of six each
+                pair = [("mpi", ours), ("mpi4py", raw)]
+                for key, comm in (pair if turn % 2 == 0 else pair[::-1]):
+                    best[key].append(time_op(comm, op, n, reps))
             for key in best:
                 results[key][op][n] = min(best[key])
     if ours.rank == 0:

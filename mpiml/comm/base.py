@@ -22,6 +22,10 @@ _KINDS = "biufc"  # bool, signed, unsigned, float, complex
 
 def as_buffer(buf, call, writable=False):
     """Check that ``buf`` is a contiguous numpy array of a plain numeric dtype."""
+    if type(buf) is np.ndarray:  # the common case, checked with as few lookups as possible
+        flags = buf.flags
+        if flags.c_contiguous and (flags.writeable or not writable) and buf.dtype.kind in _KINDS:
+            return buf
     if not isinstance(buf, np.ndarray):
         raise CommError(f"{call}: buffer must be a numpy array, got {type(buf).__name__}")
     if buf.dtype.kind not in _KINDS or buf.dtype.hasobject:
@@ -98,11 +102,15 @@ class Communicator:
     # -- argument checks shared by the backends ---------------------------------------
 
     def _check_root(self, root, call):
+        if type(root) is int and 0 <= root < self.size:
+            return root
         if not isinstance(root, (int, np.integer)) or not 0 <= root < self.size:
             raise CommError(f"{call}: root must be a rank in [0, {self.size}), got {root!r}")
         return int(root)
 
     def _check_peer(self, peer, call, what="dest", any_ok=False):
+        if type(peer) is int and 0 <= peer < self.size:
+            return peer
         if any_ok and peer == ANY_SOURCE:
             return ANY_SOURCE
         if not isinstance(peer, (int, np.integer)) or not 0 <= peer < self.size:
@@ -111,6 +119,8 @@ class Communicator:
 
     @staticmethod
     def _check_tag(tag, call, any_ok=False):
+        if type(tag) is int and tag >= 0:
+            return tag
         if any_ok and tag == ANY_TAG:
             return ANY_TAG
         if not isinstance(tag, (int, np.integer)) or tag < 0:
