@@ -26,12 +26,8 @@ from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterE
                     collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
                     validate_fit_data)
 from .tree._binning import bin_data, fit_bin_edges
-from .tree._classes import (check_tree_params, gather_binned_rows, global_channel_sums,
-                            normalised_importances, resolve_max_features, row_weights,
-                            total_weight)
-from .tree._criteria import (ClassificationCriterion, RegressionCriterion,
-                             classification_channels, regression_channels)
-from .tree._grower import grow_tree
+from .tree._classes import (check_tree_params, fit_one_tree, gather_binned_rows,
+                            normalised_importances, resolve_max_features, row_weights)
 from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 
@@ -125,24 +121,11 @@ class _BaseForest(BaseEstimator):
             if bootstrap:
                 counts = bootstrap_counts(seed, t, n_total, n_draws)[rows].astype(np.float64)
                 w = counts if weights is None else counts * weights
-            if self._regression:
-                channels, scales = regression_channels(targets, w, comm=grow_comm)
-                criterion = RegressionCriterion(scales)
-            else:
-                channels, weighted, scale = classification_channels(targets, self.n_classes_, w,
-                                                                    comm=grow_comm)
-                criterion = ClassificationCriterion(self.criterion, self.n_classes_, weighted, scale)
-            min_gain = 0.0
-            if params["min_impurity_decrease"] > 0:
-                root = global_channel_sums(channels, grow_comm)
-                min_gain = params["min_impurity_decrease"] * total_weight(criterion, root)
-            trees.append(grow_tree(binned, channels, criterion, edges, comm=grow_comm, mode="data",
-                                   max_depth=params["max_depth"],
-                                   max_leaf_nodes=params["max_leaf_nodes"],
-                                   min_samples_leaf=params["min_samples_leaf"],
-                                   min_samples_split=params["min_samples_split"],
-                                   min_gain=min_gain, max_features=k, random_state=seed,
-                                   tree_index=t))
+            trees.append(fit_one_tree(binned, edges, targets, w, regression=self._regression,
+                                      n_classes=getattr(self, "n_classes_", 1),
+                                      criterion=getattr(self, "criterion", None), params=params,
+                                      max_features=k, random_state=seed, comm=grow_comm,
+                                      channel_comm=grow_comm, tree_index=t))
             elapsed = time.perf_counter() - start
             estimate = done * n_estimators // max(1, len(mine))
             report(estimate, trees=f"{estimate}/{n_estimators}",

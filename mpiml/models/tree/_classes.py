@@ -143,6 +143,32 @@ def total_weight(criterion, sums):
     return float(np.asarray(criterion.class_weights(sums)).sum())
 
 
+def fit_one_tree(binned, edges, targets, weights, *, regression, n_classes, criterion, params,
+                 max_features, random_state, comm, channel_comm, mode="data", tree_index=0):
+    """Build the exact channels and the criterion of one tree's rows, then grow it.
+
+    Collective over ``comm`` (the grower's ranks); the channel scales are agreed over
+    ``channel_comm`` (``None`` when this rank holds every row).
+    """
+    if regression:
+        channels, scales = regression_channels(targets, weights, comm=channel_comm)
+        split_criterion = RegressionCriterion(scales)
+    else:
+        channels, weighted, scale = classification_channels(targets, n_classes, weights,
+                                                            comm=channel_comm)
+        split_criterion = ClassificationCriterion(criterion, n_classes, weighted, scale)
+    min_gain = 0.0
+    if params["min_impurity_decrease"] > 0:
+        root = global_channel_sums(channels, channel_comm)
+        min_gain = params["min_impurity_decrease"] * total_weight(split_criterion, root)
+    return grow_tree(binned, channels, split_criterion, edges, comm=comm, mode=mode,
+                     max_depth=params["max_depth"], max_leaf_nodes=params["max_leaf_nodes"],
+                     min_samples_leaf=params["min_samples_leaf"],
+                     min_samples_split=params["min_samples_split"], min_gain=min_gain,
+                     max_features=max_features, random_state=random_state,
+                     tree_index=tree_index)
+
+
 def gather_rows(comm, *arrays):
     """Collective: every rank gets the concatenation (in rank order) of each array's rows."""
     counts = np.asarray(comm.allgather(arrays[0].shape[0]), dtype=np.int64)
@@ -201,23 +227,11 @@ class _BaseDecisionTree(BaseEstimator):
         if parallel == "feature" and c.size > 1:
             binned, targets, weights = gather_binned_rows(c, binned, targets, weights)
             channel_comm = None
-        if self._regression:
-            channels, scales = regression_channels(targets, weights, comm=channel_comm)
-            criterion = RegressionCriterion(scales)
-        else:
-            channels, weighted, scale = classification_channels(targets, self.n_classes_, weights,
-                                                                comm=channel_comm)
-            criterion = ClassificationCriterion(self.criterion, self.n_classes_, weighted, scale)
-        min_gain = 0.0
-        if params["min_impurity_decrease"] > 0:
-            root = global_channel_sums(channels, channel_comm)
-            min_gain = params["min_impurity_decrease"] * total_weight(criterion, root)
-        self.tree_ = grow_tree(binned, channels, criterion, edges, comm=c, mode=parallel,
-                               max_depth=params["max_depth"],
-                               max_leaf_nodes=params["max_leaf_nodes"],
-                               min_samples_leaf=params["min_samples_leaf"],
-                               min_samples_split=params["min_samples_split"],
-                               min_gain=min_gain, max_features=k, random_state=seed)
+        self.tree_ = fit_one_tree(binned, edges, targets, weights, regression=self._regression,
+                                  n_classes=getattr(self, "n_classes_", 1),
+                                  criterion=getattr(self, "criterion", None), params=params,
+                                  max_features=k, random_state=seed, comm=c,
+                                  channel_comm=channel_comm, mode=parallel)
         self.n_features_in_ = n_features
         self.max_features_ = k
         self.n_outputs_ = 1
