@@ -22,12 +22,13 @@ import numpy as np
 from ..comm.partition import block_range
 from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterError,
                     RegressorMixin, as_progress, check_X, check_bool, check_choice, check_float,
-                    check_int, check_is_fitted, classes_from_json, classes_to_json,
+                    check_int, check_is_fitted, classes_from_json,
                     collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
                     validate_fit_data)
 from .tree._binning import bin_data, fit_bin_edges
 from .tree._classes import (check_tree_params, fit_one_tree, gather_binned_rows,
-                            normalised_importances, resolve_max_features, row_weights)
+                            normalised_importances, resolve_max_features, row_weights,
+                            tree_model_meta)
 from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 
@@ -202,13 +203,7 @@ class _BaseForest(BaseEstimator):
 
     def _get_state(self):
         check_is_fitted(self, "trees_")
-        params = self.get_params()
-        if isinstance(params.get("class_weight"), dict):
-            params["class_weight"] = "dict"
-        meta = {"params": params, "n_features_in_": self.n_features_in_,
-                "max_features_": self.max_features_}
-        if not self._regression:
-            meta["classes"] = classes_to_json(self.classes_)
+        meta = tree_model_meta(self)
         arrays, offsets = self._stacked
         state = {f"trees_{name}": a for name, a in arrays.items()}
         state["tree_offsets"] = offsets

@@ -169,6 +169,18 @@ def fit_one_tree(binned, edges, targets, weights, *, regression, n_classes, crit
                      tree_index=tree_index)
 
 
+def tree_model_meta(model):
+    """The JSON part of a fitted tree or forest's model file: parameters, features, classes."""
+    params = model.get_params()
+    if isinstance(params.get("class_weight"), dict):
+        params["class_weight"] = "dict"
+    meta = {"params": params, "n_features_in_": model.n_features_in_,
+            "max_features_": model.max_features_}
+    if not model._regression:
+        meta["classes"] = classes_to_json(model.classes_)
+    return meta
+
+
 def gather_rows(comm, *arrays):
     """Collective: every rank gets the concatenation (in rank order) of each array's rows."""
     counts = np.asarray(comm.allgather(arrays[0].shape[0]), dtype=np.int64)
@@ -256,15 +268,8 @@ class _BaseDecisionTree(BaseEstimator):
 
     def _get_state(self):
         check_is_fitted(self, "tree_")
-        params = self.get_params()
-        if isinstance(params.get("class_weight"), dict):
-            params["class_weight"] = "dict"
-        meta = {"params": params, "n_features_in_": self.n_features_in_,
-                "max_features_": self.max_features_}
-        if not self._regression:
-            meta["classes"] = classes_to_json(self.classes_)
         arrays = {f"tree_{name}": a for name, a in self.tree_.arrays().items()}
-        return meta, arrays
+        return tree_model_meta(self), arrays
 
     @classmethod
     def _from_state(cls, meta, arrays):
