@@ -15,6 +15,7 @@ checks the same data and a failure fails on every rank instead of hanging one.
 """
 
 import os
+import tempfile
 
 import pytest
 
@@ -24,12 +25,25 @@ DEFAULT_THREADS = (1, 2, 3, 4, 5)
 
 
 def _under_mpi():
-    return any(v in os.environ for v in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"))
+    return _mpi_rank() is not None
+
+
+def _mpi_rank():
+    for var in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"):
+        if var in os.environ:
+            return os.environ[var]
+    return None
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "threads(*counts): thread rank counts for the spmd fixture")
     config.addinivalue_line("markers", "mpi_only: no thread variant")
+    rank = _mpi_rank()
+    if rank is not None and not config.option.basetemp:
+        # every rank runs pytest: each needs its own temporary tree, or they race to clean
+        # it; pytest empties the tree when the next run of that rank starts
+        config.option.basetemp = os.path.join(tempfile.gettempdir(),
+                                              f"mpiml-pytest-{os.getuid()}-rank{rank}")
 
 
 def pytest_generate_tests(metafunc):
