@@ -6,6 +6,7 @@ This is the only module of mpiml that imports mpi4py. Importing it initialises M
 __all__ = ["MPICommunicator", "world", "library_version"]
 
 import os
+import time
 
 
 def _yield_when_oversubscribed():
@@ -32,6 +33,7 @@ from ..errors import CommError  # noqa: E402
 from .base import Communicator, as_buffer, as_vector_spec  # noqa: E402
 from .ops import ANY_SOURCE, ANY_TAG, IN_PLACE, MAX, MIN, PROD, SUM, check_op, fold  # noqa: E402
 
+_ABORT_GRACE_SECONDS = 0.3
 _MPI_OPS = {SUM.name: MPI.SUM, PROD.name: MPI.PROD, MIN.name: MPI.MIN, MAX.name: MPI.MAX}
 
 
@@ -227,7 +229,12 @@ def world():
 
 
 def world_abort(errorcode=1):
-    """Abort every process of the job (used by the launcher on an uncaught error)."""
+    """Abort every process of the job (used by the launcher on an uncaught error).
+
+    The error text was just written to stderr; the launcher forwards it through a pipe
+    and stops reading that pipe once it handles the abort, so give it a moment first.
+    """
+    time.sleep(_ABORT_GRACE_SECONDS)
     MPI.COMM_WORLD.Abort(int(errorcode))
 
 
