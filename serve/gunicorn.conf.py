@@ -16,6 +16,8 @@ MPIML_MAX_REQUESTS_JITTER [10%]  ... plus a random 0..jitter, so workers do not 
 MPIML_LOG_LEVEL [info]
 MPIML_ACCESS_LOG [none]          access log file, "-" for stderr
 MPIML_CONTROL_SOCKET [none]      path of Gunicorn's control socket (off by default)
+MPIML_PREDICT_THREADS [cores]    threads that share the rows of one large batch to a
+                                 forest or boosted model (small batches use one)
 PROMETHEUS_MULTIPROC_DIR         where workers keep their metrics (a private temporary
                                  directory by default; emptied at start)
 
@@ -51,6 +53,9 @@ def _cores():
 # Workers share the cores: one BLAS/OpenMP/numba thread each (set before numpy loads).
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+# ... but a large batch to a tree ensemble is split over the cores: it is answered
+# sooner, and its rows' predictions are the same whatever the split.
+os.environ.setdefault("MPIML_PREDICT_THREADS", str(_cores()))
 
 # Multiprocess Prometheus metrics: must be set before prometheus_client is imported.
 # This file is read again on every reload; the directory is made only once.

@@ -246,3 +246,97 @@ def test_histogram_kernel_matches_numpy(n_channels):
         np.add.at(want, binned[f, rows[17:250]], channels[rows[17:250]])
         assert_array_equal(out[j, 1], want)
     assert not out[:, 0].any()
+
+
+# -- packed prediction ------------------------------------------------------------------
+
+def _hand_tree(feature, threshold, left, right, value):
+    n = len(feature)
+    depth = np.zeros(n, np.int64)
+    for i in range(n):
+        for child in (left[i], right[i]):
+            if child >= 0:
+                depth[child] = depth[i] + 1
+    from mpiml.models.tree import Tree
+    return Tree(feature=feature, threshold=threshold, threshold_bin=np.zeros(n), left=left,
+                right=right, value=np.asarray(value, float), n_node_samples=np.ones(n),
+                impurity=np.zeros(n), gain=np.zeros(n), depth=depth)
+
+
+def _naive_sum(trees, X):
+    out = np.zeros((X.shape[0], trees[0].n_outputs))
+    for tree in trees:
+        out += tree.predict(X)
+    return out
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_packed_forest_equals_tree_by_tree_walks(wide, threads, monkeypatch):
+    """Binned-threshold walks equal ``x <= threshold`` walks bit for bit: rows exactly on
+    thresholds, +-inf, NaN, -0.0, unused features, trees of one leaf, any thread count."""
+    from mpiml.models.tree import PackedTrees, predict_trees, stack_trees
+    from mpiml.models.tree import _tree
+    X, y = _data(n=300, n_features=6)
+    trees = [DecisionTreeRegressor(max_depth=d, random_state=s).fit(X[s::2], y[s::2].astype(float))
+             .tree_ for s in range(2) for d in (1, 3, None)]
+    trees.append(_hand_tree(np.array([-1]), np.array([-2.0]), np.array([-1]), np.array([-1]),
+                            [[7.5]]))                                    # a single leaf
+    trees.append(_hand_tree(np.array([4, -1, 5, -1, -1]), np.array([0.0, -2, -0.0, -2, -2]),
+                            np.array([1, -1, 3, -1, -1]), np.array([2, -1, 4, -1, -1]),
+                            [[0.0], [1.0], [0.0], [2.0], [4.0]]))       # splits on +-0.0
+    arrays, offsets = stack_trees(trees)
+    thresholds = arrays["threshold"][arrays["feature"] >= 0]
+    probe = np.random.default_rng(3).standard_normal((500, 6))
+    probe[:50, 0] = thresholds[:50] if thresholds.size >= 50 else probe[:50, 0]
+    probe[50:60] = np.inf
+    probe[60:70] = -np.inf
+    probe[70:80, 2] = np.nan
+    probe[80:90, 4:] = -0.0
+    probe[90:100, 4:] = 0.0
+    monkeypatch.setattr(_tree, "_MIN_WORK_PER_THREAD", 1)
+    packed = PackedTrees(arrays, offsets, wide=wide)
+    assert packed.nodes.dtype.itemsize == (16 if wide else 8)
+    got = predict_trees(arrays, offsets, probe, packed=packed, threads=threads)
+    assert_array_equal(got, _naive_sum(trees, probe))
+
+
+def test_packed_forest_many_outputs_and_thresholds():
+    """Three values per leaf (wider than one node slot), and a chain of 300 distinct
+    thresholds on one feature (16-bit bins)."""
+    from mpiml.models.tree import PackedTrees, predict_trees, stack_trees
+    rng = np.random.default_rng(1)
+    X, y = _data(n=400, n_classes=3)
+    tree = DecisionTreeClassifier(random_state=0).fit(X, y).tree_
+    cuts = np.sort(rng.standard_normal(300))
+    n = 2 * cuts.size + 1                      # inner node 2k tests cut k; its left is a leaf
+    inner = np.arange(0, n - 1, 2)
+    feature = np.full(n, -1)
+    feature[inner] = 0
+    threshold = np.full(n, -2.0)
+    threshold[inner] = cuts
+    left = np.full(n, -1)
+    left[inner] = inner + 1
+    right = np.full(n, -1)
+    right[inner] = inner + 2
+    value = np.repeat(np.arange(n, dtype=float)[:, None], 3, axis=1) / n
+    chain = _hand_tree(feature, threshold, left, right, value)
+    trees = [tree, chain, tree]
+    arrays, offsets = stack_trees(trees)
+    packed = PackedTrees(arrays, offsets)
+    assert packed.bin_dtype == np.uint16 and packed.n_outputs == 3
+    probe = rng.standard_normal((700, 5))
+    probe[:300, 0] = cuts
+    assert_array_equal(predict_trees(arrays, offsets, probe, packed=packed), _naive_sum(trees, probe))
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "2"])
+def test_packed_forest_rejects_bad_thread_counts(threads, monkeypatch):
+    from mpiml.models.tree import PackedTrees, stack_trees
+    X, y = _data()
+    packed = PackedTrees(*stack_trees([DecisionTreeClassifier(max_depth=2).fit(X, y).tree_]))
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        packed.predict(X, np.zeros((len(X), 3)), threads)
+    monkeypatch.setenv("MPIML_PREDICT_THREADS", "many")
+    with pytest.raises(ValueError, match="MPIML_PREDICT_THREADS"):
+        packed.predict(X, np.zeros((len(X), 3)))

@@ -5,7 +5,7 @@ parallel, and with ``cache=True`` so that the compilation is paid once per machi
 """
 
 __all__ = ["build_histograms", "build_histograms_rows", "apply_tree", "apply_bins",
-           "predict_packed", "pack_forest", "PACKED_NODE"]
+           "predict_packed", "pack_forest", "bin_rows", "NODE_NARROW", "NODE_WIDE"]
 
 import numpy as np
 from numba import njit
@@ -206,27 +206,107 @@ def apply_bins(X, edges, n_edges, out):
                 out[f, i] = pos
 
 
-#: one node of a packed forest, in depth-first order (its left child is the next node);
-#: 16 bytes, four to a cache line. A leaf is its own right child with a NaN threshold,
-#: so a walk that reaches it stays there.
-PACKED_NODE = np.dtype([("threshold", np.float64), ("feature", np.int32), ("right", np.int32)])
+#: Nodes of a packed forest, in depth-first order: a node's left child is the next slot,
+#: ``right`` is the slot of its right child, and a walk goes left when the row's bin
+#: (see :func:`bin_rows`) is below ``bound``. A leaf is its own right child with bound 0,
+#: so a walk that reaches it stays there; its values (float64) fill the slots after it.
+#: The narrow form (8 bytes, eight to a cache line) serves up to 65,536 features and
+#: 65,535 distinct thresholds per feature; the wide form (16 bytes) the rest.
+NODE_NARROW = np.dtype([("right", np.int32), ("feature", np.uint16), ("bound", np.uint16)])
+NODE_WIDE = np.dtype([("right", np.int32), ("feature", np.int32), ("bound", np.int32),
+                      ("unused", np.int32)])
 
 
 @njit(nogil=True, cache=True)
-def predict_packed(nodes, roots, depths, value, X, out):
-    """Add each tree's leaf value, in tree order, to every row of ``out``.
+def pack_forest(feature, left, right, bound, value, offsets, nodes, values, stride):
+    """Fill ``nodes`` and ``values`` with the stacked trees, tree by tree, depth-first.
 
-    ``nodes`` (PACKED_NODE) holds every tree in depth-first order; a walk of
-    ``depths[t]`` steps from ``roots[t]`` ends at the row's leaf whatever its depth, a
-    loop without data-dependent branches. A group of rows walks a tree in lockstep:
-    their node loads are independent, so the processor keeps many cache misses in
-    flight. Rows go in blocks, each block through every tree, so a tree's upper nodes
-    stay in cache. ``value`` (n_nodes, n_outputs); ``out`` (n, n_outputs) float64.
+    ``bound[i]`` is the packed bound of inner node ``i``. ``values`` is a float64 view
+    of ``nodes``'s memory: leaf slot ``s`` keeps its k-th value at ``(s + 1) * stride + k``
+    (``stride`` = node size / 8). Returns the slots of the tree roots (-1 for an empty tree).
     """
-    n = X.shape[0]
     n_out = value.shape[1]
+    per_leaf = 1 + (n_out + stride - 1) // stride
+    stack = np.empty(max(1, left.shape[0]), np.int64)
+    where = np.empty(max(1, left.shape[0]), np.int64)   # old node -> slot
+    roots = np.full(offsets.shape[0] - 1, -1, np.int64)
+    pos = 0
+    for t in range(offsets.shape[0] - 1):
+        base = offsets[t]
+        if offsets[t + 1] == base:
+            continue
+        roots[t] = pos
+        top = 0
+        stack[0] = base
+        while top >= 0:
+            old = stack[top]
+            top -= 1
+            where[old] = pos
+            if left[old] >= 0:
+                pos += 1
+                top += 1
+                stack[top] = base + right[old]
+                top += 1
+                stack[top] = base + left[old]
+            else:
+                pos += per_leaf
+        for old in range(base, offsets[t + 1]):
+            new = where[old]
+            if left[old] < 0:
+                nodes[new].right = new
+                nodes[new].feature = 0
+                nodes[new].bound = 0
+                for k in range(n_out):
+                    values[(new + 1) * stride + k] = value[old, k]
+            else:
+                nodes[new].right = where[base + right[old]]
+                nodes[new].feature = feature[old]
+                nodes[new].bound = bound[old]
+    return roots
+
+
+@njit(nogil=True, cache=True)
+def bin_rows(X, table, starts, top_step, out):
+    """Row-major bins of ``X`` (n, n_features) into ``out`` (n, n_features), integer.
+
+    Feature f's sorted distinct thresholds are ``table[starts[f]:starts[f + 1]]``; the
+    bin of x is the number of them strictly below x, so ``x <= threshold number b``
+    exactly when ``bin < b + 1``. NaN goes past every threshold (never left, as with
+    ``x <= threshold``). ``top_step[f]`` is the largest power of two <= the count.
+    """
+    n, n_features = X.shape
+    for i in range(n):
+        for f in range(n_features):
+            lo = starts[f]
+            count = starts[f + 1] - lo
+            x = X[i, f]
+            if x != x:
+                out[i, f] = count
+                continue
+            pos = 0
+            step = top_step[f]
+            while step > 0:
+                nxt = pos + step
+                if nxt <= count and table[lo + nxt - 1] < x:
+                    pos = nxt
+                step >>= 1
+            out[i, f] = pos
+
+
+@njit(nogil=True, cache=True)
+def predict_packed(nodes, values, stride, roots, depths, binned, out):
+    """Add each tree's leaf values, in tree order, to every row of ``out`` (n, n_out).
+
+    A walk of ``depths[t]`` steps from ``roots[t]`` ends at the row's leaf whatever its
+    depth: a loop without data-dependent branches. A group of rows walks a tree in
+    lockstep, so their node loads are independent and many cache misses are in flight.
+    Rows go in blocks, each block through every tree, so a tree stays in cache for the
+    whole block.
+    """
+    n = binned.shape[0]
+    n_out = out.shape[1]
     group = 32
-    block = 256
+    block = 2048
     at = np.empty(group, np.int64)
     for lo in range(0, n, block):
         hi = min(n, lo + block)
@@ -242,46 +322,9 @@ def predict_packed(nodes, roots, depths, value, X, out):
                         node = at[j]
                         rec = nodes[node]
                         right = np.int64(rec.right)
-                        go_left = np.int64(X[g + j, rec.feature] <= rec.threshold)
+                        go_left = np.int64(binned[g + j, rec.feature] < rec.bound)
                         at[j] = right + go_left * (node + 1 - right)  # no branch to mispredict
                 for j in range(m):
+                    first = (at[j] + 1) * stride
                     for k in range(n_out):
-                        out[g + j, k] += value[at[j], k]
-
-
-@njit(nogil=True, cache=True)
-def pack_forest(feature, threshold, left, right, value, offsets, nodes, packed_value):
-    """Fill ``nodes`` (PACKED_NODE) and ``packed_value`` with the stacked trees in
-    depth-first (pre-order) order, tree by tree: a node's left child follows it and every
-    subtree is contiguous, so the deep part of a walk stays within a few cache lines."""
-    stack = np.empty(max(1, left.shape[0]), np.int64)
-    where = np.empty(max(1, left.shape[0]), np.int64)   # old node -> new position
-    pos = 0
-    for t in range(offsets.shape[0] - 1):
-        base = offsets[t]
-        if offsets[t + 1] == base:
-            continue
-        top = 0
-        stack[0] = base
-        while top >= 0:
-            old = stack[top]
-            top -= 1
-            where[old] = pos
-            pos += 1
-            if left[old] >= 0:
-                top += 1
-                stack[top] = base + right[old]
-                top += 1
-                stack[top] = base + left[old]
-        for old in range(base, offsets[t + 1]):
-            new = where[old]
-            for k in range(value.shape[1]):
-                packed_value[new, k] = value[old, k]
-            if left[old] < 0:   # a leaf: its own right child, and no x is <= NaN
-                nodes[new].threshold = np.nan
-                nodes[new].feature = 0
-                nodes[new].right = new
-            else:
-                nodes[new].threshold = threshold[old]
-                nodes[new].feature = feature[old]
-                nodes[new].right = where[base + right[old]]
+                        out[g + j, k] += values[first + k]

@@ -2,9 +2,12 @@
 
 __all__ = ["Tree", "TREE_FIELDS", "stack_trees", "unstack_trees", "predict_trees", "PackedTrees"]
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from ._kernels import PACKED_NODE, apply_tree, pack_forest, predict_packed
+from ._kernels import NODE_NARROW, NODE_WIDE, apply_tree, bin_rows, pack_forest, predict_packed
 
 #: name -> dtype of every per-node array ("value" is 2-D: (n_nodes, n_outputs)).
 TREE_FIELDS = {
@@ -94,43 +97,133 @@ def unstack_trees(arrays, offsets):
 class PackedTrees:
     """Stacked trees in the layout prediction reads fastest (built once, then reused).
 
+    Every inner node's threshold becomes its rank among the distinct thresholds of its
+    feature, and rows are binned against those thresholds once per call, so a node is
+    8 bytes (see :data:`NODE_NARROW`) and a leaf's values sit next to it. Predictions
+    are exactly those of ``x <= threshold`` walks, summed over trees in order.
+
     Parameters
     ----------
     arrays, offsets
         As returned by :func:`stack_trees`.
+    wide : bool, optional
+        Force the 16-byte node layout (chosen by itself past 65,536 features or 65,535
+        distinct thresholds of one feature).
     """
 
-    def __init__(self, arrays, offsets):
+    def __init__(self, arrays, offsets, *, wide=False):
         offsets = np.asarray(offsets, dtype=np.int64)
         n_nodes = int(offsets[-1])
-        value = np.asarray(arrays["value"][:n_nodes], dtype=np.float64).reshape(n_nodes, -1)
-        self.nodes = np.empty(n_nodes, dtype=PACKED_NODE)
-        self.value = np.empty_like(value)
-        pack_forest(*(np.ascontiguousarray(arrays[name][:n_nodes], dtype=TREE_FIELDS[name])
-                      for name in ("feature", "threshold", "left", "right")),
-                    np.ascontiguousarray(value), offsets, self.nodes, self.value)
-        sizes = np.diff(offsets)
-        self.roots = offsets[:-1][sizes > 0].copy()       # pre-order keeps each tree's span
+        feature = np.ascontiguousarray(arrays["feature"][:n_nodes], dtype=np.int64)
+        threshold = np.asarray(arrays["threshold"][:n_nodes], dtype=np.float64)
+        left = np.ascontiguousarray(arrays["left"][:n_nodes], dtype=np.int64)
+        right = np.ascontiguousarray(arrays["right"][:n_nodes], dtype=np.int64)
+        value = np.ascontiguousarray(arrays["value"][:n_nodes], dtype=np.float64).reshape(n_nodes, -1)
+        self.n_outputs = value.shape[1]
+        self.n_features = int(feature.max(initial=-1)) + 1
+
+        # per feature, its sorted distinct thresholds; a node's bound is its rank + 1
+        inner = np.flatnonzero(left >= 0)
+        order = inner[np.lexsort((threshold[inner], feature[inner]))]
+        f_sorted, t_sorted = feature[order], threshold[order]
+        fresh = np.ones(order.size, dtype=bool)
+        fresh[1:] = (f_sorted[1:] != f_sorted[:-1]) | (t_sorted[1:] != t_sorted[:-1])
+        self.table = t_sorted[fresh]
+        table_feature = f_sorted[fresh]
+        self.starts = np.searchsorted(table_feature, np.arange(self.n_features + 1)).astype(np.int64)
+        counts = np.diff(self.starts)
+        self.top_step = np.where(counts > 0, 2 ** np.floor(np.log2(np.maximum(counts, 1))), 0
+                                 ).astype(np.int64)
+        bound = np.zeros(n_nodes, dtype=np.int64)
+        bound[order] = np.cumsum(fresh) - self.starts[f_sorted]   # rank + 1
+
+        max_count = int(counts.max(initial=0))
+        wide = wide or self.n_features > 65536 or max_count > 65535
+        self.bin_dtype = (np.uint8 if max_count <= 255 and not wide else
+                          np.uint16 if not wide else np.int32)
+        node_dtype = NODE_WIDE if wide else NODE_NARROW
+        self.stride = node_dtype.itemsize // 8
+        n_leaves = int(np.count_nonzero(left < 0))
+        per_leaf = 1 + -(-self.n_outputs // self.stride)
+        n_slots = n_nodes - n_leaves + per_leaf * n_leaves
+        if n_slots > np.iinfo(np.int32).max:
+            raise ValueError(f"{n_nodes} nodes are too many to pack for prediction")
+        self.nodes = np.zeros(n_slots, dtype=node_dtype)
+        self.values = self.nodes.view(np.float64)
+        roots = pack_forest(feature, left, right, bound, value, offsets, self.nodes,
+                            self.values, self.stride)
+        self.roots = roots[roots >= 0]
         depth = np.asarray(arrays["depth"][:n_nodes], dtype=np.int64)
-        self.depths = (np.maximum.reduceat(depth, self.roots) if self.roots.size
+        starts = offsets[:-1][np.diff(offsets) > 0]
+        self.depths = (np.maximum.reduceat(depth, starts) if starts.size
                        else np.zeros(0, np.int64))
 
-    def predict(self, X, out):
-        """Add the sum over trees (in order) of each row's leaf value to ``out`` (n, n_outputs).
+    def predict(self, X, out, threads=None):
+        """Add the sum over trees (in order) of each row's leaf values to ``out`` (n, n_outputs).
 
-        X: C-contiguous float64 (n, n_features). Local.
+        X: C-contiguous float64 (n, n_features). Local. ``threads``: how many threads
+        share the rows of a large batch (default: ``MPIML_PREDICT_THREADS``, else 1);
+        every row's sum is the same whatever the number.
         """
-        predict_packed(self.nodes, self.roots, self.depths, self.value, X, out)
+        if X.shape[1] < self.n_features:
+            raise ValueError(f"X has {X.shape[1]} features; the trees split on feature "
+                             f"{self.n_features - 1}")
+        chunks = _row_chunks(X.shape[0], len(self.roots), _prediction_threads(threads))
+        if len(chunks) == 1:
+            self._predict_rows(X, out)
+        else:
+            list(_thread_pool(len(chunks)).map(
+                lambda c: self._predict_rows(X[c[0]:c[1]], out[c[0]:c[1]]), chunks))
         return out
 
+    def _predict_rows(self, X, out):
+        binned = np.empty((X.shape[0], self.n_features), dtype=self.bin_dtype)
+        bin_rows(X[:, :self.n_features] if X.shape[1] != self.n_features else X,
+                 self.table, self.starts, self.top_step, binned)
+        predict_packed(self.nodes, self.values, self.stride, self.roots, self.depths, binned, out)
 
-def predict_trees(arrays, offsets, X, packed=None):
+
+#: rows x trees below which a batch is not worth sharing among threads
+_MIN_WORK_PER_THREAD = 100_000
+_POOL = {}
+
+
+def _prediction_threads(threads):
+    if threads is None:
+        threads = os.environ.get("MPIML_PREDICT_THREADS", "1")
+        try:
+            threads = int(threads)
+        except ValueError:
+            raise ValueError(f"MPIML_PREDICT_THREADS must be a positive integer, got {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
+
+
+def _row_chunks(n_rows, n_trees, threads):
+    """Contiguous row ranges, one per thread that gets enough work."""
+    useful = max(1, min(threads, n_rows * max(n_trees, 1) // _MIN_WORK_PER_THREAD))
+    bounds = np.linspace(0, n_rows, useful + 1).astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _thread_pool(n):
+    """A process's own pool (a pool made before a fork has no threads in the child)."""
+    key = (os.getpid(), n)
+    pool = _POOL.get(key)
+    if pool is None:
+        pool = _POOL[key] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="mpiml-predict")
+    return pool
+
+
+def predict_trees(arrays, offsets, X, packed=None, threads=None):
     """Sum over the stacked trees (in order) of each row's leaf value: (n, n_outputs). Local.
 
     ``packed``: a :class:`PackedTrees` of the same trees, to skip packing them again.
+    ``threads``: see :meth:`PackedTrees.predict`.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     out = np.zeros((X.shape[0], arrays["value"].shape[1]))
     if packed is None:
         packed = PackedTrees(arrays, offsets)
-    return packed.predict(X, out)
+    return packed.predict(X, out, threads)
