@@ -29,7 +29,9 @@ from . import jsonio, metrics
 from .errors import ApiError, register_error_handlers
 from .openapi import openapi_spec
 from .registry import ModelRegistry
-from .validation import instances_to_matrix, parse_json_body, v2_inputs_to_matrix
+from .fastjson import read_instances
+from .validation import (instances_to_matrix, parse_json_body, parse_json_bytes, read_json_bytes,
+                         v2_inputs_to_matrix)
 
 log = logging.getLogger("mpiml.serve")
 
@@ -123,6 +125,8 @@ def create_app(settings=None, registry=None):
     if registry is None:
         registry = ModelRegistry(settings.models_dir, warmup=settings.warmup)
         registry.reload()
+    if settings.warmup:
+        read_instances(b'{"instances": [[0]]}', 1, 1)   # compiled (or loaded) before workers fork
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.converters["model"] = _ModelNameConverter
@@ -234,11 +238,14 @@ def _register_routes(app, registry, settings):
     @app.post("/v1/models/<model:name>:predict")
     def predict_v1(name):
         entry = _require_model(registry, name)
-        body, raw = parse_json_body()
-        if "instances" not in body:
-            raise ApiError(400, "MISSING_FIELD", "request body has no 'instances' field")
-        X = instances_to_matrix(body["instances"], entry.n_features, entry.feature_names,
-                                settings.max_rows, raw)
+        raw = read_json_bytes()
+        X = read_instances(raw, entry.n_features, settings.max_rows)   # plain numeric rows
+        if X is None:
+            body = parse_json_bytes(raw)
+            if "instances" not in body:
+                raise ApiError(400, "MISSING_FIELD", "request body has no 'instances' field")
+            X = instances_to_matrix(body["instances"], entry.n_features, entry.feature_names,
+                                    settings.max_rows, raw)
         predictions, proba = _predict(entry, X, entry.is_classifier)
         out = {"predictions": jsonio.as_json_array(predictions)}
         if proba is not None:

@@ -5,7 +5,7 @@ fails, or when a value might be a JSON boolean, is the batch walked element by
 element to find and name the first bad value.
 """
 
-__all__ = ["parse_json_body", "instances_to_matrix", "v2_inputs_to_matrix", "V2_DTYPES"]
+__all__ = ["parse_json_body", "read_json_bytes", "parse_json_bytes", "instances_to_matrix", "v2_inputs_to_matrix", "V2_DTYPES"]
 
 import json
 import math
@@ -30,8 +30,8 @@ def _is_json_content_type(mimetype):
                                              and mimetype.endswith("+json"))
 
 
-def parse_json_body():
-    """Return ``(obj, raw_bytes)`` for a JSON request body or raise ApiError (413/415/400)."""
+def read_json_bytes():
+    """The raw body of a JSON request, or ApiError (413/415/400)."""
     if not _is_json_content_type(request.mimetype):
         got = request.mimetype or "none"
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE",
@@ -39,6 +39,11 @@ def parse_json_body():
     raw = request.get_data(cache=False)  # raises 413 over MAX_CONTENT_LENGTH
     if not raw:
         raise ApiError(400, "MALFORMED_JSON", "request body is empty; expected a JSON object")
+    return raw
+
+
+def parse_json_bytes(raw):
+    """The JSON object in ``raw``, or ApiError (400)."""
     try:
         obj = jsonio.loads(raw)  # NaN/Infinity parse; the validators name their row and column
     except (ValueError, RecursionError) as exc:
@@ -46,7 +51,13 @@ def parse_json_body():
     if not isinstance(obj, dict):
         raise ApiError(400, "MALFORMED_JSON",
                        f"request body must be a JSON object, got {type(obj).__name__}")
-    return obj, raw
+    return obj
+
+
+def parse_json_body():
+    """Return ``(obj, raw_bytes)`` for a JSON request body or raise ApiError (413/415/400)."""
+    raw = read_json_bytes()
+    return parse_json_bytes(raw), raw
 
 
 def _check_rows(n_rows, max_rows):

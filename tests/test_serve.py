@@ -250,10 +250,11 @@ def test_model_metadata(server, models):
     assert broken.status_code == 503 and broken.json()["ready"] is False
 
 
+@pytest.mark.parametrize("digits", [None, 6])    # 6 digits: the one-pass reader's rows
 @pytest.mark.parametrize("n_rows", [1, 7, MAX_ROWS])
-def test_v1_predictions_equal_library(server, models, n_rows):
+def test_v1_predictions_equal_library(server, models, n_rows, digits):
     _, paths = models
-    X = _rows(n_rows)
+    X = _rows(n_rows) if digits is None else np.round(_rows(n_rows), digits)
     for name, path in paths.items():
         model = mpiml.load(path)
         resp = server.post(f"/v1/models/{name}:predict", json={"instances": X.tolist()})
