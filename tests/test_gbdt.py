@@ -85,6 +85,17 @@ CASES = {
         GradientBoostingRegressor, _regression,
         dict(SMALL, n_estimators=40, learning_rate=0.9, validation_fraction=0.3,
              n_iter_no_change=2, tol=1e3)),
+    # the split search on exact fixed-point sums instead of quantized gradients
+    "binary-exact-gradients": (
+        GradientBoostingClassifier, _classification, dict(SMALL, quantize_gradients=False)),
+    "multiclass-subsample-validation-exact-gradients": (
+        GradientBoostingClassifier, lambda: _classification(n_classes=3),
+        dict(SMALL, subsample=0.7, validation_fraction=0.2, l2_regularization=1.0,
+             quantize_gradients=False)),
+    "regression-weighted-depthwise-exact-gradients": (
+        GradientBoostingRegressor, _regression,
+        dict(SMALL, max_leaf_nodes=None, max_depth=3, learning_rate=0.3,
+             quantize_gradients=False)),
 }
 
 
@@ -140,7 +151,7 @@ def test_saved_payload_checksum_for_any_rank_count(spmd, tmp_path, case):
 
 
 def _three_channel_body(comm):
-    cls, params, X, y, weight, X_test = _case_data("multiclass-subsample-validation")
+    cls, params, X, y, weight, X_test = _case_data("multiclass-subsample-validation-exact-gradients")
     a, b = _rows(comm, len(X), empty_rank=True)
     model = cls(**params).fit(X[a:b], y[a:b], comm=comm)
     return _fingerprint(model, X_test)
@@ -153,10 +164,10 @@ def test_three_channels_beyond_packing_range(spmd, monkeypatch):
     from mpiml.models.gbdt import criterion
     assert criterion.channel_layout(10 ** 9, False) == -1
     assert criterion.channel_layout(10 ** 6, False) == 20
-    packed = _fit_body(mpiml.models._base.resolve_comm(None), "multiclass-subsample-validation",
-                       False)
+    case = "multiclass-subsample-validation-exact-gradients"
+    packed = _fit_body(mpiml.models._base.resolve_comm(None), case, False)
     monkeypatch.setattr(criterion, "_MIN_HESSIAN_BITS", 63)
-    cls, params, X, y, weight, X_test = _case_data("multiclass-subsample-validation")
+    cls, params, X, y, weight, X_test = _case_data(case)
     reference = _fingerprint(cls(**params).fit(X, y), X_test)
     for got in spmd(_three_channel_body):
         _assert_same(got, reference)
@@ -340,3 +351,84 @@ def test_group_medians_match_a_serial_weighted_median(spmd):
         expected[g] = v[order][np.searchsorted(2 * cumulative, cumulative[-1])]
     for got in spmd(_medians_body, values, groups, weights, 7):
         assert_array_equal(got, expected)
+
+
+# -- quantized gradients in one packed channel -------------------------------------------
+
+@pytest.mark.parametrize("count_is_hessian", [False, True])
+@pytest.mark.parametrize("n", [2, 1000, 123_457, 1_048_575])
+def test_packed_fields_never_carry(n, count_is_hessian):
+    """n rows at the extreme levels: the summed word decodes to the exact field sums."""
+    from mpiml.models.gbdt.criterion import PackedGradientCriterion, packed_layout
+    layout = packed_layout(n, count_is_hessian)
+    assert layout is not None and layout.grad_levels >= 4
+    crit = PackedGradientCriterion(1.0, 1.0, 0.0, 1.0, layout)
+    shift_g = layout.count_bits + layout.hess_bits
+    for g_level in (layout.grad_levels, -layout.grad_levels):
+        h_level = layout.hess_levels
+        word = (g_level << shift_g) + (h_level << layout.count_bits) + 1
+        total = np.array([word * n], dtype=np.int64)     # n rows, summed exactly
+        assert int(total[0]) == word * n                 # no int64 overflow
+        g, h = crit._grad_hess(total[None])
+        assert g[0] == g_level * n
+        assert h[0] == (h_level * n if layout.hess_bits else n)
+        assert crit.n_samples(total[None])[0] == n
+
+
+def test_packed_layout_range():
+    from mpiml.models.gbdt.criterion import packed_layout
+    assert packed_layout(2 ** 20 - 1, False).grad_levels == 4
+    assert packed_layout(2 ** 20 + 1, False) is None       # too few levels: exact channels
+    assert packed_layout(10 ** 8, True) is not None         # the count is the hessian
+
+
+def test_stochastic_rounding_is_unbiased_and_rank_independent():
+    from mpiml.models.gbdt.criterion import (PackedGradientCriterion, make_packed_channels,
+                                             packed_layout, packed_scales)
+    rng = np.random.default_rng(0)
+    n = 200_000
+    g, h = rng.uniform(-1, 1, n), rng.uniform(0, 0.25, n)
+    layout = packed_layout(2 ** 20 - 1, False)           # the coarsest levels used
+    gs, hs = packed_scales(layout, 1.0, 0.25)
+    rows = np.arange(n) + 17
+    whole = make_packed_channels(g, h, True, gs, hs, layout, 99, rows)
+    halves = np.concatenate([make_packed_channels(g[:n // 3], h[:n // 3], True, gs, hs, layout, 99,
+                                                  rows[:n // 3]),
+                             make_packed_channels(g[n // 3:], h[n // 3:], True, gs, hs, layout, 99,
+                                                  rows[n // 3:])])
+    assert_array_equal(whole, halves)
+    crit = PackedGradientCriterion(gs, hs, 0.0, 1.0, layout)
+    gq, hq = crit._grad_hess(whole)
+    assert set(np.unique(gq * gs)) <= set(range(-4, 5))
+    assert abs(np.mean(gq - g)) < 3 * np.std(gq - g) / np.sqrt(n)
+    assert abs(np.mean(hq - h)) < 3 * np.std(hq - h) / np.sqrt(n)
+    assert (crit.n_samples(whole) == 1).all()
+    other = make_packed_channels(g, h, True, gs, hs, layout, 100, rows)
+    assert not np.array_equal(whole, other)                # the seed matters
+
+
+def test_coarse_quantization_keeps_exact_leaf_values_and_accuracy(monkeypatch):
+    """With the coarsest levels forced on a small problem, the node values are still the
+    Newton steps of the exact sums, and accuracy stays close to the exact search."""
+    from mpiml.models.gbdt import _boosting, criterion
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(6000, 6))
+    y = (X[:, 0] + X[:, 1] ** 2 - 1 + 0.5 * rng.normal(size=6000) > 0).astype(int)
+    X_test = rng.normal(size=(3000, 6))
+    y_test = (X_test[:, 0] + X_test[:, 1] ** 2 - 1 > 0).astype(int)
+    exact = GradientBoostingClassifier(n_estimators=30, quantize_gradients=False,
+                                       random_state=0).fit(X, y)
+    coarse = criterion.PackedLayout(count_bits=13, hess_bits=25, grad_levels=2, hess_levels=1)
+    monkeypatch.setattr(_boosting, "packed_layout", lambda n, count_is_hessian: coarse)
+    model = GradientBoostingClassifier(n_estimators=30, random_state=0).fit(X, y)
+    assert abs(model.score(X_test, y_test) - exact.score(X_test, y_test)) < 0.02
+    one = GradientBoostingClassifier(n_estimators=1, l2_regularization=0.5,
+                                     random_state=0).fit(X, y)
+    tree = one.trees_[0]
+    p = 1.0 / (1.0 + np.exp(-one.baseline_[0]))
+    grad, hess = p - y, np.full(len(y), p * (1 - p))
+    leaf = tree.apply(X)
+    for node in np.flatnonzero(tree.left < 0):
+        rows = leaf == node
+        want = -0.1 * grad[rows].sum() / (hess[rows].sum() + 0.5)
+        assert_allclose(tree.value[node, 0], want, rtol=1e-9)

@@ -7,7 +7,10 @@ to the last bit for any rank count:
 * gradients and hessians are row-wise functions of a row's raw score, and are turned
   into int64 fixed-point numbers with power-of-two scales that every rank agrees on
   (an allreduce MAX), so every histogram sum, split gain and leaf value is computed
-  from exact integer sums (:mod:`._fixed_point`, :mod:`.criterion`);
+  from exact integer sums (:mod:`._fixed_point`, :mod:`.criterion`); with
+  ``quantize_gradients`` the split search uses integers rounded at random from a
+  hash of (seed, tree, global row index), packed into one channel, and the node
+  values the exact sums;
 * row sampling and the validation split draw one number per (seed, round, global row
   index) (:func:`mpiml.data.split.holdout_mask`), never per rank;
 * raw scores are updated row by row, tree after tree, in a fixed order; the loss
@@ -28,14 +31,17 @@ from ...comm.ops import MAX
 from ...data.split import holdout_mask
 from ...errors import MpimlError
 from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progress,
-                     check_float, check_int, check_X, collective_error, global_offset,
+                     check_bool, check_float, check_int, check_X, collective_error, global_offset,
                      resolve_comm, resolve_seed, validate_fit_data)
 from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree, stack_trees,
                     unstack_trees)
 from . import _fixed_point as fp
-from .criterion import GradientCriterion, channel_layout, hessian_scale, make_channels
+from .criterion import (GradientCriterion, PackedGradientCriterion, channel_layout,
+                        hessian_scale, make_channels, make_packed_channels, packed_layout,
+                        packed_scales, renew_node_values)
 
 _VALIDATION_STREAM = 2 ** 32  # round m draws its row sample from stream m
+_QUANTIZE_STREAM = 2 ** 33    # tree m * k + c rounds its gradients with stream 2**33 + that
 
 
 def _stream_seed(seed, stream):
@@ -53,7 +59,7 @@ class BaseGradientBoosting(BaseEstimator):
     def __init__(self, *, loss, learning_rate=0.1, n_estimators=100, max_leaf_nodes=31,
                  max_depth=None, min_samples_leaf=20, l2_regularization=0.0, max_bins=255,
                  subsample=1.0, validation_fraction=None, n_iter_no_change=None, tol=1e-7,
-                 random_state=None):
+                 random_state=None, quantize_gradients=True):
         self.loss = loss
         self.learning_rate = learning_rate
         self.n_estimators = n_estimators
@@ -67,6 +73,7 @@ class BaseGradientBoosting(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.random_state = random_state
+        self.quantize_gradients = quantize_gradients
 
     def _validate_params(self):
         if self.loss not in self._loss_names:
@@ -85,6 +92,7 @@ class BaseGradientBoosting(BaseEstimator):
         check_int("n_iter_no_change", self.n_iter_no_change, 1, allow_none=True)
         check_float("tol", self.tol, 0)
         check_int("random_state", self.random_state, 0, allow_none=True)
+        check_bool("quantize_gradients", self.quantize_gradients)
         if self.max_leaf_nodes is None and self.max_depth is None:
             raise InvalidParameterError("max_leaf_nodes and max_depth cannot both be None "
                                         "(the trees would be unbounded)")
@@ -196,8 +204,11 @@ class BaseGradientBoosting(BaseEstimator):
                 for t, tree in enumerate(self.trees_):  # the same additions, in the same order
                     part.raw[:, t % k] += tree.value[tree.apply(part.X), 0]
 
-        count_bits = channel_layout(train.n_total,
-                                    self._loss_.constant_hessian and train.weight is None)
+        count_is_hessian = self._loss_.constant_hessian and train.weight is None
+        packed = (packed_layout(train.n_total, count_is_hessian) if self.quantize_gradients
+                  else None)
+        count_bits = channel_layout(train.n_total, count_is_hessian)
+        train_rows = offset + np.flatnonzero(train.mask)      # global row indices
         refit = getattr(self._loss_, "refit_leaves", None)
         if refit is not None:
             refit_weights = self._loss_.exact_weights(comm, train.weight, train.n, train.n_total)
@@ -214,16 +225,28 @@ class BaseGradientBoosting(BaseEstimator):
             sampled = self._sample(m, train, offset)
             for c in range(k):
                 grad_scale = fixed_point_scale(grad_max[c], train.n_total)
-                hess_scale = hessian_scale(hess_max[c], train.n_total, count_bits)
-                channels = make_channels(grad[:, c], hess[:, c], sampled, grad_scale, hess_scale,
-                                         count_bits)
-                criterion = GradientCriterion(grad_scale, hess_scale, self.l2_regularization,
-                                              self.learning_rate, count_bits)
+                if packed is None:
+                    hess_scale = hessian_scale(hess_max[c], train.n_total, count_bits)
+                    channels = make_channels(grad[:, c], hess[:, c], sampled, grad_scale,
+                                             hess_scale, count_bits)
+                    criterion = GradientCriterion(grad_scale, hess_scale, self.l2_regularization,
+                                                  self.learning_rate, count_bits)
+                else:
+                    q_grad, q_hess = packed_scales(packed, grad_max[c], hess_max[c])
+                    channels = make_packed_channels(
+                        grad[:, c], hess[:, c], sampled, q_grad, q_hess, packed,
+                        _stream_seed(self._seed, _QUANTIZE_STREAM + m * k + c), train_rows)
+                    criterion = PackedGradientCriterion(q_grad, q_hess, self.l2_regularization,
+                                                        self.learning_rate, packed)
                 tree, leaf = grow_tree(
                     train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
                     max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
                     min_samples_leaf=self.min_samples_leaf, return_leaves=True,
                     binned_rows=train.binned_rows)
+                if packed is not None:
+                    renew_node_values(comm, tree, leaf, grad[:, c], hess[:, c], sampled,
+                                      grad_scale, hessian_scale(hess_max[c], train.n_total, -1),
+                                      self.l2_regularization, self.learning_rate)
                 if refit is not None:
                     weights = refit_weights if sampled is True else refit_weights * sampled
                     refit(comm, tree, leaf, train.y, train.raw[:, c], weights, self.learning_rate)

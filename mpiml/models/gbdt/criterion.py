@@ -227,3 +227,235 @@ def _split_gains(left, right, parent, inv_grad_scale, inv_hess_scale, shift, l2,
         gl = np.float64(left[i, 0]) * inv_grad_scale
         gr = np.float64(right[i, 0]) * inv_grad_scale
         out[i] = gl * gl / (hl + l2) + gr * gr / (hr + l2) - base
+
+
+# -- quantized gradients in one packed channel ---------------------------------------------
+#
+# Histogram work grows with the channel count, so the split search runs on one int64
+# channel per row, ``(G << (hess_bits + count_bits)) + (H << count_bits) + count``, where
+# G and H are the gradient and hessian rounded stochastically to a few integer levels
+# (as in LightGBM's quantized training). Field widths come from the global row count,
+# so no sum of any set of rows carries from one field into the next, and the integer
+# sums stay exact in any order. Once a tree's structure is chosen, its node values are
+# computed again from exact fixed-point sums of the unrounded gradients and hessians
+# (:func:`renew_node_values`).
+
+#: fewest gradient levels (each side of zero) and hessian levels worth packing; with
+#: fewer (more than about a million rows) the exact channels of ``channel_layout`` are used
+MIN_PACKED_LEVELS = 4, 2
+
+
+class PackedLayout:
+    """Bit fields of the packed channel for ``n_total`` rows (see :func:`packed_layout`)."""
+
+    def __init__(self, count_bits, hess_bits, grad_levels, hess_levels):
+        self.count_bits = int(count_bits)
+        self.hess_bits = int(hess_bits)        # 0: the hessian is the count
+        self.grad_levels = int(grad_levels)
+        self.hess_levels = int(hess_levels)
+
+    def __repr__(self):
+        return (f"PackedLayout(count_bits={self.count_bits}, hess_bits={self.hess_bits}, "
+                f"grad_levels={self.grad_levels}, hess_levels={self.hess_levels})")
+
+
+def packed_layout(n_total, count_is_hessian):
+    """The :class:`PackedLayout` for ``n_total`` training rows, or None when a row's
+    gradient would get fewer than :data:`MIN_PACKED_LEVELS` levels. Local; depends only
+    on the global row count."""
+    n_total = max(int(n_total), 1)
+    count_bits = n_total.bit_length()           # a count sum is at most n_total
+    free = 64 - count_bits
+    hess_bits = 0 if count_is_hessian else (free - 1) // 2
+    grad_bits = free - hess_bits                # two's complement: one bit is the sign
+    grad_levels = ((1 << (grad_bits - 1)) - 1) // n_total
+    hess_levels = ((1 << hess_bits) - 1) // n_total if hess_bits else 0
+    min_grad, min_hess = MIN_PACKED_LEVELS
+    if grad_levels < min_grad or (hess_bits and hess_levels < min_hess):
+        return None
+    return PackedLayout(count_bits, hess_bits, grad_levels, hess_levels)
+
+
+def packed_scales(layout, grad_max, hess_max):
+    """Quantization scales: ``|g| * grad_scale <= grad_levels`` for every row (and the
+    same for the hessian), from the global maxima (the same on every rank)."""
+    grad_scale = layout.grad_levels / grad_max if grad_max > 0 else 1.0
+    hess_scale = (layout.hess_levels / hess_max if layout.hess_bits and hess_max > 0 else 1.0)
+    return float(grad_scale), float(hess_scale)
+
+
+def make_packed_channels(grad, hess, sampled, grad_scale, hess_scale, layout, seed, global_rows):
+    """The (n, 1) int64 packed channel of one tree. Local.
+
+    Each value is rounded up or down at random, with the probability that makes the
+    rounding unbiased; the random number of a row comes from ``(seed, global row
+    index)`` alone, so the channel is the same for any rank count.
+    """
+    out = np.empty((len(grad), 1), dtype=np.int64)
+    _fill_packed(np.ascontiguousarray(grad, dtype=np.float64),
+                 np.ascontiguousarray(hess, dtype=np.float64), float(grad_scale),
+                 float(hess_scale), layout.count_bits, layout.hess_bits,
+                 np.uint64(int(seed) & (2 ** 64 - 1)),
+                 np.ascontiguousarray(global_rows, dtype=np.int64), out)
+    if sampled is not True:
+        out[~sampled] = 0
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _mix(z):
+    """splitmix64's finaliser: a well-spread 64-bit hash of ``z``."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(nogil=True, cache=True)
+def _fill_packed(grad, hess, grad_scale, hess_scale, count_bits, hess_bits, seed, global_rows,
+                 out):
+    grad_shift = np.int64(1) << np.int64(count_bits + hess_bits)
+    hess_shift = np.int64(1) << np.int64(count_bits)
+    unit = 1.0 / 4294967296.0
+    for i in range(grad.shape[0]):
+        z = _mix(seed + np.uint64(global_rows[i]) * np.uint64(0x9E3779B97F4A7C15))
+        u_grad = np.float64(z >> np.uint64(32)) * unit
+        u_hess = np.float64(z & np.uint64(0xFFFFFFFF)) * unit
+        word = np.int64(np.floor(grad[i] * grad_scale + u_grad)) * grad_shift + 1
+        if hess_bits > 0:
+            word += np.int64(np.floor(hess[i] * hess_scale + u_hess)) * hess_shift
+        out[i, 0] = word
+
+
+class PackedGradientCriterion(Criterion):
+    """:class:`GradientCriterion`'s gain and node values on the packed channel.
+
+    Parameters
+    ----------
+    grad_scale, hess_scale : float
+        Quantization scales from :func:`packed_scales`.
+    l2_regularization, learning_rate : float
+    layout : PackedLayout
+    """
+
+    n_outputs = 1
+    count_channel = None
+    n_channels = 1
+
+    def __init__(self, grad_scale, hess_scale, l2_regularization, learning_rate, layout):
+        self.inv_grad_scale = 1.0 / float(grad_scale)
+        self.inv_hess_scale = 1.0 / float(hess_scale) if layout.hess_bits else 1.0
+        self.count_bits = layout.count_bits
+        self.hess_bits = layout.hess_bits
+        self.l2 = float(l2_regularization)
+        self.learning_rate = float(learning_rate)
+
+    def n_samples(self, sums):
+        return np.asarray(sums)[..., 0] & ((1 << self.count_bits) - 1)
+
+    def _grad_hess(self, sums):
+        s = np.asarray(sums)[..., 0]
+        g = (s >> (self.count_bits + self.hess_bits)).astype(np.float64) * self.inv_grad_scale
+        if self.hess_bits:
+            h = ((s >> self.count_bits) & ((1 << self.hess_bits) - 1)).astype(np.float64)
+            h *= self.inv_hess_scale
+        else:
+            h = (s & ((1 << self.count_bits) - 1)).astype(np.float64)
+        return g, h
+
+    def node_value(self, sums):
+        g, h = self._grad_hess(sums)
+        denominator = h + self.l2
+        return np.array([-self.learning_rate * g / denominator if denominator > 0 else 0.0])
+
+    def impurity(self, sums):
+        return np.inf
+
+    def split_gain(self, left, right, parent):
+        gl, hl = self._grad_hess(left)
+        gr, hr = self._grad_hess(right)
+        gp, hp = self._grad_hess(parent)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = gl * gl / (hl + self.l2) + gr * gr / (hr + self.l2) - gp * gp / (hp + self.l2)
+        return np.where((hl < MIN_HESSIAN) | (hr < MIN_HESSIAN), -np.inf, gain)
+
+    def best_split(self, hist, parent, min_samples_leaf, feature_mask):
+        """As :meth:`GradientCriterion.best_split`, on (n_feat, n_bins, 1) histograms."""
+        left = np.zeros(1, dtype=np.int64)
+        gain, f, b = _best_split_packed(hist, int(np.asarray(parent).reshape(-1)[0]),
+                                        self.inv_grad_scale, self.inv_hess_scale,
+                                        self.count_bits, self.hess_bits, self.l2, MIN_HESSIAN,
+                                        int(min_samples_leaf), feature_mask, left)
+        return None if gain == -np.inf else (gain, f, b, left)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _unpack(word, count_bits, hess_bits, inv_grad_scale, inv_hess_scale):
+    count = word & ((np.int64(1) << count_bits) - 1)
+    g = np.float64(word >> (count_bits + hess_bits)) * inv_grad_scale
+    if hess_bits > 0:
+        h = np.float64((word >> count_bits) & ((np.int64(1) << hess_bits) - 1)) * inv_hess_scale
+    else:
+        h = np.float64(count)
+    return g, h, count
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _best_split_packed(hist, parent, inv_grad_scale, inv_hess_scale, count_bits, hess_bits, l2,
+                       min_hessian, min_samples_leaf, feature_mask, out_left):
+    n_feat, n_bins, _ = hist.shape
+    gp, hp, _ = _unpack(parent, count_bits, hess_bits, inv_grad_scale, inv_hess_scale)
+    base = gp * gp / (hp + l2)
+    best, best_f, best_b = -np.inf, 0, 0
+    for f in range(n_feat):
+        if not feature_mask[f]:
+            continue
+        left = np.int64(0)
+        for b in range(n_bins - 1):
+            left += hist[f, b, 0]
+            gl, hl, cl = _unpack(left, count_bits, hess_bits, inv_grad_scale, inv_hess_scale)
+            gr, hr, cr = _unpack(parent - left, count_bits, hess_bits, inv_grad_scale,
+                                 inv_hess_scale)
+            if cl < min_samples_leaf or cr < min_samples_leaf:
+                continue
+            if hl < min_hessian or hr < min_hessian:
+                continue
+            g = gl * gl / (hl + l2) + gr * gr / (hr + l2) - base
+            if g > best:  # NaN never wins; ties keep the first (feature, bin)
+                best, best_f, best_b = g, f, b
+                out_left[0] = left
+    return best, best_f, best_b
+
+
+def renew_node_values(comm, tree, leaf, grad, hess, sampled, grad_scale, hess_scale, l2,
+                      learning_rate):
+    """Set every node value of ``tree`` to the Newton step of its rows' exact
+    (fixed-point) gradient and hessian sums, as :class:`GradientCriterion` would.
+    Collective: one allreduce of (n_nodes, 2) int64."""
+    n_nodes = tree.n_nodes
+    local = np.zeros((n_nodes, 2), dtype=np.int64)
+    weight = np.ones(len(leaf), dtype=bool) if sampled is True else np.asarray(sampled, bool)
+    _leaf_sums(leaf, np.ascontiguousarray(grad, dtype=np.float64),
+               np.ascontiguousarray(hess, dtype=np.float64), weight, float(grad_scale),
+               float(hess_scale), local)
+    sums = np.empty_like(local)
+    if comm is not None and comm.size > 1:
+        comm.Allreduce(local, sums)
+    else:
+        sums[:] = local
+    for node in range(n_nodes - 1, -1, -1):     # children have larger ids than parents
+        if tree.left[node] >= 0:
+            sums[node] = sums[tree.left[node]] + sums[tree.right[node]]
+    g = sums[:, 0].astype(np.float64) / grad_scale
+    h = sums[:, 1].astype(np.float64) / hess_scale
+    denominator = h + l2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(denominator > 0, -learning_rate * g / denominator, 0.0)
+    tree.value[:, 0] = value
+
+
+@njit(nogil=True, cache=True)
+def _leaf_sums(leaf, grad, hess, sampled, grad_scale, hess_scale, out):
+    for i in range(leaf.shape[0]):
+        if sampled[i]:
+            out[leaf[i], 0] += np.int64(np.rint(grad[i] * grad_scale))
+            out[leaf[i], 1] += np.int64(np.rint(hess[i] * hess_scale))

@@ -38,6 +38,13 @@ _PARAMS_DOC = """
         loss (the training loss without a validation set) by more than ``tol``.
     tol : float, default 1e-7
     random_state : int or None, default None
+    quantize_gradients : bool, default True
+        Search splits on gradients and hessians rounded (stochastically, unbiased, from
+        the global row index) to a few integer levels packed with the row count into one
+        integer per row, as LightGBM's quantized training: about twice as fast
+        histograms. The leaf values are then computed from the exact sums. Used up to
+        about a million training rows (beyond, the field widths leave too few levels)
+        and ignored above; False always searches on the exact fixed-point sums.
 
     Attributes
     ----------
@@ -76,13 +83,14 @@ class GradientBoostingClassifier(ClassifierMixin, BaseGradientBoosting):
     def __init__(self, *, loss="log_loss", learning_rate=0.1, n_estimators=100,
                  max_leaf_nodes=31, max_depth=None, min_samples_leaf=20, l2_regularization=0.0,
                  max_bins=255, subsample=1.0, validation_fraction=None, n_iter_no_change=None,
-                 tol=1e-7, random_state=None):
+                 tol=1e-7, random_state=None, quantize_gradients=True):
         super().__init__(loss=loss, learning_rate=learning_rate, n_estimators=n_estimators,
                          max_leaf_nodes=max_leaf_nodes, max_depth=max_depth,
                          min_samples_leaf=min_samples_leaf, l2_regularization=l2_regularization,
                          max_bins=max_bins, subsample=subsample,
                          validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, random_state=random_state)
+                         n_iter_no_change=n_iter_no_change, tol=tol, random_state=random_state,
+                         quantize_gradients=quantize_gradients)
 
     def _encode_target(self, comm, y):
         self.classes_, codes = encode_classes(y, comm)
@@ -140,13 +148,14 @@ class GradientBoostingRegressor(RegressorMixin, BaseGradientBoosting):
     def __init__(self, *, loss="squared_error", learning_rate=0.1, n_estimators=100,
                  max_leaf_nodes=31, max_depth=None, min_samples_leaf=20, l2_regularization=0.0,
                  max_bins=255, subsample=1.0, validation_fraction=None, n_iter_no_change=None,
-                 tol=1e-7, random_state=None):
+                 tol=1e-7, random_state=None, quantize_gradients=True):
         super().__init__(loss=loss, learning_rate=learning_rate, n_estimators=n_estimators,
                          max_leaf_nodes=max_leaf_nodes, max_depth=max_depth,
                          min_samples_leaf=min_samples_leaf, l2_regularization=l2_regularization,
                          max_bins=max_bins, subsample=subsample,
                          validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, random_state=random_state)
+                         n_iter_no_change=n_iter_no_change, tol=tol, random_state=random_state,
+                         quantize_gradients=quantize_gradients)
 
     def _encode_target(self, comm, y):
         return np.asarray(y, dtype=np.float64)

@@ -13,11 +13,19 @@ from numba import njit
 
 @njit(nogil=True, cache=True)
 def _four_features(binned, rows, start, ordered, features, out, slot, j, n_channels):
-    """Histograms of features ``j..j+3`` in one pass (2 or 3 channels)."""
+    """Histograms of features ``j..j+3`` in one pass (1, 2 or 3 channels)."""
     c0, c1 = binned[features[j]], binned[features[j + 1]]
     c2, c3 = binned[features[j + 2]], binned[features[j + 3]]
     h0, h1, h2, h3 = out[j, slot], out[j + 1, slot], out[j + 2, slot], out[j + 3, slot]
-    if n_channels == 2:
+    if n_channels == 1:
+        for i in range(ordered.shape[0]):
+            r = rows[start + i]
+            g0 = ordered[i, 0]
+            h0[c0[r], 0] += g0
+            h1[c1[r], 0] += g0
+            h2[c2[r], 0] += g0
+            h3[c3[r], 0] += g0
+    elif n_channels == 2:
         for i in range(ordered.shape[0]):
             r = rows[start + i]
             g0 = ordered[i, 0]
@@ -87,7 +95,7 @@ def build_histograms(binned, channels, rows, start, stop, features, out, slot):
             ordered[i, c] = channels[r, c]
     n_features = features.shape[0]
     first = 0
-    if n_channels == 2 or n_channels == 3:
+    if n_channels <= 3:
         # four features per pass over the rows: each row's channels are loaded once
         while first + 4 <= n_features:
             _four_features(binned, rows, start, ordered, features, out, slot, first, n_channels)
@@ -137,7 +145,18 @@ def build_histograms_rows(binned_rows, channels, rows, start, stop, out, slot):
     n_channels = channels.shape[1]
     hist = out[:, slot]
     i = start
-    if n_channels == 2:
+    if n_channels == 1:
+        # one packed channel: a single add per feature; two rows at a time
+        while i + 1 < stop:
+            r = rows[i]
+            s = rows[i + 1]
+            g0 = channels[r, 0]
+            k0 = channels[s, 0]
+            for f in range(n_features):
+                hist[f, binned_rows[r, f], 0] += g0
+                hist[f, binned_rows[s, f], 0] += k0
+            i += 2
+    elif n_channels == 2:
         # two rows at a time: twice the independent updates in flight
         while i + 1 < stop:
             r = rows[i]
