@@ -32,8 +32,9 @@ from ._tree import TREE_FIELDS, Tree
 _MODES = ("data", "feature")
 _HIST_BUDGET = 64 << 20   # bytes of local histograms built at once
 _KEEP_HIST_ROWS = 1024    # smaller open nodes drop their histogram: both children are built
-# the row-major kernel wins for nodes holding at least / at most these fractions of the
-# local rows (measured on 1M x 28); the feature-major one in between
+# with two or more channels, the row-major kernel wins for nodes holding at least / at
+# most these fractions of the local rows (measured on 1M x 28); the feature-major one in
+# between
 _ROW_MAJOR_DENSE, _ROW_MAJOR_SPARSE = 0.15, 0.025
 
 
@@ -173,6 +174,8 @@ class _Grower:
     def _row_major(self, n_rows):
         if self.binned_rows is None:
             return False
+        if self.n_channels == 1:
+            return True     # one add per feature: row by row wins at every node size
         density = n_rows / max(1, self.binned.shape[1])
         return density >= _ROW_MAJOR_DENSE or density <= _ROW_MAJOR_SPARSE
 
