@@ -36,9 +36,10 @@ from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progres
 from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree, stack_trees,
                     unstack_trees)
 from . import _fixed_point as fp
-from .criterion import (GradientCriterion, PackedGradientCriterion, channel_layout,
-                        hessian_scale, make_channels, make_packed_channels, packed_layout,
-                        packed_scales, renew_node_values)
+from ..tree._split_kernels import fill_leaves
+from .criterion import (GradientCriterion, PackedGradientCriterion, add_leaf_values,
+                        channel_layout, hessian_scale, make_channels, make_packed_channels,
+                        packed_layout, packed_scales, renew_node_values)
 
 _VALIDATION_STREAM = 2 ** 32  # round m draws its row sample from stream m
 _QUANTIZE_STREAM = 2 ** 33    # tree m * k + c rounds its gradients with stream 2**33 + that
@@ -238,19 +239,20 @@ class BaseGradientBoosting(BaseEstimator):
                         _stream_seed(self._seed, _QUANTIZE_STREAM + m * k + c), train_rows)
                     criterion = PackedGradientCriterion(q_grad, q_hess, self.l2_regularization,
                                                         self.learning_rate, packed)
-                tree, leaf = grow_tree(
+                tree, segments = grow_tree(
                     train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
                     max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
                     min_samples_leaf=self.min_samples_leaf, return_leaves=True,
-                    binned_rows=train.binned_rows)
+                    binned_rows=train.binned_rows, return_segments=True)
                 if packed is not None:
-                    renew_node_values(comm, tree, leaf, grad[:, c], hess[:, c], sampled,
+                    renew_node_values(comm, tree, segments, grad[:, c], hess[:, c], sampled,
                                       grad_scale, hessian_scale(hess_max[c], train.n_total, -1),
                                       self.l2_regularization, self.learning_rate)
                 if refit is not None:
                     weights = refit_weights if sampled is True else refit_weights * sampled
-                    refit(comm, tree, leaf, train.y, train.raw[:, c], weights, self.learning_rate)
-                train.raw[:, c] += tree.value[leaf, 0]
+                    refit(comm, tree, _leaf_of_rows(segments, train.n), train.y,
+                          train.raw[:, c], weights, self.learning_rate)
+                add_leaf_values(*segments, tree.value, train.raw, c)
                 if val is not None:
                     val.raw[:, c] += tree.value[tree.apply(val.X), 0]
                 self.trees_.append(tree)
@@ -437,6 +439,13 @@ class BaseGradientBoosting(BaseEstimator):
                 tree = self.trees_[m * k + c]
                 raw[:, c] += tree.value[tree.apply(X), 0]
             yield raw.copy()
+
+
+def _leaf_of_rows(segments, n):
+    rows, starts, stops, leaves = segments
+    leaf = np.empty(n, dtype=np.int64)
+    fill_leaves(rows, starts, stops, leaves, leaf)
+    return leaf
 
 
 class _Rows:

@@ -23,7 +23,9 @@ Every quantity is an elementwise function of exact integers, so each rank comput
 same float for the same candidate whatever the number of ranks.
 """
 
-__all__ = ["GradientCriterion", "channel_layout", "make_channels", "MIN_HESSIAN"]
+__all__ = ["GradientCriterion", "channel_layout", "make_channels", "MIN_HESSIAN",
+           "PackedGradientCriterion", "packed_layout", "packed_scales", "make_packed_channels",
+           "renew_node_values", "add_leaf_values"]
 
 import numpy as np
 from numba import njit
@@ -426,15 +428,21 @@ def _best_split_packed(hist, parent, inv_grad_scale, inv_hess_scale, count_bits,
     return best, best_f, best_b
 
 
-def renew_node_values(comm, tree, leaf, grad, hess, sampled, grad_scale, hess_scale, l2,
+def renew_node_values(comm, tree, segments, grad, hess, sampled, grad_scale, hess_scale, l2,
                       learning_rate):
     """Set every node value of ``tree`` to the Newton step of its rows' exact
     (fixed-point) gradient and hessian sums, as :class:`GradientCriterion` would.
-    Collective: one allreduce of (n_nodes, 2) int64."""
+
+    ``segments``: the leaves' local rows, ``(rows, starts, stops, leaves)`` from
+    ``grow_tree(..., return_segments=True)``. Collective: one allreduce of
+    (n_nodes, 2) int64.
+    """
+    rows, starts, stops, leaves = segments
     n_nodes = tree.n_nodes
     local = np.zeros((n_nodes, 2), dtype=np.int64)
-    weight = np.ones(len(leaf), dtype=bool) if sampled is True else np.asarray(sampled, bool)
-    _leaf_sums(leaf, np.ascontiguousarray(grad, dtype=np.float64),
+    weight = (np.ones(len(grad), dtype=bool) if sampled is True
+              else np.ascontiguousarray(sampled, dtype=bool))
+    _leaf_sums(rows, starts, stops, leaves, np.ascontiguousarray(grad, dtype=np.float64),
                np.ascontiguousarray(hess, dtype=np.float64), weight, float(grad_scale),
                float(hess_scale), local)
     sums = np.empty_like(local)
@@ -454,8 +462,20 @@ def renew_node_values(comm, tree, leaf, grad, hess, sampled, grad_scale, hess_sc
 
 
 @njit(nogil=True, cache=True)
-def _leaf_sums(leaf, grad, hess, sampled, grad_scale, hess_scale, out):
-    for i in range(leaf.shape[0]):
-        if sampled[i]:
-            out[leaf[i], 0] += np.int64(np.rint(grad[i] * grad_scale))
-            out[leaf[i], 1] += np.int64(np.rint(hess[i] * hess_scale))
+def _leaf_sums(rows, starts, stops, leaves, grad, hess, sampled, grad_scale, hess_scale, out):
+    for i in range(leaves.shape[0]):
+        node = leaves[i]
+        for j in range(starts[i], stops[i]):
+            r = rows[j]
+            if sampled[r]:
+                out[node, 0] += np.int64(np.rint(grad[r] * grad_scale))
+                out[node, 1] += np.int64(np.rint(hess[r] * hess_scale))
+
+
+@njit(nogil=True, cache=True)
+def add_leaf_values(rows, starts, stops, leaves, value, raw, column):
+    """``raw[r, column] += value[leaf of r, 0]`` for every local row (each row once)."""
+    for i in range(leaves.shape[0]):
+        v = value[leaves[i], 0]
+        for j in range(starts[i], stops[i]):
+            raw[rows[j], column] += v

@@ -338,6 +338,12 @@ class _Grower:
             self._step(open_ids)
         return Tree(**{name: getattr(self, name)[:self.n_nodes] for name in TREE_FIELDS})
 
+    def leaf_segments(self):
+        """``(rows, starts, stops, leaves)``: leaf ``leaves[i]`` holds the local rows
+        ``rows[starts[i]:stops[i]]``."""
+        leaves = np.flatnonzero(self.left[:self.n_nodes] < 0)
+        return self.rows, self.start[leaves], self.stop[leaves], leaves
+
     def leaf_of_rows(self, n_rows):
         leaf = np.empty(n_rows, dtype=np.int64)
         leaves = np.flatnonzero(self.left[:self.n_nodes] < 0)
@@ -348,7 +354,7 @@ class _Grower:
 def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data", max_depth=None,
               max_leaf_nodes=None, min_samples_leaf=1, min_samples_split=2, min_gain=0.0,
               max_features=None, random_state=0, tree_index=0, return_leaves=False,
-              binned_rows=None):
+              binned_rows=None, return_segments=False):
     """Grow one tree from binned rows and exact integer channels.
 
     Collective when ``comm`` has more than one rank: every rank must call it with the
@@ -389,12 +395,16 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
     binned_rows : ndarray of shape (n_local, n_features), uint8, optional
         ``binned.T`` made C-contiguous (once per fit by a caller growing many trees):
         lets ``mode="data"`` histogram the nodes it suits row by row. Same tree.
+    return_segments : bool
+        With ``return_leaves``, return the leaves as row segments instead of an array:
+        ``(rows, starts, stops, leaves)``, leaf ``leaves[i]`` holding the local rows
+        ``rows[starts[i]:stops[i]]`` (no pass over the rows to make).
 
     Returns
     -------
     tree : Tree
-    leaf_of_row : ndarray of shape (n_local,), int64
-        Only with ``return_leaves``.
+    leaf_of_row : ndarray of shape (n_local,), int64, or tuple
+        Only with ``return_leaves`` (segments with ``return_segments``).
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -408,4 +418,7 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
                      min_samples_leaf, min_samples_split, min_gain, max_features,
                      random_state, tree_index, rows, binned_rows)
     tree = grower.grow()
-    return (tree, grower.leaf_of_rows(binned.shape[1])) if return_leaves else tree
+    if not return_leaves:
+        return tree
+    return tree, (grower.leaf_segments() if return_segments else
+                  grower.leaf_of_rows(binned.shape[1]))
