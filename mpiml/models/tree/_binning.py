@@ -5,7 +5,7 @@ __all__ = ["BinEdges", "fit_bin_edges", "bin_data"]
 import numpy as np
 
 from ...comm.partition import block_range
-from ._kernels import apply_bins
+from ._bin_kernels import bin_columns, build_bin_lookup
 
 DEFAULT_SAMPLE_SIZE = 200_000
 
@@ -47,6 +47,13 @@ class BinEdges:
         for f, e in enumerate(self.edges):
             table[f, :len(e)] = e
         return table, self.n_bins - 1
+
+    def lookup(self):
+        """The edges as :func:`~._bin_kernels.build_bin_lookup` arranges them for binning."""
+        table = np.concatenate(self.edges) if self.edges else np.empty(0)
+        starts = np.zeros(self.n_features + 1, dtype=np.int64)
+        np.cumsum(self.n_bins - 1, out=starts[1:])
+        return build_bin_lookup(table, starts)
 
 
 def _feature_edges(column, max_bins):
@@ -132,6 +139,5 @@ def bin_data(X, bin_edges):
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     out = np.empty((X.shape[1], X.shape[0]), dtype=np.uint8)
-    table, n_edges = bin_edges.padded()
-    apply_bins(X, table, n_edges, out)
+    bin_columns(X, *bin_edges.lookup(), out)
     return out

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._kernels import NODE_NARROW, NODE_WIDE, apply_tree, bin_rows, pack_forest, predict_packed
+from ._bin_kernels import bin_rows, build_bin_lookup
+from ._kernels import NODE_NARROW, NODE_WIDE, apply_tree, pack_forest, predict_packed
 
 #: name -> dtype of every per-node array ("value" is 2-D: (n_nodes, n_outputs)).
 TREE_FIELDS = {
@@ -132,8 +133,7 @@ class PackedTrees:
         table_feature = f_sorted[fresh]
         self.starts = np.searchsorted(table_feature, np.arange(self.n_features + 1)).astype(np.int64)
         counts = np.diff(self.starts)
-        self.top_step = np.where(counts > 0, 2 ** np.floor(np.log2(np.maximum(counts, 1))), 0
-                                 ).astype(np.int64)
+        self.bin_lookup = build_bin_lookup(self.table, self.starts)   # for bin_rows
         bound = np.zeros(n_nodes, dtype=np.int64)
         bound[order] = np.cumsum(fresh) - self.starts[f_sorted]   # rank + 1
 
@@ -179,7 +179,7 @@ class PackedTrees:
     def _predict_rows(self, X, out):
         binned = np.empty((X.shape[0], self.n_features), dtype=self.bin_dtype)
         bin_rows(X[:, :self.n_features] if X.shape[1] != self.n_features else X,
-                 self.table, self.starts, self.top_step, binned)
+                 *self.bin_lookup, binned)
         predict_packed(self.nodes, self.values, self.stride, self.roots, self.depths, binned, out)
 
 
