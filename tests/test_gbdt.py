@@ -391,19 +391,26 @@ def test_stochastic_rounding_is_unbiased_and_rank_independent():
     layout = packed_layout(2 ** 20 - 1, False)           # the coarsest levels used
     gs, hs = packed_scales(layout, 1.0, 0.25)
     rows = np.arange(n) + 17
-    whole = make_packed_channels(g, h, True, gs, hs, layout, 99, rows)
-    halves = np.concatenate([make_packed_channels(g[:n // 3], h[:n // 3], True, gs, hs, layout, 99,
-                                                  rows[:n // 3]),
-                             make_packed_channels(g[n // 3:], h[n // 3:], True, gs, hs, layout, 99,
-                                                  rows[n // 3:])])
-    assert_array_equal(whole, halves)
+    exact_scales = (2.0 ** 40, 2.0 ** 42)
+    whole, exact = make_packed_channels(g, h, True, gs, hs, layout, 99, rows, exact_scales)
+    halves = [make_packed_channels(g[part], h[part], True, gs, hs, layout, 99, rows[part],
+                                   exact_scales)
+              for part in (slice(0, n // 3), slice(n // 3, n))]
+    assert_array_equal(whole, np.concatenate([c for c, _ in halves]))
+    assert_array_equal(exact, np.concatenate([e for _, e in halves]))
+    assert_array_equal(exact[:, 0], np.rint(g * exact_scales[0]).astype(np.int64))
+    assert_array_equal(exact[:, 1], np.rint(h * exact_scales[1]).astype(np.int64))
+    sampled = rng.random(n) < 0.5
+    some, some_exact = make_packed_channels(g, h, sampled, gs, hs, layout, 99, rows, exact_scales)
+    assert_array_equal(some[sampled], whole[sampled])
+    assert (some[~sampled] == 0).all() and (some_exact[~sampled] == 0).all()
     crit = PackedGradientCriterion(gs, hs, 0.0, 1.0, layout)
     gq, hq = crit._grad_hess(whole)
     assert set(np.unique(gq * gs)) <= set(range(-4, 5))
     assert abs(np.mean(gq - g)) < 3 * np.std(gq - g) / np.sqrt(n)
     assert abs(np.mean(hq - h)) < 3 * np.std(hq - h) / np.sqrt(n)
     assert (crit.n_samples(whole) == 1).all()
-    other = make_packed_channels(g, h, True, gs, hs, layout, 100, rows)
+    other, _ = make_packed_channels(g, h, True, gs, hs, layout, 100, rows, exact_scales)
     assert not np.array_equal(whole, other)                # the seed matters
 
 

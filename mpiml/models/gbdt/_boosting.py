@@ -234,9 +234,11 @@ class BaseGradientBoosting(BaseEstimator):
                                                   self.learning_rate, count_bits)
                 else:
                     q_grad, q_hess = packed_scales(packed, grad_max[c], hess_max[c])
-                    channels = make_packed_channels(
+                    exact_scales = (grad_scale, hessian_scale(hess_max[c], train.n_total, -1))
+                    channels, exact = make_packed_channels(
                         grad[:, c], hess[:, c], sampled, q_grad, q_hess, packed,
-                        _stream_seed(self._seed, _QUANTIZE_STREAM + m * k + c), train_rows)
+                        _stream_seed(self._seed, _QUANTIZE_STREAM + m * k + c), train_rows,
+                        exact_scales)
                     criterion = PackedGradientCriterion(q_grad, q_hess, self.l2_regularization,
                                                         self.learning_rate, packed)
                 tree, segments = grow_tree(
@@ -245,8 +247,7 @@ class BaseGradientBoosting(BaseEstimator):
                     min_samples_leaf=self.min_samples_leaf, return_leaves=True,
                     binned_rows=train.binned_rows, return_segments=True)
                 if packed is not None:
-                    renew_node_values(comm, tree, segments, grad[:, c], hess[:, c], sampled,
-                                      grad_scale, hessian_scale(hess_max[c], train.n_total, -1),
+                    renew_node_values(comm, tree, segments, exact, *exact_scales,
                                       self.l2_regularization, self.learning_rate)
                 if refit is not None:
                     weights = refit_weights if sampled is True else refit_weights * sampled

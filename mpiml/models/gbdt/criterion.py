@@ -286,22 +286,28 @@ def packed_scales(layout, grad_max, hess_max):
     return float(grad_scale), float(hess_scale)
 
 
-def make_packed_channels(grad, hess, sampled, grad_scale, hess_scale, layout, seed, global_rows):
-    """The (n, 1) int64 packed channel of one tree. Local.
+def make_packed_channels(grad, hess, sampled, grad_scale, hess_scale, layout, seed, global_rows,
+                         exact_scales):
+    """The (n, 1) int64 packed channel of one tree, and the rows' exact fixed-point
+    ``[g, h]`` (n, 2) int64 at ``exact_scales`` (for :func:`renew_node_values`). Local.
 
     Each value is rounded up or down at random, with the probability that makes the
     rounding unbiased; the random number of a row comes from ``(seed, global row
-    index)`` alone, so the channel is the same for any rank count.
+    index)`` alone, so the channel is the same for any rank count. Rows outside the
+    sample get zeros in both.
     """
-    out = np.empty((len(grad), 1), dtype=np.int64)
+    n = len(grad)
+    out = np.empty((n, 1), dtype=np.int64)
+    exact = np.empty((n, 2), dtype=np.int64)
+    mask = (np.ones(n, dtype=bool) if sampled is True
+            else np.ascontiguousarray(sampled, dtype=bool))
     _fill_packed(np.ascontiguousarray(grad, dtype=np.float64),
-                 np.ascontiguousarray(hess, dtype=np.float64), float(grad_scale),
+                 np.ascontiguousarray(hess, dtype=np.float64), mask, float(grad_scale),
                  float(hess_scale), layout.count_bits, layout.hess_bits,
                  np.uint64(int(seed) & (2 ** 64 - 1)),
-                 np.ascontiguousarray(global_rows, dtype=np.int64), out)
-    if sampled is not True:
-        out[~sampled] = 0
-    return out
+                 np.ascontiguousarray(global_rows, dtype=np.int64),
+                 float(exact_scales[0]), float(exact_scales[1]), out, exact)
+    return out, exact
 
 
 @njit(nogil=True, cache=True)
@@ -313,12 +319,17 @@ def _mix(z):
 
 
 @njit(nogil=True, cache=True)
-def _fill_packed(grad, hess, grad_scale, hess_scale, count_bits, hess_bits, seed, global_rows,
-                 out):
+def _fill_packed(grad, hess, sampled, grad_scale, hess_scale, count_bits, hess_bits, seed,
+                 global_rows, exact_grad_scale, exact_hess_scale, out, exact):
     grad_shift = np.int64(1) << np.int64(count_bits + hess_bits)
     hess_shift = np.int64(1) << np.int64(count_bits)
     unit = 1.0 / 4294967296.0
     for i in range(grad.shape[0]):
+        if not sampled[i]:
+            out[i, 0] = 0
+            exact[i, 0] = 0
+            exact[i, 1] = 0
+            continue
         z = _mix(seed + np.uint64(global_rows[i]) * np.uint64(0x9E3779B97F4A7C15))
         u_grad = np.float64(z >> np.uint64(32)) * unit
         u_hess = np.float64(z & np.uint64(0xFFFFFFFF)) * unit
@@ -326,6 +337,8 @@ def _fill_packed(grad, hess, grad_scale, hess_scale, count_bits, hess_bits, seed
         if hess_bits > 0:
             word += np.int64(np.floor(hess[i] * hess_scale + u_hess)) * hess_shift
         out[i, 0] = word
+        exact[i, 0] = np.int64(np.rint(grad[i] * exact_grad_scale))
+        exact[i, 1] = np.int64(np.rint(hess[i] * exact_hess_scale))
 
 
 class PackedGradientCriterion(Criterion):
@@ -428,23 +441,19 @@ def _best_split_packed(hist, parent, inv_grad_scale, inv_hess_scale, count_bits,
     return best, best_f, best_b
 
 
-def renew_node_values(comm, tree, segments, grad, hess, sampled, grad_scale, hess_scale, l2,
-                      learning_rate):
+def renew_node_values(comm, tree, segments, exact, grad_scale, hess_scale, l2, learning_rate):
     """Set every node value of ``tree`` to the Newton step of its rows' exact
     (fixed-point) gradient and hessian sums, as :class:`GradientCriterion` would.
 
     ``segments``: the leaves' local rows, ``(rows, starts, stops, leaves)`` from
-    ``grow_tree(..., return_segments=True)``. Collective: one allreduce of
-    (n_nodes, 2) int64.
+    ``grow_tree(..., return_segments=True)``; ``exact``: each row's fixed-point
+    ``[g, h]`` at scales ``grad_scale`` and ``hess_scale`` (zeros outside the sample),
+    from :func:`make_packed_channels`. Collective: one allreduce of (n_nodes, 2) int64.
     """
     rows, starts, stops, leaves = segments
     n_nodes = tree.n_nodes
     local = np.zeros((n_nodes, 2), dtype=np.int64)
-    weight = (np.ones(len(grad), dtype=bool) if sampled is True
-              else np.ascontiguousarray(sampled, dtype=bool))
-    _leaf_sums(rows, starts, stops, leaves, np.ascontiguousarray(grad, dtype=np.float64),
-               np.ascontiguousarray(hess, dtype=np.float64), weight, float(grad_scale),
-               float(hess_scale), local)
+    _leaf_sums(rows, starts, stops, leaves, exact, local)
     sums = np.empty_like(local)
     if comm is not None and comm.size > 1:
         comm.Allreduce(local, sums)
@@ -462,14 +471,17 @@ def renew_node_values(comm, tree, segments, grad, hess, sampled, grad_scale, hes
 
 
 @njit(nogil=True, cache=True)
-def _leaf_sums(rows, starts, stops, leaves, grad, hess, sampled, grad_scale, hess_scale, out):
+def _leaf_sums(rows, starts, stops, leaves, exact, out):
     for i in range(leaves.shape[0]):
         node = leaves[i]
+        g = np.int64(0)
+        h = np.int64(0)
         for j in range(starts[i], stops[i]):
             r = rows[j]
-            if sampled[r]:
-                out[node, 0] += np.int64(np.rint(grad[r] * grad_scale))
-                out[node, 1] += np.int64(np.rint(hess[r] * hess_scale))
+            g += exact[r, 0]
+            h += exact[r, 1]
+        out[node, 0] += g
+        out[node, 1] += h
 
 
 @njit(nogil=True, cache=True)
