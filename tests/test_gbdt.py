@@ -439,3 +439,21 @@ def test_coarse_quantization_keeps_exact_leaf_values_and_accuracy(monkeypatch):
         rows = leaf == node
         want = -0.1 * grad[rows].sum() / (hess[rows].sum() + 0.5)
         assert_allclose(tree.value[node, 0], want, rtol=1e-9)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_binary_loss_one_pass_matches_separate_terms(weighted):
+    from mpiml.models.gbdt.losses import BinaryLogLoss
+    rng = np.random.default_rng(2)
+    raw = np.concatenate([rng.normal(scale=4, size=997), [0.0, -800.0, 800.0]])[:, None]
+    y = (rng.random(len(raw)) < 0.4).astype(float)
+    weight = rng.uniform(0.1, 3, len(raw)) if weighted else None
+    loss = BinaryLogLoss()
+    grad, hess, rows, maxima = loss.gradients_and_pointwise(y, raw, weight)
+    with np.errstate(over="ignore"):                      # exp(800) in the reference
+        want_grad, want_hess = loss.gradients(y, raw, weight)
+        want_rows = loss.pointwise(y, raw, weight)
+    assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-300)
+    assert_allclose(hess, want_hess, rtol=1e-12, atol=1e-300)
+    assert_allclose(rows, want_rows, rtol=1e-12)
+    assert maxima == (np.abs(grad).max(), np.abs(hess).max(), np.abs(rows).max())

@@ -215,8 +215,7 @@ class BaseGradientBoosting(BaseEstimator):
             refit_weights = self._loss_.exact_weights(comm, train.weight, train.n, train.n_total)
         stopped = False
         for m in range(start_round, self.n_estimators):
-            grad, hess = self._loss_.gradients(train.y, train.raw, train.weight)
-            grad_max, hess_max = self._record_losses(comm, train, val, grad, hess)
+            grad, hess, grad_max, hess_max = self._gradients_and_losses(comm, train, val)
             report(m, self.train_loss_[-1], **self._report_fields())
             if self._should_stop():
                 stopped = True
@@ -262,8 +261,7 @@ class BaseGradientBoosting(BaseEstimator):
                 self._finish_attributes()
                 self._save_checkpoint(comm, checkpoint_path)
         if not stopped:
-            grad, hess = self._loss_.gradients(train.y, train.raw, train.weight)
-            self._record_losses(comm, train, val, grad, hess)
+            self._gradients_and_losses(comm, train, val)
             report(len(self.trees_) // k, self.train_loss_[-1], **self._report_fields())
         if hasattr(report, "done"):
             report.done()
@@ -276,19 +274,27 @@ class BaseGradientBoosting(BaseEstimator):
             return {"validation_loss": self.validation_loss_[-1]}
         return {}
 
-    def _record_losses(self, comm, train, val, grad, hess):
-        """Collective: append the mean train (and validation) loss of the current model,
-        exact over all rows, and return the largest magnitudes over all ranks of the
-        gradient and hessian columns, each (k,) (one MAX and one SUM allreduce)."""
-        k = grad.shape[1]
-        train_rows = self._loss_.pointwise(train.y, train.raw, train.weight)
-        val_rows = (self._loss_.pointwise(val.y, val.raw, val.weight) if val is not None
+    def _gradients_and_losses(self, comm, train, val):
+        """Collective: the training rows' gradients and hessians, each (n, k); append the
+        mean train (and validation) loss of the current model, exact over all rows; and
+        return the largest magnitudes over all ranks of the gradient and hessian columns,
+        each (k,) (one MAX and one SUM allreduce)."""
+        loss = self._loss_
+        local_max = np.zeros(2 * loss.n_trees_per_round + 2)
+        k = loss.n_trees_per_round
+        if hasattr(loss, "gradients_and_pointwise"):   # one pass over the rows
+            grad, hess, train_rows, maxima = loss.gradients_and_pointwise(
+                train.y, train.raw, train.weight)
+            local_max[0], local_max[k], local_max[2 * k] = maxima
+        else:
+            grad, hess = loss.gradients(train.y, train.raw, train.weight)
+            train_rows = loss.pointwise(train.y, train.raw, train.weight)
+            for c in range(k):
+                local_max[c] = fp.max_abs(grad[:, c])
+                local_max[k + c] = fp.max_abs(hess[:, c])
+            local_max[2 * k] = fp.max_abs(train_rows)
+        val_rows = (loss.pointwise(val.y, val.raw, val.weight) if val is not None
                     else np.zeros(0))
-        local_max = np.zeros(2 * k + 2)
-        for c in range(k):
-            local_max[c] = fp.max_abs(grad[:, c])
-            local_max[k + c] = fp.max_abs(hess[:, c])
-        local_max[2 * k] = fp.max_abs(train_rows)
         local_max[2 * k + 1] = fp.max_abs(val_rows)
         global_max = np.empty_like(local_max)
         comm.Allreduce(local_max, global_max, op=MAX)
@@ -300,7 +306,7 @@ class BaseGradientBoosting(BaseEstimator):
         self.train_loss_.append(float(sums[0] / train.weight_total))
         if val is not None:
             self.validation_loss_.append(float(sums[1] / val.weight_total))
-        return global_max[:k], global_max[k:2 * k]
+        return grad, hess, global_max[:k], global_max[k:2 * k]
 
     def _should_stop(self):
         """scikit-learn's rule: stop when none of the last ``n_iter_no_change`` losses

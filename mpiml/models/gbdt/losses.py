@@ -11,6 +11,7 @@ binary classification, one per class for multiclass (softmax).
 __all__ = ["HalfSquaredError", "AbsoluteError", "BinaryLogLoss", "MultinomialLogLoss"]
 
 import numpy as np
+from numba import njit
 
 from ...comm.ops import MAX
 from ..tree import fixed_point_scale, to_fixed
@@ -150,6 +151,17 @@ class BinaryLogLoss:
             hess *= weight
         return grad[:, None], hess[:, None]
 
+    def gradients_and_pointwise(self, y, raw, weight):
+        """:meth:`gradients` and :meth:`pointwise` in one pass over the rows, with the
+        largest magnitude of each: ``(grad, hess, loss, (grad_max, hess_max, loss_max))``."""
+        n = raw.shape[0]
+        grad, hess, loss = np.empty((n, 1)), np.empty((n, 1)), np.empty(n)
+        w = np.ones(0) if weight is None else np.ascontiguousarray(weight, dtype=np.float64)
+        maxima = _binary_terms(np.ascontiguousarray(raw[:, 0]),
+                               np.ascontiguousarray(y, dtype=np.float64), w, grad[:, 0],
+                               hess[:, 0], loss)
+        return grad, hess, loss, maxima
+
     def pointwise(self, y, raw, weight):
         r = np.ascontiguousarray(raw[:, 0])
         loss = np.log1p(np.exp(-np.abs(r)))  # log(1 + exp(r)) - max(r, 0)
@@ -161,6 +173,34 @@ class BinaryLogLoss:
         """Class probabilities, shape (n, 2)."""
         p = _expit(raw[:, 0])
         return np.column_stack([1.0 - p, p])
+
+
+@njit(nogil=True, cache=True)
+def _binary_terms(raw, y, weight, grad, hess, loss):
+    """Per row: ``p = 1 / (1 + exp(-raw))``, gradient ``p - y``, hessian ``p (1 - p)``,
+    loss ``log1p(exp(-|raw|)) + max(raw, 0) - y raw`` (times the weight, when given);
+    returns the largest magnitude of each."""
+    weighted = weight.shape[0] > 0
+    g_max, h_max, l_max = 0.0, 0.0, 0.0
+    for i in range(raw.shape[0]):
+        r = raw[i]
+        e = np.exp(-r)
+        p = 1.0 / (1.0 + e)
+        g = p - y[i]
+        h = p * (1.0 - p)
+        tail = e if r >= 0 else 1.0 / e                  # exp(-|r|)
+        v = np.log1p(tail) + max(r, 0.0) - y[i] * r
+        if weighted:
+            g *= weight[i]
+            h *= weight[i]
+            v *= weight[i]
+        grad[i] = g
+        hess[i] = h
+        loss[i] = v
+        g_max = max(g_max, abs(g))
+        h_max = max(h_max, abs(h))
+        l_max = max(l_max, abs(v))
+    return g_max, h_max, l_max
 
 
 class MultinomialLogLoss:

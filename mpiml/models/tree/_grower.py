@@ -72,6 +72,7 @@ class _Grower:
         self.rows = rows
         self.buffer = np.empty(rows.shape[0], dtype=np.int64)
         self.hists = {}
+        self._counts = {}
         self.n_nodes = 0
         self._allocate(64)
 
@@ -164,12 +165,18 @@ class _Grower:
                     build_histograms(self.binned, self.channels, self.rows, start, stop,
                                      self.hist_features, local, slot)
             if self.mode == "data" and self.comm is not None:
-                counts, _ = block_counts(self.n_features, self.size, unit=int(np.prod(shape[1:])))
+                counts = self._scatter_counts(int(np.prod(shape[1:])))
                 summed = np.empty((len(self.owned),) + shape[1:], dtype=np.int64)
                 self.comm.Reduce_scatter(local, summed, counts)
                 local = summed
             out.extend(local[:, slot] for slot in range(len(part)))
         return out
+
+    def _scatter_counts(self, unit):
+        counts = self._counts.get(unit)
+        if counts is None:
+            counts = self._counts[unit] = block_counts(self.n_features, self.size, unit=unit)[0]
+        return counts
 
     def _row_major(self, n_rows):
         if self.binned_rows is None:
@@ -254,10 +261,11 @@ class _Grower:
             if (~on_hist).any():
                 self._search_local(wanted[~on_hist])
             wanted = wanted[on_hist]
-        has = np.isin(children, wanted).any(axis=1)
         wanted_set = set(wanted.tolist())
         derive, direct = [], []
-        for parent, (left, right) in zip(parents[has], children[has]):
+        for parent, (left, right) in zip(parents.tolist(), children.tolist()):
+            if left not in wanted_set and right not in wanted_set:
+                continue
             if parent in self.hists:
                 small, large = ((left, right) if self.n_node_samples[left] <= self.n_node_samples[right]
                                 else (right, left))

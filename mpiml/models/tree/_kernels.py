@@ -146,16 +146,23 @@ def build_histograms_rows(binned_rows, channels, rows, start, stop, out, slot):
     hist = out[:, slot]
     i = start
     if n_channels == 1:
-        # one packed channel: a single add per feature; two rows at a time
-        while i + 1 < stop:
-            r = rows[i]
-            s = rows[i + 1]
-            g0 = channels[r, 0]
-            k0 = channels[s, 0]
+        # one packed channel: a single add per feature; four rows at a time
+        while i + 3 < stop:
+            r0 = rows[i]
+            r1 = rows[i + 1]
+            r2 = rows[i + 2]
+            r3 = rows[i + 3]
+            g0 = channels[r0, 0]
+            g1 = channels[r1, 0]
+            g2 = channels[r2, 0]
+            g3 = channels[r3, 0]
             for f in range(n_features):
-                hist[f, binned_rows[r, f], 0] += g0
-                hist[f, binned_rows[s, f], 0] += k0
-            i += 2
+                h = hist[f]
+                h[binned_rows[r0, f], 0] += g0
+                h[binned_rows[r1, f], 0] += g1
+                h[binned_rows[r2, f], 0] += g2
+                h[binned_rows[r3, f], 0] += g3
+            i += 4
     elif n_channels == 2:
         # two rows at a time: twice the independent updates in flight
         while i + 1 < stop:
