@@ -385,6 +385,14 @@ class PackedGradientCriterion(Criterion):
     def impurity(self, sums):
         return np.inf
 
+    def node_stats(self, sums):
+        """:meth:`node_value` and :meth:`impurity` of (S, 1) sums at once."""
+        g, h = self._grad_hess(sums)
+        denominator = h + self.l2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.where(denominator > 0, -self.learning_rate * g / denominator, 0.0)
+        return values.reshape(-1, 1), np.full(len(values), np.inf)
+
     def split_gain(self, left, right, parent):
         gl, hl = self._grad_hess(left)
         gr, hr = self._grad_hess(right)

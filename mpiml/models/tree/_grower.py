@@ -73,6 +73,7 @@ class _Grower:
         self.buffer = np.empty(rows.shape[0], dtype=np.int64)
         self.hists = {}
         self._counts = {}
+        self._all_features = None
         self.n_nodes = 0
         self._allocate(64)
 
@@ -187,10 +188,13 @@ class _Grower:
         return density >= _ROW_MAJOR_DENSE or density <= _ROW_MAJOR_SPARSE
 
     def _feature_mask(self, nid):
+        if self.k_features == self.n_features:
+            if self._all_features is None:
+                self._all_features = np.ones(self.n_features, dtype=bool)
+            return self._all_features
         mask = np.ones(self.n_features, dtype=bool)
-        if self.k_features < self.n_features:
-            sample_features(self.random_state, self.tree_index, nid, self.n_features,
-                            self.k_features, mask)
+        sample_features(self.random_state, self.tree_index, nid, self.n_features,
+                        self.k_features, mask)
         return mask
 
     def _local_best(self, nid):
@@ -244,7 +248,12 @@ class _Grower:
             self.comm.Allgather(mine, every)
         gains = every[:, :, 0].copy().view(np.float64)
         # best rank per node: largest gain, then lowest feature, then lowest bin
-        winner = np.lexsort((every[:, :, 2], every[:, :, 1], -gains), axis=0)[0]
+        if every.shape[1] == 1:     # the usual single node: no sort needed
+            keys = [(-g if g == g else np.inf, every[r, 0, 1], every[r, 0, 2])   # NaN last
+                    for r, g in enumerate(gains[:, 0].tolist())]
+            winner = np.array([keys.index(min(keys))])
+        else:
+            winner = np.lexsort((every[:, :, 2], every[:, :, 1], -gains), axis=0)[0]
         pick = every[winner, np.arange(len(ids))]
         self._set_candidates(np.asarray(ids), gains[winner, np.arange(len(ids))],
                              pick[:, 1], pick[:, 2], pick[:, 3:])
