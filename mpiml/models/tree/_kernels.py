@@ -1,11 +1,11 @@
-"""numba kernels of the tree core: binning, histograms, prediction.
+"""numba kernels of the tree core: histograms, prediction and the packed forest layout.
 
 Every kernel is compiled with ``nogil=True`` so that thread ranks run them in
 parallel, and with ``cache=True`` so that the compilation is paid once per machine.
 """
 
-__all__ = ["build_histograms", "build_histograms_rows", "apply_tree", "apply_bins",
-           "predict_packed", "pack_forest", "bin_rows", "NODE_NARROW", "NODE_WIDE"]
+__all__ = ["build_histograms", "build_histograms_rows", "apply_tree", "predict_packed",
+           "pack_forest", "NODE_NARROW", "NODE_WIDE"]
 
 import numpy as np
 from numba import njit
@@ -201,40 +201,9 @@ def apply_tree(feature, threshold, left, right, X, out):
         out[i] = node
 
 
-@njit(nogil=True, cache=True)
-def apply_bins(X, edges, n_edges, out):
-    """Bin ``X`` (n, n_features) into feature-major ``out`` (n_features, n) uint8.
-
-    ``edges`` is (n_features, 2**d - 1) with feature f's sorted upper edges in
-    ``edges[f, :n_edges[f]]`` and +inf after them; the bin of x is the number of edges strictly below x
-    (NaN goes to the last bin).
-    """
-    n, n_features = X.shape
-    width = edges.shape[1]  # 2**d - 1, padded with +inf
-    step0 = (width + 1) >> 1
-    block = 256
-    for lo_row in range(0, n, block):
-        hi_row = min(n, lo_row + block)
-        for f in range(n_features):
-            e = edges[f]
-            k = n_edges[f]
-            for i in range(lo_row, hi_row):
-                x = X[i, f]
-                if x != x:
-                    out[f, i] = k
-                    continue
-                # branch-free search: count the edges below x (table padded with +inf)
-                pos = 0
-                step = step0
-                while step > 0:
-                    pos += step if e[pos + step - 1] < x else 0
-                    step >>= 1
-                out[f, i] = pos
-
-
 #: Nodes of a packed forest, in depth-first order: a node's left child is the next slot,
 #: ``right`` is the slot of its right child, and a walk goes left when the row's bin
-#: (see :func:`bin_rows`) is below ``bound``. A leaf is its own right child with bound 0,
+#: (see :func:`._bin_kernels.bin_rows`) is below ``bound``. A leaf is its own right child with bound 0,
 #: so a walk that reaches it stays there; its values (float64) fill the slots after it.
 #: The narrow form (8 bytes, eight to a cache line) serves up to 65,536 features and
 #: 65,535 distinct thresholds per feature; the wide form (16 bytes) the rest.
@@ -289,34 +258,6 @@ def pack_forest(feature, left, right, bound, value, offsets, nodes, values, stri
                 nodes[new].feature = feature[old]
                 nodes[new].bound = bound[old]
     return roots
-
-
-@njit(nogil=True, cache=True)
-def bin_rows(X, table, starts, top_step, out):
-    """Row-major bins of ``X`` (n, n_features) into ``out`` (n, n_features), integer.
-
-    Feature f's sorted distinct thresholds are ``table[starts[f]:starts[f + 1]]``; the
-    bin of x is the number of them strictly below x, so ``x <= threshold number b``
-    exactly when ``bin < b + 1``. NaN goes past every threshold (never left, as with
-    ``x <= threshold``). ``top_step[f]`` is the largest power of two <= the count.
-    """
-    n, n_features = X.shape
-    for i in range(n):
-        for f in range(n_features):
-            lo = starts[f]
-            count = starts[f + 1] - lo
-            x = X[i, f]
-            if x != x:
-                out[i, f] = count
-                continue
-            pos = 0
-            step = top_step[f]
-            while step > 0:
-                nxt = pos + step
-                if nxt <= count and table[lo + nxt - 1] < x:
-                    pos = nxt
-                step >>= 1
-            out[i, f] = pos
 
 
 @njit(nogil=True, cache=True)
