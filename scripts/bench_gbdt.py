@@ -4,8 +4,8 @@ One run, the same data for every library: a synthetic binary problem
 (``mpiml.data.make_classification``, default 1,000,000 training rows x 28 features
 plus 200,000 test rows), 100 trees of 31 leaves, learning rate 0.1. mpiml runs on
 P = 1 and P = 2 ranks (``--ranks``), as thread ranks and/or MPI processes
-(``--backend threads|mpi|both``; MPI ranks each generate only their own rows); the
-other libraries on ``--threads`` threads (LightGBM ``num_leaves=31``, XGBoost ``hist`` with ``max_depth=6``,
+(``--backend threads|mpi|both``, both by default when ``mpiexec`` is found; MPI ranks
+each generate only their own rows); the other libraries on ``--threads`` threads (LightGBM ``num_leaves=31``, XGBoost ``hist`` with ``max_depth=6``,
 scikit-learn ``HistGradientBoostingClassifier(max_leaf_nodes=31)``). A library that is
 not installed is skipped with a message (``pip install -e .[bench]``).
 
@@ -156,8 +156,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="threads of the other libraries")
     parser.add_argument("--only", default="mpiml,lightgbm,xgboost,sklearn")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", choices=("threads", "mpi", "both"), default="threads",
-                        help="how mpiml's ranks run")
+    parser.add_argument("--backend", choices=("threads", "mpi", "both"), default=None,
+                        help="how mpiml's ranks run (default: both when mpiexec is found, "
+                             "else threads)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -172,6 +173,10 @@ def main():
     if "mpiml" in wanted:
         bench_mpiml(1, X[:20_000], y[:20_000], X_test[:100], y_test[:100],
                     argparse.Namespace(trees=2, leaves=args.leaves))  # numba compile/cache load
+        if args.backend is None:
+            bindir = os.path.dirname(sys.executable)
+            found = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
+            args.backend = "both" if found else "threads"
         backends = ("threads", "mpi") if args.backend == "both" else (args.backend,)
         for backend in backends:
             for p in (int(r) for r in args.ranks.split(",")):
