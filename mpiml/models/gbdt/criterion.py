@@ -341,8 +341,9 @@ def _fill_packed(grad, hess, sampled, grad_scale, hess_scale, count_bits, hess_b
         exact[i, 1] = np.int64(np.rint(hess[i] * exact_hess_scale))
 
 
-class PackedGradientCriterion(Criterion):
-    """:class:`GradientCriterion`'s gain and node values on the packed channel.
+class PackedGradientCriterion(GradientCriterion):
+    """:class:`GradientCriterion`'s gain and node values on the packed channel (its
+    ``node_value`` and ``impurity`` read the sums through :meth:`_grad_hess`).
 
     Parameters
     ----------
@@ -376,14 +377,6 @@ class PackedGradientCriterion(Criterion):
         else:
             h = (s & ((1 << self.count_bits) - 1)).astype(np.float64)
         return g, h
-
-    def node_value(self, sums):
-        g, h = self._grad_hess(sums)
-        denominator = h + self.l2
-        return np.array([-self.learning_rate * g / denominator if denominator > 0 else 0.0])
-
-    def impurity(self, sums):
-        return np.inf
 
     def node_stats(self, sums):
         """:meth:`node_value` and :meth:`impurity` of (S, 1) sums at once."""
