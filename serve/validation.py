@@ -5,7 +5,8 @@ fails, or when a value might be a JSON boolean, is the batch walked element by
 element to find and name the first bad value.
 """
 
-__all__ = ["parse_json_body", "read_json_bytes", "parse_json_bytes", "instances_to_matrix", "v2_inputs_to_matrix", "V2_DTYPES"]
+__all__ = ["parse_json_body", "read_json_bytes", "parse_json_bytes", "instances_to_matrix",
+           "v2_inputs_to_matrix", "V2_DTYPES"]
 
 import json
 import math

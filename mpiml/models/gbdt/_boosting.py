@@ -33,10 +33,9 @@ from ...errors import MpimlError
 from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progress,
                      check_bool, check_float, check_int, check_X, collective_error, global_offset,
                      resolve_comm, resolve_seed, validate_fit_data)
-from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree, stack_trees,
-                    unstack_trees)
+from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree,
+                    leaf_of_rows, stack_trees, unstack_trees)
 from . import _fixed_point as fp
-from ..tree._split_kernels import fill_leaves
 from .criterion import (GradientCriterion, PackedGradientCriterion, add_leaf_values,
                         channel_layout, hessian_scale, make_channels, make_packed_channels,
                         packed_layout, packed_scales, renew_node_values)
@@ -250,7 +249,7 @@ class BaseGradientBoosting(BaseEstimator):
                                       self.l2_regularization, self.learning_rate)
                 if refit is not None:
                     weights = refit_weights if sampled is True else refit_weights * sampled
-                    refit(comm, tree, _leaf_of_rows(segments, train.n), train.y,
+                    refit(comm, tree, leaf_of_rows(segments, train.n), train.y,
                           train.raw[:, c], weights, self.learning_rate)
                 add_leaf_values(*segments, tree.value, train.raw, c)
                 if val is not None:
@@ -280,8 +279,8 @@ class BaseGradientBoosting(BaseEstimator):
         return the largest magnitudes over all ranks of the gradient and hessian columns,
         each (k,) (one MAX and one SUM allreduce)."""
         loss = self._loss_
-        local_max = np.zeros(2 * loss.n_trees_per_round + 2)
         k = loss.n_trees_per_round
+        local_max = np.zeros(2 * k + 2)
         if hasattr(loss, "gradients_and_pointwise"):   # one pass over the rows
             grad, hess, train_rows, maxima = loss.gradients_and_pointwise(
                 train.y, train.raw, train.weight)
@@ -446,13 +445,6 @@ class BaseGradientBoosting(BaseEstimator):
                 tree = self.trees_[m * k + c]
                 raw[:, c] += tree.value[tree.apply(X), 0]
             yield raw.copy()
-
-
-def _leaf_of_rows(segments, n):
-    rows, starts, stops, leaves = segments
-    leaf = np.empty(n, dtype=np.int64)
-    fill_leaves(rows, starts, stops, leaves, leaf)
-    return leaf
 
 
 class _Rows:

@@ -85,6 +85,14 @@ def _fill_channels(grad, hess, grad_scale, hess_scale, count_bits, out):
             out[i, 2] = 1
 
 
+def newton_step(g, h, l2, learning_rate):
+    """Node values ``-learning_rate * g / (h + l2)``, 0 where ``h + l2`` is not positive
+    (elementwise on arrays of gradient and hessian sums)."""
+    denominator = h + l2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, -learning_rate * g / denominator, 0.0)
+
+
 def hessian_scale(max_hess, n_total, count_bits):
     """Fixed-point scale of the hessian: its sums stay below ``2**(62 - count_bits)``
     (``2**62`` when the hessian has a channel of its own)."""
@@ -133,8 +141,7 @@ class GradientCriterion(Criterion):
 
     def node_value(self, sums):
         g, h = self._grad_hess(sums)
-        denominator = h + self.l2
-        return np.array([-self.learning_rate * g / denominator if denominator > 0 else 0.0])
+        return np.array([float(newton_step(g, h, self.l2, self.learning_rate))])
 
     def impurity(self, sums):
         """``inf``: boosting has no impurity; whether a split helps is the gain's business."""
@@ -381,9 +388,7 @@ class PackedGradientCriterion(GradientCriterion):
     def node_stats(self, sums):
         """:meth:`node_value` and :meth:`impurity` of (S, 1) sums at once."""
         g, h = self._grad_hess(sums)
-        denominator = h + self.l2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.where(denominator > 0, -self.learning_rate * g / denominator, 0.0)
+        values = newton_step(g, h, self.l2, self.learning_rate)
         return values.reshape(-1, 1), np.full(len(values), np.inf)
 
     def split_gain(self, left, right, parent):
@@ -463,12 +468,8 @@ def renew_node_values(comm, tree, segments, exact, grad_scale, hess_scale, l2, l
     for node in range(n_nodes - 1, -1, -1):     # children have larger ids than parents
         if tree.left[node] >= 0:
             sums[node] = sums[tree.left[node]] + sums[tree.right[node]]
-    g = sums[:, 0].astype(np.float64) / grad_scale
-    h = sums[:, 1].astype(np.float64) / hess_scale
-    denominator = h + l2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.where(denominator > 0, -learning_rate * g / denominator, 0.0)
-    tree.value[:, 0] = value
+    tree.value[:, 0] = newton_step(sums[:, 0].astype(np.float64) / grad_scale,
+                                   sums[:, 1].astype(np.float64) / hess_scale, l2, learning_rate)
 
 
 @njit(nogil=True, cache=True)

@@ -18,7 +18,7 @@ Two engines search splits, and pick the same split from the same exact sums:
   (dense histograms for large nodes, sorted bins for small ones), no per-node Python.
 """
 
-__all__ = ["grow_tree"]
+__all__ = ["grow_tree", "leaf_of_rows"]
 
 import numpy as np
 
@@ -248,12 +248,7 @@ class _Grower:
             self.comm.Allgather(mine, every)
         gains = every[:, :, 0].copy().view(np.float64)
         # best rank per node: largest gain, then lowest feature, then lowest bin
-        if every.shape[1] == 1:     # the usual single node: no sort needed
-            keys = [(-g if g == g else np.inf, every[r, 0, 1], every[r, 0, 2])   # NaN last
-                    for r, g in enumerate(gains[:, 0].tolist())]
-            winner = np.array([keys.index(min(keys))])
-        else:
-            winner = np.lexsort((every[:, :, 2], every[:, :, 1], -gains), axis=0)[0]
+        winner = np.lexsort((every[:, :, 2], every[:, :, 1], -gains), axis=0)[0]
         pick = every[winner, np.arange(len(ids))]
         self._set_candidates(np.asarray(ids), gains[winner, np.arange(len(ids))],
                              pick[:, 1], pick[:, 2], pick[:, 3:])
@@ -361,11 +356,14 @@ class _Grower:
         leaves = np.flatnonzero(self.left[:self.n_nodes] < 0)
         return self.rows, self.start[leaves], self.stop[leaves], leaves
 
-    def leaf_of_rows(self, n_rows):
-        leaf = np.empty(n_rows, dtype=np.int64)
-        leaves = np.flatnonzero(self.left[:self.n_nodes] < 0)
-        fill_leaves(self.rows, self.start[leaves], self.stop[leaves], leaves, leaf)
-        return leaf
+
+def leaf_of_rows(segments, n_rows):
+    """The leaf index of each of ``n_rows`` local rows, from the leaves' row segments
+    (``grow_tree(..., return_segments=True)``)."""
+    rows, starts, stops, leaves = segments
+    leaf = np.empty(n_rows, dtype=np.int64)
+    fill_leaves(rows, starts, stops, leaves, leaf)
+    return leaf
 
 
 def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data", max_depth=None,
@@ -437,5 +435,5 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
     tree = grower.grow()
     if not return_leaves:
         return tree
-    return tree, (grower.leaf_segments() if return_segments else
-                  grower.leaf_of_rows(binned.shape[1]))
+    segments = grower.leaf_segments()
+    return tree, segments if return_segments else leaf_of_rows(segments, binned.shape[1])

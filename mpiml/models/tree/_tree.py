@@ -119,7 +119,8 @@ class PackedTrees:
         threshold = np.asarray(arrays["threshold"][:n_nodes], dtype=np.float64)
         left = np.ascontiguousarray(arrays["left"][:n_nodes], dtype=np.int64)
         right = np.ascontiguousarray(arrays["right"][:n_nodes], dtype=np.int64)
-        value = np.ascontiguousarray(arrays["value"][:n_nodes], dtype=np.float64).reshape(n_nodes, -1)
+        value = np.ascontiguousarray(arrays["value"][:n_nodes], dtype=np.float64)
+        value = value.reshape(n_nodes, -1)
         self.n_outputs = value.shape[1]
         self.n_features = int(feature.max(initial=-1)) + 1
 
@@ -129,13 +130,12 @@ class PackedTrees:
         f_sorted, t_sorted = feature[order], threshold[order]
         fresh = np.ones(order.size, dtype=bool)
         fresh[1:] = (f_sorted[1:] != f_sorted[:-1]) | (t_sorted[1:] != t_sorted[:-1])
-        self.table = t_sorted[fresh]
-        table_feature = f_sorted[fresh]
-        self.starts = np.searchsorted(table_feature, np.arange(self.n_features + 1)).astype(np.int64)
-        counts = np.diff(self.starts)
-        self.bin_lookup = build_bin_lookup(self.table, self.starts)   # for bin_rows
+        table = t_sorted[fresh]
+        starts = np.searchsorted(f_sorted[fresh], np.arange(self.n_features + 1)).astype(np.int64)
+        counts = np.diff(starts)
+        self.bin_lookup = build_bin_lookup(table, starts)   # for bin_rows
         bound = np.zeros(n_nodes, dtype=np.int64)
-        bound[order] = np.cumsum(fresh) - self.starts[f_sorted]   # rank + 1
+        bound[order] = np.cumsum(fresh) - starts[f_sorted]   # rank + 1
 
         max_count = int(counts.max(initial=0))
         wide = wide or self.n_features > 65536 or max_count > 65535
@@ -154,8 +154,8 @@ class PackedTrees:
                             self.values, self.stride)
         self.roots = roots[roots >= 0]
         depth = np.asarray(arrays["depth"][:n_nodes], dtype=np.int64)
-        starts = offsets[:-1][np.diff(offsets) > 0]
-        self.depths = (np.maximum.reduceat(depth, starts) if starts.size
+        tree_starts = offsets[:-1][np.diff(offsets) > 0]
+        self.depths = (np.maximum.reduceat(depth, tree_starts) if tree_starts.size
                        else np.zeros(0, np.int64))
 
     def predict(self, X, out, threads=None):
