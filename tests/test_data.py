@@ -62,6 +62,10 @@ def test_csv_rows_are_split_and_complete(spmd, tmp_path, n_rows):
                                                          "\\(line 3: 'cat'\\)"),
     ("a,b,y\n1,2,3\n", {"target": "nope"}, "target column 'nope' is not in"),
     ("", {}, "empty"),
+    ("a,b,y\n1,2,3\n#4,5,6\n7,8,9\n", {}, "line 3, column 'a': non-numeric value '#4'"),
+    ("a,b,y\n1,2,3\n4,5#6,6\n", {}, "line 3, column 'b': non-numeric value '5#6'"),
+    ("a,b,y\n1,2,3\n4,5,\n", {}, "line 3, column 'y': empty cell"),
+    ("a,b,y\r1,2,3\r4,5,6\r", {}, "line 1 cannot be read as CSV"),
 ])
 def test_csv_errors_name_line_and_column(spmd, tmp_path, content, kw, message):
     directory = _shared_dir(spmd, tmp_path)
@@ -125,11 +129,34 @@ def test_synthetic_is_the_same_for_any_rank_count(spmd, source):
     assert_array_equal(y, ref[1])
 
 
-def test_synthetic_bad_spec(spmd):
-    results = spmd(_load, "synthetic:classification?n_samples=ten", {})
-    assert "n_samples must be a number" in results[0][1]
-    results = spmd(_load, "synthetic:blobs", {})
-    assert "unknown synthetic data set" in results[0][1]
+def _load_error(comm, source, kw):
+    try:
+        load_data(source, comm, **kw)
+    except MpimlError as exc:
+        return str(exc), getattr(exc, "collective", False)
+    return None
+
+
+@pytest.mark.parametrize("source, message", [
+    ("synthetic:classification?n_samples=ten", "n_samples must be a number"),
+    ("synthetic:blobs", "unknown synthetic data set"),
+    ("synthetic:classification?n_classes=1", "n_classes must be an integer >= 2, got 1"),
+    ("synthetic:regression?n_features=3&n_informative=4", "n_informative must be"),
+])
+def test_synthetic_bad_spec(spmd, source, message):
+    # every rank raises the same error, marked collective (printed once under mpiexec)
+    results = spmd(_load_error, source, {})
+    assert all(r is not None and message in r[0] and r[1] for r in results), results
+
+
+def test_npz_target_other_than_y(spmd, tmp_path):
+    directory = _shared_dir(spmd, tmp_path)
+    path = os.path.join(directory, "d.npz")
+    spmd(lambda comm: comm.rank == 0 and np.savez(path, X=np.zeros((3, 2)), y=np.arange(3))
+         and None)
+    results = spmd(_load_error, path, {"target": "label"})
+    assert all(r is not None and "target 'label'" in r[0] for r in results), results
+    assert _union(spmd(_load, path, {"target": "y"}))[1].tolist() == [0, 1, 2]
 
 
 def test_split_is_the_same_for_any_rank_count(spmd):

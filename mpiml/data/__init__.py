@@ -82,14 +82,14 @@ def load_data(source, comm, target=None, task=None):
     """
     source = str(source)
     if source.startswith("synthetic:"):
-        try:
+        try:  # the same source on every rank: every rank raises the same error
             kind, params = parse_synthetic(source[len("synthetic:"):])
             if task is not None and task != kind:
                 raise InvalidParameterError(f"--task {task} does not match the synthetic "
                                             f"{kind} data set {source!r}")
+            dataset = _GENERATORS[kind](comm, **params)
         except InvalidParameterError as exc:
             raise collective_error(exc)
-        dataset = _GENERATORS[kind](comm, **params)
         dataset.source = source
         return dataset
     lower = source.lower()

@@ -75,13 +75,16 @@ def read_npz(path, comm, target=None, task=None):
     """Collective: this rank's rows of the arrays ``X`` (2-D) and ``y`` (1-D) of an ``.npz``.
 
     Stored (``numpy.savez``) members are memory-mapped; compressed ones
-    (``savez_compressed``) are decompressed whole on each rank. ``target`` is ignored
-    (the target is ``y``). Returns a :class:`~mpiml.data.Dataset`.
+    (``savez_compressed``) are decompressed whole on each rank. The target is ``y``:
+    ``target`` must be None or ``"y"``. Returns a :class:`~mpiml.data.Dataset`.
     """
     f = open_checked(path, comm)
     f.close()
     X = y = None
     message = None
+    if target not in (None, "y"):
+        raise_first(comm, f"{str(path)!r} holds its target in the array 'y'; "
+                          f"target {target!r} is not understood")
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())

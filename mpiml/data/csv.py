@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from ..comm.partition import block_range
-from ._common import Dataset, open_checked, raise_first
+from ._common import DataError, Dataset, open_checked, raise_first
 
 
 def _aligned(f, pos, data_start):
@@ -32,10 +32,31 @@ def _count_lines(chunk):
     return chunk.count(b"\n") + (1 if chunk and not chunk.endswith(b"\n") else 0)
 
 
+def _cells(text, delimiter, line_no):
+    """The fields of one line of text; raises DataError naming the line when the csv
+    module cannot split it (a stray carriage return, a NUL byte)."""
+    try:
+        return next(_csv.reader([text], delimiter=delimiter))
+    except _csv.Error as exc:
+        raise DataError(f"line {line_no} cannot be read as CSV: {exc}") from None
+
+
 def _parse_header(line, delimiter):
     text = line.decode("utf-8-sig", errors="replace").strip("\r\n")
-    names = [c.strip() for c in next(_csv.reader([text], delimiter=delimiter))] if text else []
-    return names
+    return [c.strip() for c in _cells(text, delimiter, 1)] if text else []
+
+
+def _header_problem(names, path, target):
+    """Why the header ``names`` cannot be used, or None."""
+    if not names or names == [""]:
+        return f"CSV file {str(path)!r} is empty (no header line)"
+    if len(names) < 2:
+        return (f"CSV file {str(path)!r} has a single column {names[0]!r}; "
+                f"it needs features and a target")
+    if target is not None and target not in names:
+        return (f"target column {target!r} is not in {str(path)!r}; columns: "
+                f"{', '.join(names)}")
+    return None
 
 
 def _fast_parse(chunk, ncols, delimiter):
@@ -44,7 +65,7 @@ def _fast_parse(chunk, ncols, delimiter):
         return np.zeros((0, ncols))
     try:
         data = np.loadtxt(io.BytesIO(chunk), delimiter=delimiter, dtype=np.float64,
-                          ndmin=2, quotechar='"', encoding="utf-8")
+                          ndmin=2, quotechar='"', encoding="utf-8", comments=None)
     except (ValueError, UnicodeDecodeError):
         return None
     if data.shape[0] == 0:
@@ -72,7 +93,10 @@ def _slow_parse(chunk, names, target_idx, first_line, delimiter):
             return None, None, None, f"line {line_no} is not valid UTF-8 text", None
         if not text.strip():
             continue
-        cells = next(_csv.reader([text], delimiter=delimiter))
+        try:
+            cells = _cells(text, delimiter, line_no)
+        except DataError as exc:
+            return None, None, None, str(exc), None
         if len(cells) != ncols:
             return None, None, None, (f"line {line_no} has {len(cells)} fields but the header "
                                       f"has {ncols} (ragged rows)"), None
@@ -90,6 +114,8 @@ def _slow_parse(chunk, names, target_idx, first_line, delimiter):
             row.append(value)
         rows.append(row)
         cell = cells[target_idx].strip()
+        if not cell:
+            return None, None, None, f"line {line_no}, column {names[target_idx]!r}: empty cell", None
         y_text.append(cell)
         try:
             value = float(cell)
@@ -137,16 +163,11 @@ def read_csv(path, comm, target=None, task=None, delimiter=","):
         size = os.fstat(f.fileno()).st_size
         header = f.readline()
         data_start = f.tell()
-        names = _parse_header(header, delimiter)
-        message = None
-        if not names or names == [""]:
-            message = f"CSV file {str(path)!r} is empty (no header line)"
-        elif len(names) < 2:
-            message = (f"CSV file {str(path)!r} has a single column {names[0]!r}; "
-                       f"it needs features and a target")
-        elif target is not None and target not in names:
-            message = (f"target column {target!r} is not in {str(path)!r}; columns: "
-                       f"{', '.join(names)}")
+        try:
+            names = _parse_header(header, delimiter)
+            message = _header_problem(names, path, target)
+        except DataError as exc:
+            message = f"CSV file {str(path)!r}: {exc}"
         raise_first(comm, message)
         target_idx = len(names) - 1 if target is None else names.index(target)
         lo, hi = block_range(size - data_start, comm.size, comm.rank)
