@@ -46,6 +46,29 @@ def test_linear_matches_lstsq_and_one_rank(spmd, solver, params):
         assert score > 0.98
 
 
+@pytest.mark.parametrize("solver", ["lbfgs", "gd"])
+def test_linear_large_target_offset(spmd, solver):
+    # y far from 0: the solvers fit y minus its mean, so no precision is lost
+    y = Y_REG + 1e5
+    params = {"solver": solver, "tol": 1e-10, "max_iter": 500 if solver == "lbfgs" else 3000}
+    exact = np.linalg.lstsq(np.column_stack([X, np.ones(N)]), y, rcond=None)[0]
+    ref = _serial(LinearRegression, y, params)
+    assert_allclose(ref.coef_, exact[:D], rtol=1e-6)
+    assert_allclose(ref.intercept_, exact[D], rtol=1e-10)
+    for coef, intercept, _ in spmd(_fit, LinearRegression, y, params):
+        assert_allclose(coef, ref.coef_, rtol=1e-10)
+        assert_allclose(intercept, ref.intercept_, rtol=1e-12)
+
+
+@pytest.mark.threads(1, 2)
+@pytest.mark.parametrize("solver", ["gd", "sgd"])
+def test_divergence_is_a_clear_error(spmd, solver):
+    params = {"solver": solver, "learning_rate": 1e3, "max_iter": 2000, "n_iter_no_change": 2000}
+    with np.errstate(all="ignore"):
+        results = spmd(_bad, LinearRegression, Y_REG, params)
+    assert all(r is not None and "diverged" in r and "learning_rate" in r for r in results), results
+
+
 def test_ridge_and_weights(spmd):
     params = {"alpha": 0.3}
     ref = _serial(LinearRegression, Y_REG, params, weighted=True)

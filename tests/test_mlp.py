@@ -73,3 +73,16 @@ def test_multiclass_probabilities():
 def test_bad_parameters(params, message):
     with pytest.raises(MpimlError, match=message):
         MLPClassifier(**params).fit(X_CLS, Y_CLS)
+
+
+@pytest.mark.threads(1, 2)
+def test_divergence_is_a_clear_error(spmd):
+    def body(comm):
+        try:
+            _fit(comm, MLPRegressor, X_REG, Y_REG * 1e6, {"solver": "sgd", "max_iter": 50,
+                                                          "learning_rate_init": 10.0})
+        except MpimlError as exc:
+            return str(exc)
+    with np.errstate(all="ignore"):
+        results = spmd(body)
+    assert all(r is not None and "diverged" in r for r in results), results

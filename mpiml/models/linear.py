@@ -35,10 +35,11 @@ from collections import deque
 
 import numpy as np
 
-from ._base import (BaseEstimator, ClassifierMixin, RegressorMixin, as_progress, check_X,
-                    check_choice, check_float, check_int, check_bool, check_is_fitted,
-                    classes_from_json, classes_to_json, encode_classes, global_offset,
-                    resolve_comm, resolve_seed, validate_fit_data)
+from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterError,
+                    RegressorMixin, as_progress, check_X, check_choice, check_float, check_int,
+                    check_bool, check_is_fitted, classes_from_json, classes_to_json,
+                    collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
+                    validate_fit_data)
 
 _CHUNK = 65536
 
@@ -218,8 +219,9 @@ class _LinearModel(BaseEstimator):
         self.mean_, self.scale_, total = standardize_stats(
             X, w, comm, center=self.fit_intercept, scale=self.standardize)
         if total <= 0:
-            from ._base import DataError, collective_error
             raise collective_error(DataError("sample_weight sums to 0"))
+        shift = self._target_shift(target, w, comm, total)
+        target = target - shift
         theta = np.zeros((d + 1) * k)
         report = as_progress(progress)
         if self.solver == "normal":
@@ -232,9 +234,15 @@ class _LinearModel(BaseEstimator):
         else:
             theta, loss, n_iter = self._sgd(theta, comm, X, target, w, n_total, report)
         comm.Bcast(theta, root=0)  # every rank holds exactly rank 0's model
+        if not (np.isfinite(theta).all() and np.isfinite(loss)):
+            hint = (f"use a smaller learning_rate (got {self.learning_rate!r})"
+                    if self.solver in ("gd", "sgd") else "scale the features")
+            raise collective_error(InvalidParameterError(
+                f"{type(self).__name__}(solver={self.solver!r}) diverged: the loss is not "
+                f"finite after {n_iter} iteration(s); {hint}"))
         self._theta = theta
         coef, intercept = self._unpack(theta)
-        self._set_coef(coef, intercept)
+        self._set_coef(coef, intercept + shift)
         self.n_iter_ = int(n_iter)
         self.loss_ = float(loss)
         return self
@@ -250,6 +258,8 @@ class _LinearModel(BaseEstimator):
             theta = theta - self.learning_rate * g
             f, g = fun(theta)
             report(it, f)
+            if not np.isfinite(f):
+                break
         return theta, f, it
 
     def _sgd(self, theta, comm, X, target, w, n_total, report):
@@ -280,6 +290,8 @@ class _LinearModel(BaseEstimator):
                 theta.reshape(d + 1, k)[:d] ** 2)
             self.loss_curve_.append(float(epoch_loss))
             report(it, epoch_loss)
+            if not np.isfinite(epoch_loss):
+                break
             if epoch_loss > best - self.tol:
                 stall += 1
                 if stall >= self.n_iter_no_change:
@@ -399,6 +411,16 @@ class LinearRegression(RegressorMixin, _LinearModel):
     def _prepare_target(y, comm):
         return y.reshape(-1, 1), 1
 
+    def _target_shift(self, target, w, comm, total):
+        """Collective: the weighted mean of y over all ranks (0 without an intercept).
+
+        The solvers fit ``y - mean``, so that a large offset in y costs no precision.
+        """
+        if not self.fit_intercept:
+            return np.zeros(1)
+        local = target[:, 0].sum() if w is None else w @ target[:, 0]
+        return _allreduce(comm, np.array([local])) / total
+
     @staticmethod
     def _loss_residual(Z, target):
         R = Z - target
@@ -503,6 +525,10 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         if k == 2:
             return codes.astype(np.float64).reshape(-1, 1), 1
         return codes, k
+
+    @staticmethod
+    def _target_shift(target, w, comm, total):
+        return 0
 
     @staticmethod
     def _loss_residual(Z, target):

@@ -16,10 +16,11 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 import numpy as np
 
-from ._base import (BaseEstimator, ClassifierMixin, RegressorMixin, as_progress, check_X,
-                    check_bool, check_choice, check_float, check_int, check_int_tuple,
-                    check_is_fitted, classes_from_json, classes_to_json, encode_classes,
-                    global_offset, resolve_comm, resolve_seed, validate_fit_data)
+from ._base import (BaseEstimator, ClassifierMixin, InvalidParameterError, RegressorMixin,
+                    as_progress, check_X, check_bool, check_choice, check_float, check_int,
+                    check_int_tuple, check_is_fitted, classes_from_json, classes_to_json,
+                    collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
+                    validate_fit_data)
 from .linear import LogisticRegression, _epoch_batches, standardize_stats
 
 _ACTIVATIONS = ("relu", "tanh")
@@ -176,6 +177,11 @@ class _MLP(BaseEstimator):
                 stall = 0
             best = min(best, epoch_loss)
         comm.Bcast(theta, root=0)
+        if not (np.isfinite(theta).all() and np.isfinite(self.loss_curve_[-1])):
+            raise collective_error(InvalidParameterError(
+                f"{type(self).__name__}(solver={self.solver!r}) diverged: the loss is not "
+                f"finite after {epoch} epoch(s); use a smaller learning_rate_init (got "
+                f"{self.learning_rate_init!r}) or scale the target"))
         self._set_params(theta, sizes)
         self.n_iter_ = epoch
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
