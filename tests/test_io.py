@@ -126,6 +126,29 @@ def test_unknown_model_type(tmp_path):
             "unknown model type 'evil_model'")
 
 
+@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("meta, message", [
+    ({"classes_": {"dtype": "str", "values": ["a", "b", "c", "d", "e"]}}, "do not match"),
+    ({"n_features_in_": 7}, "do not match"),
+    ({"params": {"solver": "newton"}}, "solver must be one of"),
+])
+def test_inconsistent_state_refused(tmp_path, index, meta, message):
+    model = _models()[index]
+    if "classes_" in meta and not hasattr(model, "classes_"):
+        pytest.skip("a regressor has no classes")
+    path = tmp_path / "m.mpiml"
+    mpiml.save(model, path)
+    data = path.read_bytes()
+
+    def change(manifest):
+        for key, value in meta.items():
+            if isinstance(value, dict) and key == "params":
+                manifest["meta"][key] = dict(manifest["meta"][key], **value)
+            else:
+                manifest["meta"][key] = value
+    _expect(path, _rewrite_manifest(data, change), message)
+
+
 def test_object_dtype_refused(tmp_path):
     path, data = _saved(tmp_path)
     _expect(path, _rewrite_manifest(data, lambda m: m["arrays"][0].update(dtype="|O")),

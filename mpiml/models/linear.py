@@ -332,9 +332,13 @@ class _LinearModel(BaseEstimator):
         model.intercept_ = arrays["intercept_"]
         model.mean_ = arrays["mean_"]
         model.scale_ = arrays["scale_"]
+        model._check_params()
         d = model.n_features_in_
-        if model.coef_.shape[-1] != d or model.mean_.shape != (d,) or model.scale_.shape != (d,):
-            raise ValueError("array shapes do not match n_features_in_")
+        outputs = 1 if model._task == "regression" else len(model.classes_)
+        rows = 1 if outputs <= 2 else outputs
+        if (model.coef_.shape not in ((d,), (rows, d)) or model.intercept_.size != rows
+                or model.mean_.shape != (d,) or model.scale_.shape != (d,)):
+            raise ValueError("array shapes do not match n_features_in_ and classes_")
         return model
 
 

@@ -250,6 +250,10 @@ class _MLP(BaseEstimator):
             model.feature_names_in_ = np.asarray(meta["feature_names_in_"], dtype=object)
         if "classes_" in meta:
             model.classes_ = classes_from_json(meta["classes_"])
+        model._check_params()
+        outputs = len(model.classes_) if model._task == "classification" else 1
+        if sizes[-1] != (1 if outputs <= 2 else outputs) or sizes[0] != model.n_features_in_:
+            raise ValueError("the layer sizes do not match n_features_in_ and classes_")
         model._set_params(theta, sizes)
         return model
 
