@@ -171,6 +171,11 @@ def test_add_and_scale(spmd, shape):
         out["inplace"] = c.gather()
         out["shared_no_copy"] = total.shared and (comm.rank != 0 or np.shares_memory(
             total.local, out["sum"]))
+        default, doubled = a + b, 2 * a          # shared by default on the threads backend
+        gathered = default.gather()
+        out["default_shared"] = default.shared and doubled.shared and (
+            comm.rank != 0 or np.shares_memory(default.local, gathered))
+        out["not_shared"] = add(a, b, shared=False).shared or scale(a, 2, shared=False).shared
         return out
 
     results = spmd(body)
@@ -185,6 +190,8 @@ def test_add_and_scale(spmd, shape):
     assert_allclose(r["inplace"], a + 2 * (3 * (a + b)))
     # threads: every rank wrote its part of one shared array, gathered without a copy
     assert all(x["shared_no_copy"] for x in results) == (spmd.backend != "mpi")
+    assert all(x["default_shared"] for x in results) == (spmd.backend != "mpi")
+    assert not any(x["not_shared"] for x in results)
 
 
 def test_add_rejects_mismatched_shapes(spmd):
@@ -317,6 +324,31 @@ def test_multiply_rejects_bad_operands(spmd):
     for errors in spmd(body):
         assert len(errors) == 3
         assert "inner dimensions" in errors[0] and "panel" in errors[1] and "strassen" in errors[2]
+
+
+def test_calls_with_a_communicator_make_its_grid_once(spmd, monkeypatch):
+    # MPI has a few thousand communicators: a grid (three of them) per call runs out
+    made = []
+    make_grid = ProcessGrid.__init__
+
+    def counting(self, comm, shape=None):
+        made.append(comm)
+        make_grid(self, comm, shape)
+
+    monkeypatch.setattr(ProcessGrid, "__init__", counting)
+    full = np.arange(12.0).reshape(3, 4)
+
+    def body(comm):
+        a = DistributedMatrix.random((5, 3), comm, seed=1)
+        b = DistributedMatrix.fromfunction(lambda i, j: i - j, (3, 4), comm)
+        c = a @ b
+        for _ in range(3):
+            matmul(full[:, :3] if comm.rank == 0 else None, full if comm.rank == 0 else None,
+                   comm)
+        return a.grid is b.grid is c.grid, sum(m is comm for m in made)
+
+    for same_grid, grids_made in spmd(body):
+        assert same_grid and grids_made <= 1
 
 
 def test_workspace_is_reused_until_released():

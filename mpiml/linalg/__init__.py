@@ -15,7 +15,7 @@ Or with whole matrices on rank 0: ``C = mpiml.linalg.matmul(A, B, comm)``.
 
 from .cannon import cannon, cannon_comm_model
 from .blas import gemm
-from .grid import LinalgError, ProcessGrid, check_cannon_ranks, grid_shape
+from .grid import LinalgError, ProcessGrid, check_cannon_ranks, default_grid, grid_shape
 from .matmul import ALGORITHMS, check_algo, comm_model, matmul, multiply
 from .matrix import DTYPES, CommCounter, DistributedMatrix, add, scale
 from .summa import summa, summa_comm_model, summa_panels
@@ -23,6 +23,6 @@ from .summa import summa, summa_comm_model, summa_panels
 __all__ = [
     "DistributedMatrix", "ProcessGrid", "CommCounter", "LinalgError", "DTYPES",
     "add", "scale", "matmul", "multiply", "summa", "cannon", "gemm",
-    "grid_shape", "check_cannon_ranks", "check_algo", "comm_model", "ALGORITHMS",
+    "grid_shape", "default_grid", "check_cannon_ranks", "check_algo", "comm_model", "ALGORITHMS",
     "summa_comm_model", "cannon_comm_model", "summa_panels",
 ]

@@ -1,8 +1,10 @@
 """Process grids: ``pr x pc`` ranks in row-major order, with row and column communicators."""
 
-__all__ = ["LinalgError", "ProcessGrid", "grid_shape", "check_cannon_ranks"]
+__all__ = ["LinalgError", "ProcessGrid", "grid_shape", "check_cannon_ranks", "default_grid"]
 
 import math
+import threading
+import weakref
 
 import numpy as np
 
@@ -142,3 +144,25 @@ class ProcessGrid:
         pr, pc = self.shape
         return (f"<ProcessGrid {pr}x{pc} {self.backend} rank {self.rank} "
                 f"at ({self.row}, {self.col})>")
+
+
+_DEFAULT_GRIDS = weakref.WeakKeyDictionary()
+_DEFAULT_GRIDS_LOCK = threading.Lock()   # thread ranks share this module
+
+
+def default_grid(comm):
+    """The most square :class:`ProcessGrid` over ``comm``, made once per communicator.
+
+    Collective the first time it is called on ``comm`` (every rank makes its grid),
+    then a lookup. Everything that takes a communicator where a grid is expected
+    uses it, so repeated calls neither make new communicators (an MPI library has a
+    few thousand at most) nor put matrices made from one communicator on different
+    grids. The grid lives as long as ``comm``.
+    """
+    with _DEFAULT_GRIDS_LOCK:
+        grid = _DEFAULT_GRIDS.get(comm)
+    if grid is None:
+        grid = ProcessGrid(comm)       # outside the lock: collective
+        with _DEFAULT_GRIDS_LOCK:
+            _DEFAULT_GRIDS[comm] = grid
+    return grid

@@ -5,7 +5,7 @@ __all__ = ["ALGORITHMS", "matmul", "multiply", "comm_model", "check_algo"]
 import numpy as np
 
 from .cannon import cannon, cannon_comm_model
-from .grid import LinalgError, ProcessGrid, check_cannon_ranks, grid_shape
+from .grid import LinalgError, check_cannon_ranks, default_grid, grid_shape
 from .matrix import DistributedMatrix, _as_matrix
 from .summa import summa, summa_comm_model
 
@@ -98,7 +98,7 @@ def matmul(a, b, comm, algo="summa", root=0, panel=None):
     ndarray of shape (m, n) on root, ``None`` on the other ranks.
         dtype: the common dtype of A and B (integers become float64).
     """
-    shape = check_algo(algo, comm.size)
+    check_algo(algo, comm.size)
     if not isinstance(root, (int, np.integer)) or not 0 <= root < comm.size:
         raise LinalgError(f"root must be a rank in [0, {comm.size}), got {root!r}")
     error = None
@@ -115,10 +115,12 @@ def matmul(a, b, comm, algo="summa", root=0, panel=None):
     error = comm.bcast(error, root=root)
     if error is not None:
         raise LinalgError(error)
-    grid = ProcessGrid(comm, shape)
+    grid = default_grid(comm)          # the grid ``algo`` needs: on q * q ranks it is q x q
     shared = comm.backend == "threads"
     a = DistributedMatrix.from_root(a, grid, root, shared=shared)
     b = DistributedMatrix.from_root(b, grid, root, shared=shared)
     c = DistributedMatrix.empty((a.shape[0], b.shape[1]), grid, a.dtype, shared=shared)
     multiply(a, b, algo, out=c, panel=panel)
-    return c.gather(root)
+    product = c.gather(root)
+    grid.release_workspace()           # the grid outlives this call; its buffers need not
+    return product

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from ..comm.partition import block_counts, block_range
-from .grid import LinalgError, ProcessGrid
+from .grid import LinalgError, ProcessGrid, default_grid
 
 DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
 
@@ -78,7 +78,7 @@ def _as_grid(grid):
     if isinstance(grid, ProcessGrid):
         return grid
     if hasattr(grid, "Split") and hasattr(grid, "rank"):
-        return ProcessGrid(grid)
+        return default_grid(grid)
     raise LinalgError(f"grid must be a ProcessGrid or a Communicator, got {type(grid).__name__}")
 
 
@@ -154,7 +154,7 @@ class DistributedMatrix:
         shape : tuple of int
             Global shape ``(m, n)``.
         grid : ProcessGrid or Communicator
-            A communicator gets the most square grid.
+            A communicator gets its most square grid (:func:`default_grid`).
         dtype : dtype
             float32, float64, complex64 or complex128.
         shared : bool
@@ -459,6 +459,7 @@ def _check_scalar(alpha, call):
 
 def _output(like, dtype, out, shared, call):
     if out is None:
+        shared = _shares_memory(like.grid) if shared is None else shared
         return DistributedMatrix.empty(like.shape, like.grid, dtype, shared)
     _check_same_layout(like, out, call)
     if not np.can_cast(dtype, out.dtype, casting="same_kind"):
@@ -466,13 +467,14 @@ def _output(like, dtype, out, shared, call):
     return out
 
 
-def add(a, b, alpha=1, beta=1, out=None, shared=False):
-    """Parallel ``alpha * a + beta * b`` of two distributed matrices.
+def add(a, b, alpha=1, beta=1, out=None, shared=None):
+    """Parallel ``alpha * a + beta * b`` of two distributed matrices (collective).
 
-    Each rank combines its own blocks: no communication. The result is written in
-    place into ``out`` when given (which may be ``a`` or ``b``). With a ``shared``
-    ``out`` on the threads backend (or ``shared=True``), every rank writes its part
-    of one shared array directly, and ``out.gather()`` returns it without a copy.
+    Each rank combines its own blocks: no data moves. The result is written in
+    place into ``out`` when given (which may be ``a`` or ``b``). On the threads
+    backend the result is one shared array (unless ``shared=False``, or an ``out``
+    that is not shared is given): every rank writes its part of it directly, and
+    ``out.gather()`` returns it without a copy.
 
     Parameters
     ----------
@@ -481,8 +483,9 @@ def add(a, b, alpha=1, beta=1, out=None, shared=False):
     alpha, beta : number
     out : DistributedMatrix, optional
         Same shape and grid as ``a``.
-    shared : bool
-        When ``out`` is not given: allocate a shared result (collective then).
+    shared : bool, optional
+        When ``out`` is not given: allocate a shared result. Default: on the threads
+        backend (where ranks share memory); ignored on MPI.
 
     Returns
     -------
@@ -506,8 +509,8 @@ def add(a, b, alpha=1, beta=1, out=None, shared=False):
     return out
 
 
-def scale(a, alpha, out=None, shared=False):
-    """Parallel ``alpha * a`` (no communication); ``out`` and ``shared`` as :func:`add`."""
+def scale(a, alpha, out=None, shared=None):
+    """Parallel ``alpha * a`` (collective; no data moves); ``out`` and ``shared`` as :func:`add`."""
     if not isinstance(a, DistributedMatrix):
         raise LinalgError(f"scale: operand must be a DistributedMatrix, got {type(a).__name__}")
     _check_scalar(alpha, "scale")
