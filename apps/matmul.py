@@ -104,6 +104,14 @@ def validate(args):
 
 def run_matmul(comm, cfg):
     """The SPMD body: returns the report on rank 0, ``None`` elsewhere."""
+    try:
+        return _run_matmul(comm, cfg)
+    except MemoryError as exc:   # sizes too large for this machine: a user error
+        raise MpimlError(f"not enough memory: {exc}; use more ranks or smaller --m --k --n"
+                         ) from exc
+
+
+def _run_matmul(comm, cfg):
     m, k, n, dtype = cfg["m"], cfg["k"], cfg["n"], np.dtype(cfg["dtype"])
     grid = ProcessGrid(comm, cfg["grid"])
     a = DistributedMatrix.random((m, k), grid, seed=cfg["seed"], dtype=dtype)

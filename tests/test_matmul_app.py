@@ -119,6 +119,17 @@ def test_bad_input_under_mpiexec(args, ranks):
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.parametrize("launch, ranks", [(["--threads", "2"], None), ([], 2)])
+def test_sizes_too_large_for_memory_are_a_clear_error(launch, ranks):
+    # B alone needs 8 PB: no machine allocates it, whatever it overcommits
+    proc = _run(launch + ["--m", "1", "--k", "1", "--n", str(10 ** 15)], ranks=ranks)
+    assert proc.returncode != 0
+    assert "not enough memory" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    if ranks is None:
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(150)
 @pytest.mark.parametrize("algo", ["summa", "cannon"])
 def test_more_ranks_than_rows_and_columns(algo):
     report = _report(_run(["--threads", "9", "--algo", algo, "--m", "2", "--k", "1", "--n", "3",
