@@ -31,6 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "apps" / "matmul.py"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from mpiml.cli import positive_int  # noqa: E402
 
 
 def _int_list(text):
@@ -65,7 +69,8 @@ def parse_args(argv=None):
     parser.add_argument("--backends", type=_name_list(("mpi", "threads")),
                         default=["mpi", "threads"])
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
+    parser.add_argument("--repeat", type=positive_int, default=3,
+                        help="runs per figure (best kept)")
     parser.add_argument("--out", type=Path, help="also write every result as JSON here")
     return parser.parse_args(argv)
 

@@ -118,6 +118,15 @@ def test_bad_input_under_mpiexec(args, ranks):
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("args", [["--repeat", "0"], ["--sizes", "0"], ["--ranks", "2,x"],
+                                  ["--algos", "strassen"]])
+def test_benchmark_refuses_bad_flags(args):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_matmul.py"), *args],
+                          capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert args[0] in proc.stderr.strip().splitlines()[-1]
+
+
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("launch, ranks", [(["--threads", "2"], None), ([], 2)])
 def test_sizes_too_large_for_memory_are_a_clear_error(launch, ranks):
