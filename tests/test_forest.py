@@ -118,18 +118,52 @@ def test_progress_reports_every_tree():
     ({"max_samples": 1.5}, "max_samples", "1.5"),
     ({"parallel": "feature"}, "parallel", "'feature'"),
     ({"bootstrap": "yes"}, "bootstrap", "'yes'"),
+    ({"random_state": -4}, "random_state", "-4"),
+    ({"class_weight": "heavy"}, "class_weight", "'heavy'"),
 ])
 def test_invalid_parameters(params, name, value):
     X, y = _data(n=20)
     with pytest.raises(InvalidParameterError, match=name) as info:
         RandomForestClassifier(**params).fit(X, y)
     assert value in str(info.value)
+    with pytest.raises(InvalidParameterError, match=name):   # no data needed (apps/train.py)
+        RandomForestClassifier(**params)._check_params()
 
 
-def test_oob_needs_bootstrap():
+@pytest.mark.parametrize("params", [{"oob_score": True}, {"max_samples": 0.5}])
+def test_bootstrap_only_parameters_need_bootstrap(params):
     X, y = _data(n=20)
-    with pytest.raises(InvalidParameterError, match="bootstrap"):
-        RandomForestClassifier(oob_score=True, bootstrap=False).fit(X, y)
+    name = next(iter(params))
+    with pytest.raises(InvalidParameterError, match=f"{name}.*bootstrap"):
+        RandomForestClassifier(bootstrap=False, **params).fit(X, y)
+
+
+def test_max_samples_numpy_fraction():
+    X, y = _data(n=40)
+    model = RandomForestRegressor(n_estimators=2, max_samples=np.float32(0.5), random_state=0)
+    want = RandomForestRegressor(n_estimators=2, max_samples=0.5, random_state=0).fit(X, y)
+    assert fingerprint(model.fit(X, y)) == fingerprint(want)
+
+
+def test_regressor_criterion_and_unfitted():
+    X, y = _data(n=40)
+    RandomForestRegressor(n_estimators=2, criterion="squared_error").fit(X, y.astype(float))
+    with pytest.raises(InvalidParameterError, match="criterion"):
+        RandomForestRegressor(criterion="entropy").fit(X, y.astype(float))
+    for make in (RandomForestClassifier, RandomForestRegressor):
+        with pytest.raises(mpiml.MpimlError, match="not fitted"):
+            make().predict(X)
+
+
+@pytest.mark.parametrize("make", [RandomForestClassifier, RandomForestRegressor])
+def test_oob_without_out_of_bag_rows(make):
+    from mpiml.models.forest import bootstrap_counts
+    X, y = _data(n=2)
+    y = np.array([0, 1])
+    assert (bootstrap_counts(0, 0, 2, 2) > 0).all()     # tree 0 of seed 0 draws both rows
+    with pytest.raises(mpiml.MpimlError, match="out of bag"):
+        make(n_estimators=1, oob_score=True, random_state=0).fit(X, y)
+
 
 
 def _metrics_body(comm, classifier, regressor, X, y, y_reg):
@@ -153,3 +187,40 @@ def test_metrics_are_computed_over_all_rows(spmd):
         assert auc == pytest.approx(want_auc, rel=1e-12)
         assert acc == want_acc
         assert r2 == pytest.approx(want_r2, rel=1e-12)
+
+
+# -- apps/train.py tree|forest ---------------------------------------------------------------
+
+def test_train_app_forest_progress_and_model(tmp_path):
+    import json
+    from util import ROOT, run_app
+    out = tmp_path / "forest.mpiml"
+    proc = run_app([ROOT / "apps" / "train.py", "forest", "--task", "regression", "--data",
+                    "synthetic:regression?n_samples=300&n_features=5&seed=2", "--out", out,
+                    "--n-estimators", "6", "--max-depth", "4", "--max-samples", "0.5", "--json"],
+                   threads=2)
+    assert proc.returncode == 0, proc.stderr
+    last = [line for line in proc.stderr.splitlines() if "trees" in line][-1]
+    assert "trees 6/6" in last and "eta" in last and "elapsed" in last
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["metric"] == "r2" and report["ranks"] == 2
+    model = mpiml.load(out)
+    assert isinstance(model, RandomForestRegressor) and model.n_estimators_ == 6
+
+
+@pytest.mark.parametrize("args, message, launch", [
+    (["tree", "--max-depth", "0"], "max_depth must be an integer >= 1 or None, got 0", "mpi"),
+    (["forest", "--max-features", "1.5"], "max_features must be", "mpi"),
+    (["forest", "--n-estimators", "-1"], "n_estimators must be an integer >= 1, got -1", "threads"),
+])
+def test_train_app_bad_parameter(tmp_path, args, message, launch):
+    """One message for the whole job, a non-zero exit, an older model file left as it was."""
+    from util import ROOT, run_app
+    out = tmp_path / "model.mpiml"
+    out.write_bytes(b"older model")
+    proc = run_app([ROOT / "apps" / "train.py", *args, "--data",
+                    "synthetic:classification?n_samples=60&n_features=4", "--out", out],
+                   **({"ranks": 2} if launch == "mpi" else {"threads": 2}))
+    assert proc.returncode != 0
+    assert proc.stderr.count(message) == 1, proc.stderr
+    assert out.read_bytes() == b"older model"

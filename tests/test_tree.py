@@ -197,12 +197,66 @@ def test_save_load_predict(tmp_path, make):
     ({"max_bins": 300}, "max_bins", "300"),
     ({"criterion": "mse"}, "criterion", "'mse'"),
     ({"parallel": "trees"}, "parallel", "'trees'"),
+    ({"random_state": -1}, "random_state", "-1"),
+    ({"class_weight": "heavy"}, "class_weight", "'heavy'"),
+    ({"class_weight": [1, 2]}, "class_weight", "[1, 2]"),
 ])
 def test_invalid_parameters(params, name, value):
     X, y = _data(n=20)
     with pytest.raises(InvalidParameterError, match=name) as info:
         DecisionTreeClassifier(**params).fit(X, y)
     assert value in str(info.value)
+    # the same check without data, as apps/train.py runs it before reading any row
+    with pytest.raises(InvalidParameterError, match=name):
+        DecisionTreeClassifier(**params)._check_params()
+
+
+def test_regressor_criterion():
+    X, y = _data(n=50)
+    model = DecisionTreeRegressor(criterion="squared_error", max_depth=2).fit(X, y.astype(float))
+    assert model.get_depth() == 2
+    with pytest.raises(InvalidParameterError, match="criterion.*'gini'"):
+        DecisionTreeRegressor(criterion="gini").fit(X, y.astype(float))
+
+
+def _bad_parameter_body(comm, X, y):
+    rows = shard(comm, len(X))
+    try:
+        DecisionTreeClassifier(max_depth=0).fit(X[rows], y[rows], comm=comm)
+    except mpiml.MpimlError as exc:
+        return str(exc), getattr(exc, "collective", False)
+    return None, False
+
+
+def test_bad_parameter_is_one_decision_over_all_ranks(spmd):
+    """Every rank raises, marked as decided together (apps print it once, no abort)."""
+    X, y = _data(n=30)
+    for message, collective in spmd(_bad_parameter_body, X, y):
+        assert "max_depth" in message and collective
+
+
+@pytest.mark.parametrize("make", [DecisionTreeClassifier, DecisionTreeRegressor])
+def test_unfitted_model_says_so(make):
+    for method in ("predict", "predict_proba", "apply"):
+        if hasattr(make, method):
+            with pytest.raises(mpiml.MpimlError, match="not fitted"):
+                getattr(make(), method)(np.zeros((2, 3)))
+
+
+def test_values_near_the_float_maximum():
+    """Bin edges between huge values stay finite (no overflow of the midpoint)."""
+    X, y = _data(n=60, n_classes=2)
+    X[:, 4] = np.where(y == 1, 1.7e308, 1.6e308)
+    edges = fit_bin_edges(X, 255)
+    assert np.isfinite(edges.edges[4]).all() and edges.n_bins[4] == 2
+    model = DecisionTreeClassifier(max_depth=1).fit(X, y)
+    assert model.tree_.feature[0] == 4 and model.score(X, y) == 1.0
+
+
+def test_regression_target_too_large():
+    X, y = _data(n=40)
+    with pytest.raises(mpiml.MpimlError, match="y is too large"):
+        DecisionTreeRegressor().fit(X, y * 1e160)
 
 
 def test_predict_checks_features():

@@ -15,6 +15,7 @@ identical for any rank count, either backend and either mode.
 
 __all__ = ["RandomForestClassifier", "RandomForestRegressor"]
 
+import numbers
 import time
 
 import numpy as np
@@ -26,9 +27,9 @@ from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterE
                     collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
                     validate_fit_data)
 from .tree._binning import bin_data, fit_bin_edges
-from .tree._classes import (check_tree_params, fit_one_tree, gather_binned_rows,
-                            normalised_importances, resolve_max_features, row_weights,
-                            tree_model_meta)
+from .tree._classes import (check_regression_target, check_tree_params, checked_params,
+                            fit_one_tree, gather_binned_rows, normalised_importances,
+                            resolve_max_features, row_weights, tree_model_meta)
 from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 
@@ -61,30 +62,42 @@ def _allgather_trees(comm, trees, n_outputs):
 
 class _BaseForest(BaseEstimator):
     _regression = False
+    _criteria = ("gini", "entropy")
+
+    def _check_params(self):
+        """Validate every parameter (no data needed); returns them as a dict."""
+        params = check_tree_params(self)
+        params["n_estimators"] = check_int("n_estimators", self.n_estimators, low=1)
+        params["bootstrap"] = check_bool("bootstrap", self.bootstrap)
+        params["oob_score"] = check_bool("oob_score", self.oob_score)
+        check_choice("parallel", self.parallel, ("trees", "data"))
+        max_samples = self.max_samples
+        if max_samples is not None:
+            if isinstance(max_samples, numbers.Integral):
+                max_samples = check_int("max_samples", max_samples, low=1)
+            else:
+                max_samples = check_float("max_samples", max_samples, low=0.0, high=1.0,
+                                          low_open=True)
+        params["max_samples"] = max_samples
+        if not params["bootstrap"]:
+            for name in ("oob_score", "max_samples"):
+                if getattr(self, name) not in (None, False):
+                    raise InvalidParameterError(f"{name}={getattr(self, name)!r} needs "
+                                                f"bootstrap=True")
+        return params
 
     def _fit(self, X, y, sample_weight, comm, progress):
         c = resolve_comm(comm)
-        params = check_tree_params(self)
-        n_estimators = check_int("n_estimators", self.n_estimators, low=1)
-        bootstrap = check_bool("bootstrap", self.bootstrap)
-        oob = check_bool("oob_score", self.oob_score)
-        parallel = check_choice("parallel", self.parallel, ("trees", "data"))
-        if not self._regression:
-            check_choice("criterion", self.criterion, ("gini", "entropy"))
-        if oob and not bootstrap:
-            raise InvalidParameterError("oob_score=True needs bootstrap=True")
-        max_samples = self.max_samples
-        if max_samples is not None:
-            if isinstance(max_samples, float):
-                check_float("max_samples", max_samples, low=0.0, high=1.0, low_open=True)
-            else:
-                check_int("max_samples", max_samples, low=1)
+        params = checked_params(self, c)
+        n_estimators, bootstrap = params["n_estimators"], params["bootstrap"]
+        oob, max_samples, parallel = params["oob_score"], params["max_samples"], self.parallel
         X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
                                                          numeric_y=self._regression)
         seed = resolve_seed(self.random_state, c)
         offset, _ = global_offset(X.shape[0], c)
         X_local, y_local = X, y
         if self._regression:
+            check_regression_target(y, sample_weight, n_total, c)
             targets, weights = y, sample_weight
         else:
             classes, targets = encode_classes(y, c)
@@ -124,7 +137,7 @@ class _BaseForest(BaseEstimator):
                 w = counts if weights is None else counts * weights
             trees.append(fit_one_tree(binned, edges, targets, w, regression=self._regression,
                                       n_classes=getattr(self, "n_classes_", 1),
-                                      criterion=getattr(self, "criterion", None), params=params,
+                                      criterion=self.criterion, params=params,
                                       max_features=k, random_state=seed, comm=grow_comm,
                                       channel_comm=grow_comm, tree_index=t))
             elapsed = time.perf_counter() - start
@@ -170,20 +183,17 @@ class _BaseForest(BaseEstimator):
         has = n_oob > 0
         pred = np.full_like(sums, np.nan)
         pred[has] = sums[has] / n_oob[has, None]
+        if comm.allreduce(int(np.count_nonzero(has))) == 0:
+            raise collective_error(DataError("no row is out of bag; oob_score needs more "
+                                             "trees or fewer max_samples"))
         if self._regression:
             from ..metrics import r2
             self.oob_prediction_ = pred[:, 0]
             self.oob_score_ = r2(y[has], pred[has, 0], comm)
         else:
+            from ..metrics import accuracy
             self.oob_decision_function_ = pred
-            correct = np.array([np.count_nonzero(self.classes_[np.argmax(pred[has], axis=1)]
-                                                 == y[has]), np.count_nonzero(has)], np.int64)
-            total = np.empty_like(correct)
-            comm.Allreduce(correct, total)
-            if total[1] == 0:
-                raise collective_error(DataError("no row is out of bag; oob_score needs more "
-                                                 "trees or fewer max_samples"))
-            self.oob_score_ = float(total[0] / total[1])
+            self.oob_score_ = accuracy(y[has], self.classes_[np.argmax(pred[has], axis=1)], comm)
 
     def _mean_values(self, X):
         check_is_fitted(self, "trees_")
@@ -231,7 +241,7 @@ _PARAMS_DOC = """
     Parameters
     ----------
     n_estimators : int
-    criterion : {"gini", "entropy"} (classifier only)
+    criterion : {"gini", "entropy"} (classifier), {"squared_error"} (regressor)
     max_depth, min_samples_split, min_samples_leaf, min_impurity_decrease, max_leaf_nodes,
     max_bins : as for the decision trees
     max_features : None, "sqrt", "log2", int or float
@@ -296,7 +306,8 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
 
     def predict(self, X):
         """Predicted class labels, ndarray (n,). Local."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class RandomForestRegressor(RegressorMixin, _BaseForest):
@@ -312,12 +323,14 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
 
     _model_type = "random_forest_regressor"
     _regression = True
+    _criteria = ("squared_error",)
 
-    def __init__(self, n_estimators=100, max_depth=None, min_samples_split=2, min_samples_leaf=1,
-                 min_impurity_decrease=0.0, max_features=None, max_leaf_nodes=None, max_bins=255,
-                 bootstrap=True, max_samples=None, oob_score=False, random_state=None,
-                 parallel="trees"):
+    def __init__(self, n_estimators=100, criterion="squared_error", max_depth=None,
+                 min_samples_split=2, min_samples_leaf=1, min_impurity_decrease=0.0,
+                 max_features=None, max_leaf_nodes=None, max_bins=255, bootstrap=True,
+                 max_samples=None, oob_score=False, random_state=None, parallel="trees"):
         self.n_estimators = n_estimators
+        self.criterion = criterion
         self.max_depth = max_depth
         self.min_samples_split = min_samples_split
         self.min_samples_leaf = min_samples_leaf

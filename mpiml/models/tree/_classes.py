@@ -7,10 +7,12 @@ import numbers
 
 import numpy as np
 
-from .._base import (BaseEstimator, ClassifierMixin, InvalidParameterError, RegressorMixin,
-                     check_X, check_choice, check_float, check_int, check_is_fitted,
-                     classes_from_json, classes_to_json, collective_error, encode_classes,
-                     resolve_comm, resolve_seed, validate_fit_data)
+from ...comm import agree
+from ...comm.ops import MAX
+from .._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterError,
+                     RegressorMixin, check_X, check_choice, check_float, check_int,
+                     check_is_fitted, classes_from_json, classes_to_json, collective_error,
+                     encode_classes, resolve_comm, resolve_seed, validate_fit_data)
 from ._binning import bin_data, fit_bin_edges
 from ._criteria import (ClassificationCriterion, RegressionCriterion, classification_channels,
                         regression_channels)
@@ -24,8 +26,17 @@ TREE_PARAMS = ("max_depth", "min_samples_split", "min_samples_leaf", "min_impuri
 # -- helpers shared with the forests ---------------------------------------------------------
 
 def check_tree_params(est):
-    """Validate the tree parameters of ``est``; returns them as a dict (raises naming the
-    parameter and the value)."""
+    """Validate the tree parameters of ``est`` (also ``criterion``, ``random_state`` and the
+    classifiers' ``class_weight``); returns the tree parameters as a dict (raises naming the
+    parameter and the value). Needs no data."""
+    check_choice("criterion", est.criterion, est._criteria)
+    if not (hasattr(est.random_state, "integers") or hasattr(est.random_state, "randint")):
+        check_int("random_state", est.random_state, low=0, allow_none=True)
+    weight = None if est._regression else est.class_weight
+    if not (weight is None or isinstance(weight, dict)
+            or (isinstance(weight, str) and weight == "balanced")):
+        raise InvalidParameterError(f"class_weight must be None, 'balanced' or a dict, "
+                                    f"got {est.class_weight!r}")
     return {
         "max_depth": check_int("max_depth", est.max_depth, low=1, allow_none=True),
         "min_samples_split": check_int("min_samples_split", est.min_samples_split, low=2),
@@ -85,19 +96,39 @@ def resolve_max_features(value, n_features):
     return max(1, min(n_features, k))
 
 
+def checked_params(est, comm):
+    """Collective: ``est._check_params()``, one decision over every rank (a bad parameter
+    raises the same error on every rank, printed once by the apps)."""
+    params, error = None, None
+    try:
+        params = est._check_params()
+    except InvalidParameterError as exc:
+        error = exc
+    agree(comm, error)
+    return params
+
+
+def check_regression_target(y, sample_weight, n_total, comm):
+    """Collective: raise :class:`DataError` on every rank when the fixed-point sums of
+    ``w * y**2`` over ``n_total`` rows (bootstrap counts included) would overflow float64."""
+    w = 1.0 if sample_weight is None else sample_weight.max(initial=0.0)
+    top_y, top_w = comm.allreduce(np.array([np.abs(y).max(initial=0.0), w]), op=MAX).tolist()
+    if not math.isfinite(top_y * top_y * max(top_w, 1.0) * float(n_total) ** 2):
+        raise collective_error(DataError(f"y is too large for a squared-error tree: the sums of "
+                                         f"its weighted squares overflow float64 "
+                                         f"(max |y| = {top_y:g})"))
+
+
 def class_weights(class_weight, codes, n_classes, comm):
-    """Per-class weights (ndarray (n_classes,)) or None. Collective for 'balanced'."""
+    """Per-class weights (ndarray (n_classes,)), a dict, or None. Collective for 'balanced'."""
     if class_weight is None:
         return None
-    if isinstance(class_weight, str):
-        check_choice("class_weight", class_weight, ("balanced",))
+    if isinstance(class_weight, str):   # "balanced", checked with the parameters
         local = np.bincount(codes, minlength=n_classes).astype(np.int64)
         counts = np.empty_like(local)
         comm.Allreduce(local, counts)
         return counts.sum() / (n_classes * np.maximum(counts, 1))
-    if isinstance(class_weight, dict):
-        return None if not class_weight else class_weight
-    raise InvalidParameterError(f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}")
+    return class_weight or None
 
 
 def row_weights(class_weight, classes, codes, sample_weight, comm):
@@ -213,17 +244,23 @@ def normalised_importances(gains):
 
 class _BaseDecisionTree(BaseEstimator):
     _regression = False
+    _criteria = ("gini", "entropy")
+
+    def _check_params(self):
+        """Validate every parameter (no data needed); returns the tree parameters."""
+        params = check_tree_params(self)
+        check_choice("parallel", self.parallel, ("data", "feature"))
+        return params
 
     def _fit(self, X, y, sample_weight, comm):
         c = resolve_comm(comm)
-        params = check_tree_params(self)
-        parallel = check_choice("parallel", self.parallel, ("data", "feature"))
-        if not self._regression:
-            check_choice("criterion", self.criterion, ("gini", "entropy"))
+        params = checked_params(self, c)
+        parallel = self.parallel
         X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
                                                          numeric_y=self._regression)
         seed = resolve_seed(self.random_state, c)
         if self._regression:
+            check_regression_target(y, sample_weight, n_total, c)
             weights = sample_weight
             targets = y
         else:
@@ -241,7 +278,7 @@ class _BaseDecisionTree(BaseEstimator):
             channel_comm = None
         self.tree_ = fit_one_tree(binned, edges, targets, weights, regression=self._regression,
                                   n_classes=getattr(self, "n_classes_", 1),
-                                  criterion=getattr(self, "criterion", None), params=params,
+                                  criterion=self.criterion, params=params,
                                   max_features=k, random_state=seed, comm=c,
                                   channel_comm=channel_comm, mode=parallel)
         self.n_features_in_ = n_features
@@ -350,7 +387,8 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
 
     def predict(self, X):
         """Predicted class labels, ndarray of shape (n,). Local."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
@@ -358,16 +396,18 @@ class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
     search; sums of y and y^2 are kept in exact fixed point, so the tree is identical for
     any number of ranks and either backend.
 
-    Parameters are those of :class:`DecisionTreeClassifier` without ``criterion`` and
-    ``class_weight``.
+    Parameters are those of :class:`DecisionTreeClassifier` without ``class_weight``;
+    ``criterion`` is ``"squared_error"`` (the variance decrease).
     """
 
     _model_type = "decision_tree_regressor"
     _regression = True
+    _criteria = ("squared_error",)
 
-    def __init__(self, max_depth=None, min_samples_split=2, min_samples_leaf=1,
-                 min_impurity_decrease=0.0, max_features=None, max_leaf_nodes=None, max_bins=255,
-                 random_state=None, parallel="data"):
+    def __init__(self, criterion="squared_error", max_depth=None, min_samples_split=2,
+                 min_samples_leaf=1, min_impurity_decrease=0.0, max_features=None,
+                 max_leaf_nodes=None, max_bins=255, random_state=None, parallel="data"):
+        self.criterion = criterion
         self.max_depth = max_depth
         self.min_samples_split = min_samples_split
         self.min_samples_leaf = min_samples_leaf
