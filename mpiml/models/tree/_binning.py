@@ -63,13 +63,14 @@ def _feature_edges(column, max_bins):
     if column.size == 0:
         return np.empty(0)
     distinct = column[np.concatenate(([True], column[1:] != column[:-1]))]
+    # a * 0.5 + b * 0.5 equals (a + b) * 0.5 but cannot overflow near the float64 maximum
     if distinct.size <= max_bins:
-        return (distinct[:-1] + distinct[1:]) * 0.5
+        return distinct[:-1] * 0.5 + distinct[1:] * 0.5
     # numpy.percentile(column, q, method="midpoint") on the already sorted column
     position = np.linspace(0, 100, max_bins + 1)[1:-1] / 100 * (column.size - 1)
     lower = np.floor(position).astype(np.int64)
     upper = np.ceil(position).astype(np.int64)
-    edges = (column[lower] + column[upper]) * 0.5
+    edges = column[lower] * 0.5 + column[upper] * 0.5
     return np.unique(edges)
 
 
