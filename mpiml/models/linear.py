@@ -1,8 +1,10 @@
 """Data-parallel linear models: ``LinearRegression`` and ``LogisticRegression``.
 
-Every rank holds a block of rows. Each evaluation of the objective computes the local
-loss sum and gradient into one buffer and combines them with ONE ``Allreduce``; every
-rank then takes the same step, so every rank holds the same model. Features are
+Every rank holds a block of rows. Each evaluation of the objective computes the loss
+sum and gradient of each fixed global block of rows (:class:`RowBlocks`) and combines
+them with ONE ``Allreduce``; every rank then takes the same step, so every rank holds
+the same model. The full-batch solvers (``gd``, ``lbfgs``) give the same bits for any
+rank count and either backend. Features are
 standardised with a mean and scale computed collectively (stored as ``mean_`` and
 ``scale_``); ``coef_`` and ``intercept_`` are given in the original feature units.
 
@@ -40,6 +42,7 @@ from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterE
                     check_bool, check_is_fitted, classes_from_json, classes_to_json,
                     collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
                     validate_fit_data)
+from ._rowblocks import RowBlocks
 
 _CHUNK = 65536
 
@@ -50,27 +53,33 @@ def _allreduce(comm, buf):
     return out
 
 
-def standardize_stats(X, w, comm, center=True, scale=True):
+def standardize_stats(X, w, comm, center=True, scale=True, blocks=None):
     """Collective: weighted ``(mean, scale, total_weight)`` of the columns of every rank's X.
 
-    Two allreduces (sums, then centred squares: no cancellation). A constant column gets
-    scale 1. ``w`` may be None (unit weights).
+    Two passes over fixed row blocks (sums, then centred squares: no cancellation), so
+    the result is the same, bit for bit, for any rank count. A constant column gets
+    scale 1. ``w`` may be None (unit weights). ``blocks`` is a :class:`RowBlocks` over
+    ``(X, ..., w)`` to reuse; by default one is made over ``(X, w)``.
     """
-    n, d = X.shape
-    buf = np.empty(d + 1)
-    buf[0] = n if w is None else w.sum()
-    buf[1:] = X.sum(axis=0) if w is None else w @ X
-    buf = _allreduce(comm, buf)
+    d = X.shape[1]
+    if blocks is None:
+        blocks = RowBlocks(comm, (X, w), d + 1)
+
+    def sums(Xb, *rest):
+        wb = rest[-1]
+        return np.concatenate(([Xb.shape[0]], Xb.sum(axis=0)) if wb is None
+                              else ([wb.sum()], wb @ Xb))
+    buf = blocks.sums(sums, d + 1)
     total = buf[0]
     mean = buf[1:] / total if center else np.zeros(d)
     if not scale:
         return mean, np.ones(d), total
-    sq = np.zeros(d)
-    for lo in range(0, n, _CHUNK):
-        centred = X[lo:lo + _CHUNK] - mean
-        sq += (centred ** 2).sum(axis=0) if w is None else w[lo:lo + _CHUNK] @ centred ** 2
-    sq = _allreduce(comm, sq)
-    std = np.sqrt(sq / total)
+
+    def squares(Xb, *rest):
+        wb = rest[-1]
+        centred = (Xb - mean) ** 2
+        return centred.sum(axis=0) if wb is None else wb @ centred
+    std = np.sqrt(blocks.sums(squares, d) / total)
     std[~(std > 1e-12 * np.maximum(np.abs(mean), 1.0))] = 1.0
     return mean, std, total
 
@@ -170,34 +179,45 @@ class _LinearModel(BaseEstimator):
         intercept = t[d] - self.mean_ @ coef
         return coef, intercept
 
-    def _local(self, theta, X, target, w, out):
-        """Local loss sum into ``out[0]`` and gradient into ``out[1:]``."""
+    def _terms(self, theta, X, target, w):
+        """Sums over the rows given: ``[loss, X^T R (d*k), sum of R (k)]`` (raw features).
+
+        ``R`` is the residual of the loss at the linear scores. One block's worth of rows
+        at a time; :meth:`_gradient` turns summed terms into the gradient.
+        """
         d, k = self._shape
         coef, intercept = self._unpack(theta)
         Z = X @ coef + intercept
         loss, R = self._loss_residual(Z, target)
+        out = np.empty(1 + (d + 1) * k)
         if w is not None:
-            loss = loss @ w
+            out[0] = loss @ w
             R *= w[:, None]
         else:
-            loss = loss.sum()
-        grad = out[1:].reshape(d + 1, k)
-        raw = X.T @ R
-        sum_r = R.sum(axis=0)
+            out[0] = loss.sum()
+        out[1:1 + d * k] = (X.T @ R).ravel()
+        out[1 + d * k:] = R.sum(axis=0)
+        return out
+
+    def _gradient(self, terms):
+        """Summed :meth:`_terms` -> gradient on standardised features, flat ((d+1)*k,)."""
+        d, k = self._shape
+        raw = terms[1:1 + d * k].reshape(d, k)
+        sum_r = terms[1 + d * k:]
+        grad = np.empty((d + 1, k))
         grad[:d] = (raw - self.mean_[:, None] * sum_r) / self.scale_[:, None]
         grad[d] = sum_r if self.fit_intercept else 0.0
-        out[0] = loss
+        return grad.ravel()
 
-    def _objective(self, comm, X, target, w, total):
+    def _objective(self, blocks, total):
         d, k = self._shape
-        buf = np.empty(1 + (d + 1) * k)
+        width = 1 + (d + 1) * k
         alpha = self.alpha
 
         def fun(theta):
-            self._local(theta, X, target, w, buf)
-            out = _allreduce(comm, buf)
-            f = out[0] / total
-            g = out[1:] / total
+            terms = blocks.sums(lambda X, t, w: self._terms(theta, X, t, w), width)
+            f = terms[0] / total
+            g = self._gradient(terms) / total
             t = theta.reshape(d + 1, k)[:d]
             f += 0.5 * alpha * np.sum(t * t)
             g.reshape(d + 1, k)[:d] += alpha * t
@@ -216,21 +236,25 @@ class _LinearModel(BaseEstimator):
         self._shape = (d, k)
         self.n_features_in_ = d
         self._record_fit(comm, feature_names)
+        # Full-batch sums over fixed row blocks: the same, bit for bit, for any P.
+        blocks = RowBlocks(comm, (X, target, w), 1 + (d + 1) * k)
         self.mean_, self.scale_, total = standardize_stats(
-            X, w, comm, center=self.fit_intercept, scale=self.standardize)
+            X, w, comm, center=self.fit_intercept, scale=self.standardize, blocks=blocks)
         if total <= 0:
             raise collective_error(DataError("sample_weight sums to 0"))
-        shift = self._target_shift(target, w, comm, total)
-        target = target - shift
+        shift = self._target_shift(blocks, total)
+        if np.any(shift):
+            target = target - shift
+            blocks = RowBlocks(comm, (X, target, w), 1 + (d + 1) * k)
         theta = np.zeros((d + 1) * k)
         report = as_progress(progress)
         if self.solver == "normal":
             theta, loss, n_iter = self._solve_normal(X, target, w, comm, total)
         elif self.solver == "lbfgs":
-            fun = self._objective(comm, X, target, w, total)
+            fun = self._objective(blocks, total)
             theta, loss, _, n_iter = lbfgs(fun, theta, self.max_iter, self.tol, progress=report)
         elif self.solver == "gd":
-            theta, loss, n_iter = self._gd(theta, comm, X, target, w, total, report)
+            theta, loss, n_iter = self._gd(theta, blocks, total, report)
         else:
             theta, loss, n_iter = self._sgd(theta, comm, X, target, w, n_total, report)
         comm.Bcast(theta, root=0)  # every rank holds exactly rank 0's model
@@ -247,8 +271,8 @@ class _LinearModel(BaseEstimator):
         self.loss_ = float(loss)
         return self
 
-    def _gd(self, theta, comm, X, target, w, total, report):
-        fun = self._objective(comm, X, target, w, total)
+    def _gd(self, theta, blocks, total, report):
+        fun = self._objective(blocks, total)
         f, g = fun(theta)
         it = 0
         for it in range(1, self.max_iter + 1):
@@ -275,12 +299,12 @@ class _LinearModel(BaseEstimator):
             loss_sum = weight_sum = 0.0
             for rows in _epoch_batches(n_total, self.batch_size, seed, it, offset, X.shape[0]):
                 wb = None if w is None else w[rows]
-                self._local(theta, X[rows], target[rows], wb, buf[1:])
+                buf[1:] = self._terms(theta, X[rows], target[rows], wb)
                 buf[0] = rows.size if wb is None else wb.sum()
                 out = _allreduce(comm, buf)
                 if out[0] <= 0:
                     continue
-                g = out[2:] / out[0]
+                g = self._gradient(out[1:]) / out[0]
                 t = theta.reshape(d + 1, k)[:d]
                 g.reshape(d + 1, k)[:d] += self.alpha * t
                 loss_sum += out[1]
@@ -415,15 +439,15 @@ class LinearRegression(RegressorMixin, _LinearModel):
     def _prepare_target(y, comm):
         return y.reshape(-1, 1), 1
 
-    def _target_shift(self, target, w, comm, total):
+    def _target_shift(self, blocks, total):
         """Collective: the weighted mean of y over all ranks (0 without an intercept).
 
         The solvers fit ``y - mean``, so that a large offset in y costs no precision.
         """
         if not self.fit_intercept:
             return np.zeros(1)
-        local = target[:, 0].sum() if w is None else w @ target[:, 0]
-        return _allreduce(comm, np.array([local])) / total
+        return blocks.sums(lambda X, t, w: np.array([t[:, 0].sum() if w is None
+                                                     else w @ t[:, 0]]), 1) / total
 
     @staticmethod
     def _loss_residual(Z, target):
@@ -531,7 +555,7 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         return codes, k
 
     @staticmethod
-    def _target_shift(target, w, comm, total):
+    def _target_shift(blocks, total):
         return 0
 
     @staticmethod
