@@ -143,6 +143,42 @@ def test_replot_from_a_results_file(tiny, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_tiny_run_writes_the_summary_table(tiny):
+    _, results, out = tiny
+    table = (out / "summary.md").read_text()
+    assert results["command"] in table
+    for title in ("matmul summa", "Allreduce", "logistic regression", "random forest",
+                  "decision tree", "gradient boosting", "serving logistic"):
+        assert f"| {title}" in table, title
+    fastest = max(bench._select(results["benchmarks"]["matmul"], "gflops", impl="numpy"),
+                  key=lambda f: (f["n"], f["threads"]))
+    assert bench._fmt(fastest["value"], "GFLOP/s") in table
+
+
+def test_summary_table_ratios_from_canned_figures():
+    fig = bench.figure
+    results = {"command": "python scripts/bench.py", "size": "tiny", "machine": {"cores": 2},
+               "benchmarks": {
+                   "gbdt": {"status": "ok", "params": {"trees": 5, "leaves": 7, "n_samples": 900},
+                            "figures": [
+                                fig("fit_time", 2.0, "s", library="mpiml", backend="mpi", ranks=1),
+                                fig("fit_time", 1.5, "s", library="mpiml", backend="mpi", ranks=2),
+                                fig("test_auc", 0.875, "1", library="mpiml", backend="mpi",
+                                    ranks=2),
+                                fig("fit_time", 3.0, "s", library="lightgbm", backend=None,
+                                    ranks=None),
+                                fig("test_auc", 0.8, "1", library="lightgbm", backend=None,
+                                    ranks=None)]},
+                   "linear": {"status": "failed", "reason": "boom", "figures": []}}}
+    table = bench.summary_table(results)
+    rows = [line for line in table.splitlines() if line.startswith("| gradient")]
+    assert rows == ["| gradient boosting, 5 trees of 7 leaves, 900 rows; mpi P = 2 | 1.5 s, AUC "
+                    "0.87500 | lightgbm: 3 s, AUC 0.80000 | 2.00x |"]
+    assert "logistic" not in table
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_only_runs_the_chosen_areas(tmp_path):
     proc = run_suite("--tiny", "--only", "linear", "--quiet", "--out", tmp_path)
