@@ -2,7 +2,8 @@
 
 Every function takes this rank's ``y_true`` and predictions and an optional
 Communicator; all ranks of ``comm`` must call it (a rank may hold 0 rows). With
-``comm=None`` the arrays are the whole data set. Every rank returns the same float.
+``comm=None`` the arrays are the whole data set. Every rank returns the same float, and
+the same bits for any rank count: sums run over fixed global blocks of rows.
 """
 
 __all__ = ["accuracy", "mean_squared_error", "r2", "log_loss", "roc_auc"]
@@ -11,16 +12,19 @@ import numpy as np
 
 from .errors import MpimlError
 from .models._base import DataError, collective_error, global_classes, resolve_comm
+from .models._rowblocks import RowBlocks
 
 
-def _sums(values, comm):
-    """Allreduce a short float64 vector of local partial sums."""
-    buf = np.asarray(values, dtype=np.float64)
-    if comm is None:
-        return buf
-    out = np.empty_like(buf)
-    comm.Allreduce(buf, out)
-    return out
+def _sums(columns, comm):
+    """Collective: the sums of per-row values over every rank's rows.
+
+    ``columns`` are arrays of shape (n_local,). The rows are summed in fixed global
+    blocks (:class:`~mpiml.models._rowblocks.RowBlocks`), so the result is the same bits
+    for any rank count, and for ``comm=None`` (one rank holding every row).
+    """
+    values = np.column_stack([np.asarray(c, dtype=np.float64).reshape(-1) for c in columns])
+    blocks = RowBlocks(resolve_comm(comm), (values,), values.shape[1])
+    return blocks.sums(lambda v: v.sum(axis=0), values.shape[1])
 
 
 def _weights(sample_weight, n):
@@ -61,10 +65,8 @@ def accuracy(y_true, y_pred, comm=None, *, sample_weight=None):
     y_true, y_pred = _pair(y_true, y_pred)
     w = _weights(sample_weight, y_true.shape[0])
     hit = (y_true == y_pred).astype(np.float64)
-    if w is None:
-        correct, total = _sums([hit.sum(), hit.size], comm)
-    else:
-        correct, total = _sums([hit @ w, w.sum()], comm)
+    w = np.ones_like(hit) if w is None else w
+    correct, total = _sums([hit * w, w], comm)
     _empty_total(total, "accuracy")
     return float(correct / total)
 
@@ -81,7 +83,8 @@ def mean_squared_error(y_true, y_pred, comm=None, *, sample_weight=None):
     y_true, y_pred = _pair(y_true, y_pred)
     w = _weights(sample_weight, y_true.shape[0])
     err = (np.asarray(y_true, np.float64) - np.asarray(y_pred, np.float64)) ** 2
-    sq, total = _sums([err.sum(), err.size] if w is None else [err @ w, w.sum()], comm)
+    w = np.ones_like(err) if w is None else w
+    sq, total = _sums([err * w, w], comm)
     _empty_total(total, "mean_squared_error")
     return float(sq / total)
 
@@ -98,10 +101,10 @@ def r2(y_true, y_pred, comm=None, *, sample_weight=None):
     w = _weights(sample_weight, yt.shape[0])
     if w is None:
         w = np.ones_like(yt)
-    s, total = _sums([w @ yt, w.sum()], comm)
+    s, total = _sums([w * yt, w], comm)
     _empty_total(total, "r2")
     mean = s / total
-    ss_res, ss_tot = _sums([w @ (yt - yp) ** 2, w @ (yt - mean) ** 2], comm)
+    ss_res, ss_tot = _sums([w * (yt - yp) ** 2, w * (yt - mean) ** 2], comm)
     if ss_tot == 0:
         return 1.0 if ss_res == 0 else 0.0
     return float(1.0 - ss_res / ss_tot)
@@ -140,7 +143,8 @@ def log_loss(y_true, y_prob, comm=None, *, labels=None, sample_weight=None, eps=
     p = np.clip(prob[np.arange(prob.shape[0]), idx], eps, 1 - eps)
     nll = -np.log(p)
     w = _weights(sample_weight, y_true.shape[0])
-    loss, total = _sums([nll.sum(), nll.size] if w is None else [nll @ w, w.sum()], comm)
+    w = np.ones_like(nll) if w is None else w
+    loss, total = _sums([nll * w, w], comm)
     _empty_total(total, "log_loss")
     return float(loss / total)
 

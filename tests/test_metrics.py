@@ -33,6 +33,30 @@ def test_regression_metrics(spmd, n):
             assert_allclose(r2w, skm.r2_score(y, p, sample_weight=w), rtol=1e-12)
 
 
+def test_metrics_are_the_same_bits_for_any_rank_count(spmd):
+    # values over 16 decades: a sum in any other order rounds differently
+    n = 20011
+    y = RNG.standard_normal(n) * 10.0 ** RNG.integers(-8, 9, n)
+    p = y * (1 + 1e-3 * RNG.standard_normal(n))
+    w = RNG.uniform(0.1, 3.0, n)
+    labels = (RNG.uniform(size=n) < 0.4).astype(int)
+    prob = RNG.uniform(0.01, 0.99, n)
+
+    def body(comm):
+        yt, yp, ww, lb, pr = _shard(comm, y, p, w, labels, prob)
+        return (metrics.r2(yt, yp, comm), metrics.r2(yt, yp, comm, sample_weight=ww),
+                metrics.mean_squared_error(yt, yp, comm, sample_weight=ww),
+                metrics.log_loss(lb, pr, comm, sample_weight=ww),
+                metrics.accuracy(lb, pr > 0.5, comm, sample_weight=ww))
+    expected = (metrics.r2(y, p), metrics.r2(y, p, sample_weight=w),
+                metrics.mean_squared_error(y, p, sample_weight=w),
+                metrics.log_loss(labels, prob, sample_weight=w),
+                metrics.accuracy(labels, prob > 0.5, sample_weight=w))
+    for result in spmd(body):
+        assert result == expected
+    assert_allclose(expected[1], skm.r2_score(y, p, sample_weight=w), rtol=1e-9)
+
+
 @pytest.mark.parametrize("n", [3, 50, 211])
 def test_classification_metrics(spmd, n):
     y = np.tile([0, 1], n)[:n]
