@@ -95,6 +95,8 @@ def _align(n):
 
 
 def _json_default(value):
+    if isinstance(value, (np.random.Generator, np.random.RandomState)):
+        return None  # a random_state generator is not saved: the loaded model has None
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

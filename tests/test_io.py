@@ -49,6 +49,19 @@ def test_round_trip(tmp_path, mmap):
             assert entry["offset"] % 64 == 0
 
 
+def test_generator_random_state_saves_as_none(tmp_path):
+    from mpiml.models.forest import RandomForestClassifier
+    for model in (MLPClassifier(hidden_layer_sizes=(3,), max_iter=2,
+                                random_state=np.random.default_rng(4)).fit(X, Y_CLS),
+                  RandomForestClassifier(n_estimators=2,
+                                         random_state=np.random.RandomState(4)).fit(X, Y_CLS)):
+        mpiml.save(model, tmp_path / "m.mpiml")
+        loaded = mpiml.load(tmp_path / "m.mpiml")
+        assert loaded.get_params()["random_state"] is None
+        assert io.read_manifest(tmp_path / "m.mpiml")["params"]["random_state"] is None
+        assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
 def test_manifest_fields(tmp_path):
     model = LinearRegression().fit(X, Y_REG, feature_names=["a", "b", "c", "d"])
     mpiml.save(model, tmp_path / "m.mpiml")
