@@ -157,6 +157,8 @@ def _bad(comm, cls, y, params):
     (LogisticRegression, Y_BIN, {"max_iter": 0}, "max_iter must be an integer >= 1, got 0"),
     (LinearRegression, Y_REG, {"alpha": -1.0}, "alpha must be a number >= 0, got -1.0"),
     (LogisticRegression, np.zeros(N), {}, "1 class"),
+    (LogisticRegression, np.array([1, "a"] * N, dtype=object)[:N], {},
+     "mixes labels of types int, str"),
 ])
 def test_bad_parameters_and_targets(spmd, cls, y, params, message):
     results = spmd(_bad, cls, y, params)
@@ -175,6 +177,18 @@ def test_nan_in_one_rank_is_an_error_everywhere(spmd):
         except MpimlError as exc:
             return str(exc)
     assert all("NaN or infinity" in r for r in spmd(body))
+
+
+@pytest.mark.threads(1, 3)
+@pytest.mark.parametrize("cls", [LinearRegression, LogisticRegression])
+def test_no_features_is_an_error_everywhere(spmd, cls):
+    def body(comm):
+        s, e = block_range(N, comm.size, comm.rank)
+        try:
+            cls().fit(np.empty((e - s, 0)), Y_BIN[s:e], comm=comm)
+        except MpimlError as exc:
+            return str(exc)
+    assert all(r is not None and "0 features" in r for r in spmd(body))
 
 
 def test_fewer_rows_than_ranks(spmd):

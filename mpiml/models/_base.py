@@ -272,6 +272,9 @@ def validate_fit_data(X, y, comm, sample_weight=None, numeric_y=False):
                           f"{[w for _, w, _ in shapes]}")
     elif sum(n for n, _, _ in shapes) == 0:
         error = DataError("cannot fit a model on 0 rows")
+    elif widths == {0}:
+        error = DataError("cannot fit a model on 0 features: X has shape "
+                          f"({sum(n for n, _, _ in shapes)}, 0)")
     elif len({has for _, _, has in shapes}) > 1:
         error = DataError("sample_weight was given on some ranks only")
     elif X.shape[0] == 0 and X.shape[1] != next(iter(widths)):
@@ -282,7 +285,14 @@ def validate_fit_data(X, y, comm, sample_weight=None, numeric_y=False):
 
 def global_classes(y, comm):
     """Collective: the sorted unique labels over every rank's ``y``."""
-    local = np.unique(np.asarray(y))
+    local, error = None, None
+    try:
+        local = np.unique(np.asarray(y))
+    except TypeError:  # an object array of labels that do not compare, e.g. 1 and "a"
+        kinds = sorted({type(v).__name__ for v in np.asarray(y, dtype=object).reshape(-1)})
+        error = DataError(f"the target mixes labels of types {', '.join(kinds)}; use one "
+                          f"type (all strings or all numbers)")
+    agree(comm, error)
     parts = comm.allgather(local)
     non_empty = [p for p in parts if p.size]
     if not non_empty:
