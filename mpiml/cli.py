@@ -49,8 +49,13 @@ def launch(fn, args, *fn_args, **fn_kwargs):
     """
     if args.threads is not None and under_mpiexec():
         from .comm import world
-        if world().size > 1:
-            _fail("use either mpiexec -n P or --threads N, not both", 2)
+        comm = world()
+        if comm.size > 1:  # every rank sees the same flags: rank 0 says it once
+            if comm.rank == 0:
+                print("error: use either mpiexec -n P or --threads N, not both",
+                      file=sys.stderr, flush=True)
+            comm.Barrier()
+            sys.exit(2)
     try:
         result = run(fn, *fn_args, threads=args.threads, blas_threads=args.blas_threads,
                      **fn_kwargs)

@@ -110,12 +110,14 @@ def test_bad_input_is_one_line_and_status_2(args, text):
 
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("args, ranks", [(["--algo", "cannon"], 2), (["--n", "-1"], 2),
-                                         (["--algo", "cannon", "--n", "8"], 3)])
+                                         (["--algo", "cannon", "--n", "8"], 3),
+                                         (["--threads", "2", "--n", "8"], 3)])
 def test_bad_input_under_mpiexec(args, ranks):
     proc = _run(args, ranks=ranks)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("error: ") and lines[0].count("error") == 1, proc.stderr
 
 
 @pytest.mark.parametrize("args", [["--repeat", "0"], ["--sizes", "0"], ["--ranks", "2,x"],
