@@ -43,6 +43,17 @@ def test_full_batch_equals_one_rank(spmd):
         assert_allclose(theta, ref._theta, rtol=1e-10, atol=1e-12)
 
 
+def test_full_batch_is_the_same_bits_for_any_rank_count(spmd):
+    # 20011 rows: three row blocks, cut by the rank boundaries in different places
+    X, y = make_friedman1(20011, random_state=1)
+    params = {"hidden_layer_sizes": (6,), "batch_size": 20011, "max_iter": 4,
+              "learning_rate_init": 0.05, "random_state": 0}
+    ref = MLPRegressor(**params).fit(X, y)
+    for theta, _, curve in spmd(_fit, MLPRegressor, X, y, params):
+        np.testing.assert_array_equal(theta, ref._theta)
+        assert curve == ref.loss_curve_
+
+
 def test_accuracy_close_to_scikit_learn():
     from sklearn.neural_network import MLPClassifier as Sk, MLPRegressor as SkR
     params = {"hidden_layer_sizes": (32,), "learning_rate_init": 0.01, "max_iter": 200,

@@ -4,7 +4,9 @@ Every rank holds the same weights. A mini-batch is a set of global rows drawn fr
 ``(random_state, epoch)``; each rank back-propagates its own rows of the batch, writes
 the gradients of every layer into ONE flat buffer (with the batch weight and loss) and
 allreduces it, then every rank applies the same SGD-with-momentum or Adam update. The
-batches, and so the model, are the same for any rank count (up to rounding).
+batches, and so the model, are the same for any rank count (up to rounding). With
+``batch_size`` at least the number of rows (full batch) the rows are summed over fixed
+global blocks, and the model is the same bits for any rank count.
 
 Objective per batch: ``mean_i loss_i + alpha / 2 * sum ||W_l||^2`` (biases are not
 penalised); half squared error for regression, log-loss (logistic output for two
@@ -21,6 +23,7 @@ from ._base import (BaseEstimator, ClassifierMixin, InvalidParameterError, Regre
                     check_int_tuple, check_is_fitted, classes_from_json, classes_to_json,
                     collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
                     validate_fit_data)
+from ._rowblocks import RowBlocks
 from .linear import LogisticRegression, _epoch_batches, standardize_stats
 
 _ACTIVATIONS = ("relu", "tanh")
@@ -140,14 +143,26 @@ class _MLP(BaseEstimator):
         best, stall, step = np.inf, 0, 0
         self.loss_curve_ = []
         epoch = 0
+        # A batch of every row sums over fixed row blocks: the same bits for any P.
+        blocks = (RowBlocks(comm, (X, target, w), buf.size) if self.batch_size >= n_total
+                  else None)
+
+        def block_sums(Xb, tb, wb):
+            part = np.empty_like(buf)
+            self._local(theta, Xb, tb, wb, part, spans)
+            return part
         for epoch in range(1, self.max_iter + 1):
             loss_sum = weight_sum = 0.0
-            for rows in _epoch_batches(n_total, min(self.batch_size, n_total), seed, epoch,
-                                       offset, X.shape[0]):
-                wb = None if w is None else w[rows]
-                self._local(theta, X[rows], target[rows], wb, buf, spans)
-                out = np.empty_like(buf)
-                comm.Allreduce(buf, out)
+            batches = ([None] if blocks is not None else
+                       _epoch_batches(n_total, self.batch_size, seed, epoch, offset, X.shape[0]))
+            for rows in batches:
+                if blocks is not None:
+                    out = blocks.sums(block_sums, buf.size)
+                else:
+                    wb = None if w is None else w[rows]
+                    self._local(theta, X[rows], target[rows], wb, buf, spans)
+                    out = np.empty_like(buf)
+                    comm.Allreduce(buf, out)
                 if out[0] <= 0:
                     continue
                 grad = out[2:] / out[0]
