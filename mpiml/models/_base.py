@@ -322,6 +322,28 @@ def encode_classes(y, comm, min_classes=2):
     return classes, codes
 
 
+class EpochStopper:
+    """Ends epoch training on a loss that is not finite, or after ``patience`` epochs in a
+    row whose loss is not below the best so far minus ``tol``. Local and deterministic."""
+
+    def __init__(self, tol, patience):
+        self.tol, self.patience = tol, patience
+        self.best, self.stall = np.inf, 0
+
+    def done(self, loss):
+        """Record one epoch's loss; True when training should end."""
+        if not np.isfinite(loss):
+            return True
+        if loss > self.best - self.tol:
+            self.stall += 1
+            if self.stall >= self.patience:
+                return True
+        else:
+            self.stall = 0
+        self.best = min(self.best, loss)
+        return False
+
+
 def check_is_fitted(estimator, attribute):
     if not hasattr(estimator, attribute):
         raise MpimlError(f"this {type(estimator).__name__} is not fitted yet; call fit first")

@@ -37,11 +37,11 @@ from collections import deque
 
 import numpy as np
 
-from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterError,
-                    RegressorMixin, as_progress, check_X, check_choice, check_float, check_int,
-                    check_bool, check_is_fitted, classes_from_json, classes_to_json,
-                    collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
-                    validate_fit_data)
+from ._base import (BaseEstimator, ClassifierMixin, DataError, EpochStopper,
+                    InvalidParameterError, RegressorMixin, as_progress, check_X, check_choice,
+                    check_float, check_int, check_bool, check_is_fitted, classes_from_json,
+                    classes_to_json, collective_error, encode_classes, global_offset,
+                    resolve_comm, resolve_seed, validate_fit_data)
 from ._rowblocks import RowBlocks
 
 _CHUNK = 65536
@@ -291,7 +291,7 @@ class _LinearModel(BaseEstimator):
         seed = resolve_seed(self.random_state, comm)
         offset, _ = global_offset(X.shape[0], comm)
         buf = np.empty(2 + (d + 1) * k)
-        best, stall = np.inf, 0
+        stopper = EpochStopper(self.tol, self.n_iter_no_change)
         self.loss_curve_ = []
         epoch_loss = np.inf
         it = 0
@@ -314,15 +314,8 @@ class _LinearModel(BaseEstimator):
                 theta.reshape(d + 1, k)[:d] ** 2)
             self.loss_curve_.append(float(epoch_loss))
             report(it, epoch_loss)
-            if not np.isfinite(epoch_loss):
+            if stopper.done(epoch_loss):
                 break
-            if epoch_loss > best - self.tol:
-                stall += 1
-                if stall >= self.n_iter_no_change:
-                    break
-            else:
-                stall = 0
-            best = min(best, epoch_loss)
         return theta, epoch_loss, it
 
     # -- persistence ------------------------------------------------------------------------

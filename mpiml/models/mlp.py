@@ -18,11 +18,11 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 import numpy as np
 
-from ._base import (BaseEstimator, ClassifierMixin, InvalidParameterError, RegressorMixin,
-                    as_progress, check_X, check_bool, check_choice, check_float, check_int,
-                    check_int_tuple, check_is_fitted, classes_from_json, classes_to_json,
-                    collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
-                    validate_fit_data)
+from ._base import (BaseEstimator, ClassifierMixin, EpochStopper, InvalidParameterError,
+                    RegressorMixin, as_progress, check_X, check_bool, check_choice,
+                    check_float, check_int, check_int_tuple, check_is_fitted,
+                    classes_from_json, classes_to_json, collective_error, encode_classes,
+                    global_offset, resolve_comm, resolve_seed, validate_fit_data)
 from ._rowblocks import RowBlocks
 from .linear import LogisticRegression, _epoch_batches, standardize_stats
 
@@ -140,7 +140,7 @@ class _MLP(BaseEstimator):
         for a, b, _, _, _ in spans:
             weight_mask[a:b] = True
         lr = self.learning_rate_init
-        best, stall, step = np.inf, 0, 0
+        stopper, step = EpochStopper(self.tol, self.n_iter_no_change), 0
         self.loss_curve_ = []
         epoch = 0
         # A batch of every row sums over fixed row blocks: the same bits for any P.
@@ -182,15 +182,8 @@ class _MLP(BaseEstimator):
             epoch_loss = loss_sum / weight_sum + penalty
             self.loss_curve_.append(float(epoch_loss))
             report(epoch, epoch_loss)
-            if not np.isfinite(epoch_loss):
+            if stopper.done(epoch_loss):
                 break
-            if epoch_loss > best - self.tol:
-                stall += 1
-                if stall >= self.n_iter_no_change:
-                    break
-            else:
-                stall = 0
-            best = min(best, epoch_loss)
         comm.Bcast(theta, root=0)
         if not (np.isfinite(theta).all() and np.isfinite(self.loss_curve_[-1])):
             raise collective_error(InvalidParameterError(
