@@ -15,16 +15,21 @@ from .models._base import DataError, collective_error, global_classes, resolve_c
 from .models._rowblocks import RowBlocks
 
 
+def _row_blocks(columns, comm):
+    """Collective: :class:`~mpiml.models._rowblocks.RowBlocks` over the per-row ``columns``
+    (arrays of shape (n_local,)) stacked side by side."""
+    values = np.column_stack([np.asarray(c, dtype=np.float64).reshape(-1) for c in columns])
+    return RowBlocks(resolve_comm(comm), (values,), values.shape[1])
+
+
 def _sums(columns, comm):
     """Collective: the sums of per-row values over every rank's rows.
 
     ``columns`` are arrays of shape (n_local,). The rows are summed in fixed global
-    blocks (:class:`~mpiml.models._rowblocks.RowBlocks`), so the result is the same bits
-    for any rank count, and for ``comm=None`` (one rank holding every row).
+    blocks, so the result is the same bits for any rank count, and for ``comm=None``
+    (one rank holding every row).
     """
-    values = np.column_stack([np.asarray(c, dtype=np.float64).reshape(-1) for c in columns])
-    blocks = RowBlocks(resolve_comm(comm), (values,), values.shape[1])
-    return blocks.sums(lambda v: v.sum(axis=0), values.shape[1])
+    return _row_blocks(columns, comm).sums(lambda v: v.sum(axis=0), len(columns))
 
 
 def _weights(sample_weight, n):
@@ -101,10 +106,14 @@ def r2(y_true, y_pred, comm=None, *, sample_weight=None):
     w = _weights(sample_weight, yt.shape[0])
     if w is None:
         w = np.ones_like(yt)
-    s, total = _sums([w * yt, w], comm)
+    blocks = _row_blocks([yt, yp, w], comm)  # both passes over the same blocks
+    s, total = blocks.sums(lambda v: np.column_stack([v[:, 2] * v[:, 0], v[:, 2]]).sum(axis=0),
+                           2)
     _empty_total(total, "r2")
     mean = s / total
-    ss_res, ss_tot = _sums([w * (yt - yp) ** 2, w * (yt - mean) ** 2], comm)
+    ss_res, ss_tot = blocks.sums(
+        lambda v: np.column_stack([v[:, 2] * (v[:, 0] - v[:, 1]) ** 2,
+                                   v[:, 2] * (v[:, 0] - mean) ** 2]).sum(axis=0), 2)
     if ss_tot == 0:
         return 1.0 if ss_res == 0 else 0.0
     return float(1.0 - ss_res / ss_tot)

@@ -269,6 +269,15 @@ def figure(name, value, unit, **labels):
     return out
 
 
+def fit_figures(row, **labels):
+    """The fit time, CPU time (when measured) and test AUC of one trained model's row."""
+    figures = [figure("fit_time", row["seconds"], "s", **labels)]
+    if "cpu_seconds" in row:
+        figures.append(figure("fit_cpu_time", row["cpu_seconds"], "s", **labels))
+    figures.append(figure("test_auc", row["auc"], "1", **labels))
+    return figures
+
+
 # -- areas ----------------------------------------------------------------------------------
 
 def matmul_steps(params, ranks):
@@ -382,15 +391,10 @@ def run_trees(ctx, params):
     rows += last_json(ctx.run(["python", SCRIPTS / "bench_trees.py", "--only", "tree",
                                "--tree-samples", params["tree_samples"],
                                "--depth", params["depth"], *common]))["results"]
-    figures = []
-    for row in rows:
-        labels = {"case": row["case"], "library": row["library"], "backend": "threads"
-                  if row["library"] == "mpiml" else None, "ranks": row.get("ranks"),
-                  "threads": None if row["library"] == "mpiml" else cores()}
-        figures.append(figure("fit_time", row["seconds"], "s", **labels))
-        if "cpu_seconds" in row:
-            figures.append(figure("fit_cpu_time", row["cpu_seconds"], "s", **labels))
-        figures.append(figure("test_auc", row["auc"], "1", **labels))
+    figures = [f for row in rows for f in fit_figures(
+        row, case=row["case"], library=row["library"],
+        backend="threads" if row["library"] == "mpiml" else None, ranks=row.get("ranks"),
+        threads=None if row["library"] == "mpiml" else cores())]
     return {"raw": rows, "figures": figures}
 
 
@@ -420,15 +424,9 @@ def run_gbdt(ctx, params):
             if "skipped" in line:
                 ctx.skip(line.strip())
         rows += last_json(lines)["results"]
-    figures = []
-    for row in rows:
-        labels = {"library": row["library"], "backend": row.get("backend"),
-                  "ranks": row.get("ranks"), "threads": row.get("threads"),
-                  "n_samples": params["n_samples"], "trees": params["trees"]}
-        figures.append(figure("fit_time", row["seconds"], "s", **labels))
-        if "cpu_seconds" in row:
-            figures.append(figure("fit_cpu_time", row["cpu_seconds"], "s", **labels))
-        figures.append(figure("test_auc", row["auc"], "1", **labels))
+    figures = [f for row in rows for f in fit_figures(
+        row, library=row["library"], backend=row.get("backend"), ranks=row.get("ranks"),
+        threads=row.get("threads"), n_samples=params["n_samples"], trees=params["trees"])]
     return {"raw": rows, "figures": figures}
 
 

@@ -131,21 +131,28 @@ def resolve_comm(comm):
     return self_comm()
 
 
+def check_random_state(random_state):
+    """Raise unless ``random_state`` is None, an int >= 0, or a numpy ``Generator`` /
+    ``RandomState``; returns it (an int as int). Needs no communication."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state >= 0:
+            return int(random_state)
+    elif random_state is None or hasattr(random_state, "integers") or \
+            hasattr(random_state, "randint"):
+        return random_state
+    raise InvalidParameterError(f"random_state must be None or an integer >= 0, "
+                                f"got {random_state!r}")
+
+
 def resolve_seed(random_state, comm):
     """Collective: an integer seed that every rank shares.
 
     ``random_state`` may be None (rank 0 draws a fresh seed and broadcasts it), an
     int >= 0, or a ``numpy.random.Generator`` / ``RandomState`` (rank 0 draws from it).
     """
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise InvalidParameterError(f"random_state must be None or an integer >= 0, "
-                                        f"got {random_state!r}")
-        return int(random_state)
-    if random_state is not None and not hasattr(random_state, "integers") and \
-            not hasattr(random_state, "randint"):
-        raise InvalidParameterError(f"random_state must be None or an integer >= 0, "
-                                    f"got {random_state!r}")
+    random_state = check_random_state(random_state)
+    if isinstance(random_state, int):
+        return random_state
     seed = None
     if comm.rank == 0:
         if random_state is None:
@@ -155,6 +162,18 @@ def resolve_seed(random_state, comm):
         else:
             seed = int(random_state.randint(0, 2 ** 31 - 1))
     return comm.bcast(seed, root=0)
+
+
+def checked_params(est, comm):
+    """Collective: ``est._check_params()``, one decision over every rank (a bad parameter
+    raises the same error on every rank, printed once by the apps)."""
+    params, error = None, None
+    try:
+        params = est._check_params()
+    except InvalidParameterError as exc:
+        error = exc
+    agree(comm, error)
+    return params
 
 
 def collective_error(exc):

@@ -23,13 +23,13 @@ import numpy as np
 from ..comm.partition import block_range
 from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterError,
                     RegressorMixin, as_progress, check_X, check_bool, check_choice, check_float,
-                    check_int, check_is_fitted, classes_from_json,
+                    check_int, check_is_fitted, checked_params, classes_from_json,
                     collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
                     validate_fit_data)
 from .tree._binning import bin_data, fit_bin_edges
-from .tree._classes import (check_regression_target, check_tree_params, checked_params,
-                            fit_one_tree, gather_binned_rows, normalised_importances,
-                            resolve_max_features, row_weights, tree_model_meta)
+from .tree._classes import (check_regression_target, check_tree_params, fit_one_tree,
+                            gather_binned_rows, normalised_importances, resolve_max_features,
+                            row_weights, tree_model_meta)
 from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 

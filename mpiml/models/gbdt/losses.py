@@ -43,6 +43,17 @@ def _expit(x):
     return out
 
 
+def _with_unit_hessian(grad, weight):
+    """``(weight * grad, weight)`` as columns of shape (n, 1): the gradient and hessian of
+    a loss whose unweighted hessian is 1. ``grad`` is scaled in place."""
+    if weight is not None:
+        grad *= weight
+        hess = weight.copy()
+    else:
+        hess = np.ones_like(grad)
+    return grad[:, None], hess[:, None]
+
+
 class HalfSquaredError:
     """``0.5 * (raw - y)**2``; gradient ``raw - y``, hessian 1."""
 
@@ -59,13 +70,7 @@ class HalfSquaredError:
 
     def gradients(self, y, raw, weight):
         """Gradient and hessian, each of shape (n, 1)."""
-        grad = raw[:, 0] - y
-        if weight is not None:
-            grad *= weight
-            hess = weight.copy()
-        else:
-            hess = np.ones_like(grad)
-        return grad[:, None], hess[:, None]
+        return _with_unit_hessian(raw[:, 0] - y, weight)
 
     def pointwise(self, y, raw, weight):
         """Loss of each row (weighted), shape (n,)."""
@@ -102,13 +107,7 @@ class AbsoluteError:
         return group_medians(comm, y, np.zeros(len(y), dtype=np.int64), 1, w)
 
     def gradients(self, y, raw, weight):
-        grad = np.sign(raw[:, 0] - y)
-        if weight is not None:
-            grad *= weight
-            hess = weight.copy()
-        else:
-            hess = np.ones_like(grad)
-        return grad[:, None], hess[:, None]
+        return _with_unit_hessian(np.sign(raw[:, 0] - y), weight)
 
     def pointwise(self, y, raw, weight):
         loss = np.abs(raw[:, 0] - y)

@@ -7,12 +7,12 @@ import numbers
 
 import numpy as np
 
-from ...comm import agree
 from ...comm.ops import MAX
 from .._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterError,
                      RegressorMixin, check_X, check_choice, check_float, check_int,
-                     check_is_fitted, classes_from_json, classes_to_json, collective_error,
-                     encode_classes, resolve_comm, resolve_seed, validate_fit_data)
+                     check_is_fitted, check_random_state, checked_params, classes_from_json,
+                     classes_to_json, collective_error, encode_classes, resolve_comm,
+                     resolve_seed, validate_fit_data)
 from ._binning import bin_data, fit_bin_edges
 from ._criteria import (ClassificationCriterion, RegressionCriterion, classification_channels,
                         regression_channels)
@@ -30,8 +30,7 @@ def check_tree_params(est):
     classifiers' ``class_weight``); returns the tree parameters as a dict (raises naming the
     parameter and the value). Needs no data."""
     check_choice("criterion", est.criterion, est._criteria)
-    if not (hasattr(est.random_state, "integers") or hasattr(est.random_state, "randint")):
-        check_int("random_state", est.random_state, low=0, allow_none=True)
+    check_random_state(est.random_state)
     weight = None if est._regression else est.class_weight
     if not (weight is None or isinstance(weight, dict)
             or (isinstance(weight, str) and weight == "balanced")):
@@ -94,18 +93,6 @@ def resolve_max_features(value, n_features):
                 f"max_features must be <= n_features ({n_features}), got {value!r}"))
         k = value
     return max(1, min(n_features, k))
-
-
-def checked_params(est, comm):
-    """Collective: ``est._check_params()``, one decision over every rank (a bad parameter
-    raises the same error on every rank, printed once by the apps)."""
-    params, error = None, None
-    try:
-        params = est._check_params()
-    except InvalidParameterError as exc:
-        error = exc
-    agree(comm, error)
-    return params
 
 
 def check_regression_target(y, sample_weight, n_total, comm):
