@@ -28,12 +28,12 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 
 from mpiml import MAX  # noqa: E402
+from mpiml.checks import global_classes  # noqa: E402
 from mpiml.cli import add_launch_arguments, fraction, launch, non_negative_int  # noqa: E402
-from mpiml.comm import agree  # noqa: E402
-from mpiml.errors import ModelFileError, MpimlError  # noqa: E402
+from mpiml.comm import agree, collective_error  # noqa: E402
+from mpiml.errors import DataError, ModelFileError, MpimlError  # noqa: E402
 from mpiml.models import ESTIMATORS, estimator_class  # noqa: E402
-from mpiml.models._base import (DataError, ProgressReporter, collective_error,  # noqa: E402
-                                global_classes)
+from mpiml.progress import ProgressReporter  # noqa: E402
 from mpiml.run import under_mpiexec  # noqa: E402
 
 MODELS = ("linear", "logistic", "mlp", "tree", "forest", "gbdt")

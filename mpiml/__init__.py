@@ -7,14 +7,16 @@ Importing mpiml never imports mpi4py; only the MPI backend does.
 
 __version__ = "0.1.0"
 
-from .comm import ANY_SOURCE, ANY_TAG, IN_PLACE, MAX, MAXLOC, MIN, MINLOC, PROD, SUM, Communicator
-from .errors import CollectiveMismatchError, CommError, ModelFileError, MpimlError, RankAborted
+from .comm import (ANY_SOURCE, ANY_TAG, IN_PLACE, MAX, MAXLOC, MIN, MINLOC, PROD, SUM, Communicator,
+                   default_comm)
+from .errors import (CollectiveMismatchError, CommError, DataError, InvalidParameterError,
+                     ModelFileError, MpimlError, RankAborted)
 from .run import run
 
 __all__ = [
-    "run", "Communicator", "SUM", "PROD", "MIN", "MAX", "MAXLOC", "MINLOC", "IN_PLACE",
-    "ANY_SOURCE", "ANY_TAG", "MpimlError", "CommError", "CollectiveMismatchError",
-    "RankAborted", "ModelFileError", "save", "load",
+    "run", "default_comm", "Communicator", "SUM", "PROD", "MIN", "MAX", "MAXLOC", "MINLOC",
+    "IN_PLACE", "ANY_SOURCE", "ANY_TAG", "MpimlError", "CommError", "CollectiveMismatchError",
+    "RankAborted", "ModelFileError", "InvalidParameterError", "DataError", "save", "load",
 ]
 
 

@@ -1,6 +1,7 @@
 """Exceptions raised by mpiml."""
 
-__all__ = ["MpimlError", "CommError", "CollectiveMismatchError", "RankAborted", "ModelFileError"]
+__all__ = ["MpimlError", "CommError", "CollectiveMismatchError", "RankAborted", "ModelFileError",
+           "InvalidParameterError", "DataError"]
 
 
 class MpimlError(Exception):
@@ -25,3 +26,11 @@ class RankAborted(RuntimeError):
 
 class ModelFileError(MpimlError, ValueError):
     """A model file is missing, truncated, corrupted, altered or of an unknown format."""
+
+
+class InvalidParameterError(MpimlError, ValueError):
+    """An estimator, reader or launcher parameter has a bad value."""
+
+
+class DataError(MpimlError, ValueError):
+    """Training or prediction data cannot be used (shape, NaN/inf, labels)."""

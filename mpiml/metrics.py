@@ -10,13 +10,14 @@ __all__ = ["accuracy", "mean_squared_error", "r2", "log_loss", "roc_auc"]
 
 import numpy as np
 
-from .errors import MpimlError
-from .models._base import DataError, collective_error, global_classes, resolve_comm
-from .models._rowblocks import RowBlocks
+from .checks import global_classes
+from .comm import collective_error, resolve_comm
+from .comm.rowblocks import RowBlocks
+from .errors import DataError, MpimlError
 
 
 def _row_blocks(columns, comm):
-    """Collective: :class:`~mpiml.models._rowblocks.RowBlocks` over the per-row ``columns``
+    """Collective: :class:`~mpiml.comm.rowblocks.RowBlocks` over the per-row ``columns``
     (arrays of shape (n_local,)) stacked side by side."""
     values = np.column_stack([np.asarray(c, dtype=np.float64).reshape(-1) for c in columns])
     return RowBlocks(resolve_comm(comm), (values,), values.shape[1])

@@ -29,8 +29,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import mpiml  # noqa: E402
+from mpiml.comm import resolve_comm  # noqa: E402
 from mpiml.data import make_classification  # noqa: E402
-from mpiml.models._base import resolve_comm  # noqa: E402
 from mpiml.models.gbdt import GradientBoostingClassifier  # noqa: E402
 
 

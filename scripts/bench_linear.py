@@ -75,7 +75,7 @@ def main():
             print(json.dumps(result), flush=True)
         return
 
-    from mpiml.models._base import resolve_comm
+    from mpiml.comm import resolve_comm
     data = make_classification(resolve_comm(None), n_samples=args.n_samples,
                                n_features=args.n_features, seed=0)
     X, y = data.X, data.y

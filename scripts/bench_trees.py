@@ -28,9 +28,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import mpiml  # noqa: E402
+from mpiml.comm import resolve_comm  # noqa: E402
 from mpiml.comm.partition import block_range  # noqa: E402
 from mpiml.data import make_classification  # noqa: E402
-from mpiml.models._base import resolve_comm  # noqa: E402
 from mpiml.models.forest import RandomForestClassifier  # noqa: E402
 from mpiml.models.tree import DecisionTreeClassifier  # noqa: E402
 

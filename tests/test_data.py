@@ -122,7 +122,7 @@ def test_npz_and_npy(spmd, tmp_path, compressed, n):
     "synthetic:classification?n_samples=0",
 ])
 def test_synthetic_is_the_same_for_any_rank_count(spmd, source):
-    from mpiml.models._base import resolve_comm
+    from mpiml.comm import resolve_comm
     ref = _load(resolve_comm(None), source, {})
     X, y = _union(spmd(_load, source, {}))
     assert_array_equal(X, ref[0])
@@ -168,7 +168,7 @@ def test_split_is_the_same_for_any_rank_count(spmd):
     parts = spmd(body)
     test_y = np.concatenate([p[3] for p in parts])
     mask = holdout_mask(0, 1001, 0.25, seed=3)
-    from mpiml.models._base import resolve_comm
+    from mpiml.comm import resolve_comm
     full = load_data(source, resolve_comm(None))
     assert_array_equal(test_y, full.y[mask])
     assert_array_equal(np.concatenate([p[1] for p in parts]), full.y[~mask])

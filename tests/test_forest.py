@@ -4,12 +4,11 @@ scikit-learn, persistence, progress, bad parameters."""
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from test_tree import _data, _split, fingerprint, shard
 
 import mpiml
-from mpiml.models._base import InvalidParameterError
+from mpiml.errors import InvalidParameterError
 from mpiml.models.forest import RandomForestClassifier, RandomForestRegressor
-
-from test_tree import _data, _split, fingerprint, shard
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -193,6 +192,7 @@ def test_metrics_are_computed_over_all_rows(spmd):
 
 def test_train_app_forest_progress_and_model(tmp_path):
     import json
+
     from util import ROOT, run_app
     out = tmp_path / "forest.mpiml"
     proc = run_app([ROOT / "apps" / "train.py", "forest", "--task", "regression", "--data",

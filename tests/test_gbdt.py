@@ -8,8 +8,8 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import mpiml
+from mpiml.errors import InvalidParameterError
 from mpiml.io import read_manifest
-from mpiml.models._base import InvalidParameterError
 from mpiml.models.gbdt import GradientBoostingClassifier, GradientBoostingRegressor
 
 pytestmark = pytest.mark.timeout(120)
@@ -165,7 +165,7 @@ def test_three_channels_beyond_packing_range(spmd, monkeypatch):
     assert criterion.channel_layout(10 ** 9, False) == -1
     assert criterion.channel_layout(10 ** 6, False) == 20
     case = "multiclass-subsample-validation-exact-gradients"
-    packed = _fit_body(mpiml.models._base.resolve_comm(None), case, False)
+    packed = _fit_body(mpiml.comm.resolve_comm(None), case, False)
     monkeypatch.setattr(criterion, "_MIN_HESSIAN_BITS", 63)
     cls, params, X, y, weight, X_test = _case_data(case)
     reference = _fingerprint(cls(**params).fit(X, y), X_test)
@@ -383,8 +383,12 @@ def test_packed_layout_range():
 
 
 def test_stochastic_rounding_is_unbiased_and_rank_independent():
-    from mpiml.models.gbdt.criterion import (PackedGradientCriterion, make_packed_channels,
-                                             packed_layout, packed_scales)
+    from mpiml.models.gbdt.criterion import (
+        PackedGradientCriterion,
+        make_packed_channels,
+        packed_layout,
+        packed_scales,
+    )
     rng = np.random.default_rng(0)
     n = 200_000
     g, h = rng.uniform(-1, 1, n), rng.uniform(0, 0.25, n)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from mpiml.models._rowblocks import RowBlocks
+from mpiml.comm.rowblocks import RowBlocks
 
 RNG = np.random.default_rng(3)
 N = 61

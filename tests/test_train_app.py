@@ -150,7 +150,7 @@ def test_progress_lines_and_quiet(tmp_path):
 
 def test_progress_reporter_rate_limit():
     import io as _io
-    from mpiml.models._base import ProgressReporter
+    from mpiml.progress import ProgressReporter
     stream = _io.StringIO()
     report = ProgressReporter(interval=3600, stream=stream, label="fit")
     for i in range(100):

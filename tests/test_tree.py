@@ -9,10 +9,16 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import mpiml
-from mpiml.models._base import InvalidParameterError
-from mpiml.models.tree import (ClassificationCriterion, DecisionTreeClassifier,
-                               DecisionTreeRegressor, bin_data, classification_channels,
-                               fit_bin_edges, grow_tree)
+from mpiml.errors import InvalidParameterError
+from mpiml.models.tree import (
+    ClassificationCriterion,
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    bin_data,
+    classification_channels,
+    fit_bin_edges,
+    grow_tree,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -329,8 +335,7 @@ def _naive_sum(trees, X):
 def test_packed_forest_equals_tree_by_tree_walks(wide, threads, monkeypatch):
     """Binned-threshold walks equal ``x <= threshold`` walks bit for bit: rows exactly on
     thresholds, +-inf, NaN, -0.0, unused features, trees of one leaf, any thread count."""
-    from mpiml.models.tree import PackedTrees, predict_trees, stack_trees
-    from mpiml.models.tree import _tree
+    from mpiml.models.tree import PackedTrees, _tree, predict_trees, stack_trees
     X, y = _data(n=300, n_features=6)
     trees = [DecisionTreeRegressor(max_depth=d, random_state=s).fit(X[s::2], y[s::2].astype(float))
              .tree_ for s in range(2) for d in (1, 3, None)]

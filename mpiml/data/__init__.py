@@ -21,7 +21,8 @@ __all__ = ["Dataset", "load_data", "read_csv", "read_npz", "read_npy", "make_cla
 
 from urllib.parse import parse_qsl, urlsplit
 
-from ..models._base import InvalidParameterError, collective_error
+from ..comm import collective_error
+from ..errors import InvalidParameterError
 from ._common import Dataset
 from .arrays import read_npy, read_npz
 from .csv import read_csv

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..models._base import DataError, collective_error
+from ..comm import collective_error
+from ..errors import DataError
 
 
 @dataclass

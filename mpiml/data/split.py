@@ -4,7 +4,7 @@ __all__ = ["holdout_mask", "train_test_split"]
 
 import numpy as np
 
-from ..models._base import check_float, check_int
+from ..checks import check_float, check_int
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 

@@ -10,8 +10,8 @@ __all__ = ["make_classification", "make_regression", "BLOCK"]
 
 import numpy as np
 
+from ..checks import check_float, check_int
 from ..comm.partition import block_range
-from ..models._base import check_float, check_int
 from ._common import Dataset
 
 BLOCK = 4096

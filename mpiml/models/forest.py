@@ -20,16 +20,39 @@ import time
 
 import numpy as np
 
+from ..checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_X,
+    encode_classes,
+    resolve_seed,
+    validate_fit_data,
+)
+from ..comm import collective_error, global_offset, resolve_comm
 from ..comm.partition import block_range
-from ._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterError,
-                    RegressorMixin, as_progress, check_X, check_bool, check_choice, check_float,
-                    check_int, check_is_fitted, checked_params, classes_from_json,
-                    collective_error, encode_classes, global_offset, resolve_comm, resolve_seed,
-                    validate_fit_data)
+from ..errors import DataError, InvalidParameterError
+from ..progress import as_progress
+from ._base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    check_is_fitted,
+    checked_params,
+    classes_from_json,
+)
 from .tree._binning import bin_data, fit_bin_edges
-from .tree._classes import (check_regression_target, check_tree_params, fit_one_tree,
-                            gather_binned_rows, normalised_importances, resolve_max_features,
-                            row_weights, tree_model_meta)
+from .tree._classes import (
+    check_regression_target,
+    check_tree_params,
+    fit_one_tree,
+    gather_binned_rows,
+    normalised_importances,
+    resolve_max_features,
+    row_weights,
+    tree_model_meta,
+)
 from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 
@@ -224,7 +247,7 @@ class _BaseForest(BaseEstimator):
         params = dict(meta["params"])
         if params.get("class_weight") == "dict":
             params["class_weight"] = None
-        est = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
         stacked = {name: np.asarray(arrays[f"trees_{name}"]) for name in TREE_FIELDS}
         est._stacked = (stacked, np.asarray(arrays["tree_offsets"], dtype=np.int64))
         est.n_features_in_ = int(meta["n_features_in_"])
@@ -296,7 +319,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         """Collective: grow the forest on every rank's rows. Returns self.
 
         ``progress(iteration, **fields)`` is called on every rank after each tree it grows
-        (fields ``trees`` done/total and ``eta``); see :func:`mpiml.models._base.as_progress`.
+        (fields ``trees`` done/total and ``eta``); see :func:`mpiml.progress.as_progress`.
         """
         return self._fit(X, y, sample_weight, comm, progress)
 

@@ -37,12 +37,29 @@ from collections import deque
 
 import numpy as np
 
-from ._base import (BaseEstimator, ClassifierMixin, DataError, EpochStopper,
-                    InvalidParameterError, RegressorMixin, as_progress, check_X, check_choice,
-                    check_float, check_int, check_bool, check_is_fitted, classes_from_json,
-                    classes_to_json, collective_error, encode_classes, global_offset,
-                    resolve_comm, resolve_seed, validate_fit_data)
-from ._rowblocks import RowBlocks
+from ..checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_X,
+    encode_classes,
+    resolve_seed,
+    validate_fit_data,
+)
+from ..comm import collective_error, global_offset, resolve_comm
+from ..comm.rowblocks import RowBlocks
+from ..errors import DataError, InvalidParameterError
+from ..progress import as_progress
+from ._base import (
+    BaseEstimator,
+    ClassifierMixin,
+    EpochStopper,
+    RegressorMixin,
+    check_is_fitted,
+    classes_from_json,
+    classes_to_json,
+)
 
 _CHUNK = 65536
 

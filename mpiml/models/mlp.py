@@ -18,12 +18,30 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 import numpy as np
 
-from ._base import (BaseEstimator, ClassifierMixin, EpochStopper, InvalidParameterError,
-                    RegressorMixin, as_progress, check_X, check_bool, check_choice,
-                    check_float, check_int, check_int_tuple, check_is_fitted,
-                    classes_from_json, classes_to_json, collective_error, encode_classes,
-                    global_offset, resolve_comm, resolve_seed, validate_fit_data)
-from ._rowblocks import RowBlocks
+from ..checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_int_tuple,
+    check_X,
+    encode_classes,
+    resolve_seed,
+    validate_fit_data,
+)
+from ..comm import collective_error, global_offset, resolve_comm
+from ..comm.rowblocks import RowBlocks
+from ..errors import InvalidParameterError
+from ..progress import as_progress
+from ._base import (
+    BaseEstimator,
+    ClassifierMixin,
+    EpochStopper,
+    RegressorMixin,
+    check_is_fitted,
+    classes_from_json,
+    classes_to_json,
+)
 from .linear import LogisticRegression, _epoch_batches, standardize_stats
 
 _ACTIVATIONS = ("relu", "tanh")

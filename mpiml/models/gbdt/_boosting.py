@@ -26,19 +26,36 @@ import os
 
 import numpy as np
 
-from ...comm import agree
+from ...checks import check_bool, check_float, check_int, check_X, resolve_seed, validate_fit_data
+from ...comm import agree, collective_error, global_offset, resolve_comm
 from ...comm.ops import MAX
 from ...data.split import holdout_mask
-from ...errors import MpimlError
-from .._base import (BaseEstimator, DataError, InvalidParameterError, as_progress,
-                     check_bool, check_float, check_int, check_X, collective_error, global_offset,
-                     resolve_comm, resolve_seed, validate_fit_data)
-from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree,
-                    leaf_of_rows, stack_trees, unstack_trees)
+from ...errors import DataError, InvalidParameterError, MpimlError
+from ...progress import as_progress
+from .._base import BaseEstimator
+from ..tree import (
+    PackedTrees,
+    bin_data,
+    fit_bin_edges,
+    fixed_point_scale,
+    grow_tree,
+    leaf_of_rows,
+    stack_trees,
+    unstack_trees,
+)
 from . import _fixed_point as fp
-from .criterion import (GradientCriterion, PackedGradientCriterion, add_leaf_values,
-                        channel_layout, hessian_scale, make_channels, make_packed_channels,
-                        packed_layout, packed_scales, renew_node_values)
+from .criterion import (
+    GradientCriterion,
+    PackedGradientCriterion,
+    add_leaf_values,
+    channel_layout,
+    hessian_scale,
+    make_channels,
+    make_packed_channels,
+    packed_layout,
+    packed_scales,
+    renew_node_values,
+)
 
 _VALIDATION_STREAM = 2 ** 32  # round m draws its row sample from stream m
 _QUANTIZE_STREAM = 2 ** 33    # tree m * k + c rounds its gradients with stream 2**33 + that
@@ -136,7 +153,7 @@ class BaseGradientBoosting(BaseEstimator):
             an uninterrupted fit.
         progress : callable, optional
             ``progress(round, train_loss, validation_loss=...)`` after each round, on
-            every rank (see :class:`mpiml.models._base.ProgressReporter`).
+            every rank (see :class:`mpiml.progress.ProgressReporter`).
         feature_names : sequence of str, optional
             Stored as ``feature_names_in_`` (and in model files).
 

@@ -4,7 +4,8 @@ __all__ = ["GradientBoostingClassifier", "GradientBoostingRegressor"]
 
 import numpy as np
 
-from .._base import ClassifierMixin, RegressorMixin, classes_from_json, classes_to_json, encode_classes
+from ...checks import encode_classes
+from .._base import ClassifierMixin, RegressorMixin, classes_from_json, classes_to_json
 from ._boosting import BaseGradientBoosting
 from .losses import AbsoluteError, BinaryLogLoss, HalfSquaredError, MultinomialLogLoss
 

@@ -7,15 +7,35 @@ import numbers
 
 import numpy as np
 
+from ...checks import (
+    check_choice,
+    check_float,
+    check_int,
+    check_random_state,
+    check_X,
+    encode_classes,
+    resolve_seed,
+    validate_fit_data,
+)
+from ...comm import collective_error, resolve_comm
 from ...comm.ops import MAX
-from .._base import (BaseEstimator, ClassifierMixin, DataError, InvalidParameterError,
-                     RegressorMixin, check_X, check_choice, check_float, check_int,
-                     check_is_fitted, check_random_state, checked_params, classes_from_json,
-                     classes_to_json, collective_error, encode_classes, resolve_comm,
-                     resolve_seed, validate_fit_data)
+from ...errors import DataError, InvalidParameterError
+from .._base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    check_is_fitted,
+    checked_params,
+    classes_from_json,
+    classes_to_json,
+)
 from ._binning import bin_data, fit_bin_edges
-from ._criteria import (ClassificationCriterion, RegressionCriterion, classification_channels,
-                        regression_channels)
+from ._criteria import (
+    ClassificationCriterion,
+    RegressionCriterion,
+    classification_channels,
+    regression_channels,
+)
 from ._grower import grow_tree
 from ._tree import TREE_FIELDS, Tree
 
@@ -300,7 +320,7 @@ class _BaseDecisionTree(BaseEstimator):
         params = dict(meta["params"])
         if params.get("class_weight") == "dict":
             params["class_weight"] = None
-        est = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
         est.tree_ = Tree(**{name: np.asarray(arrays[f"tree_{name}"]) for name in TREE_FIELDS})
         est.n_features_in_ = int(meta["n_features_in_"])
         est.max_features_ = int(meta["max_features_"])
