@@ -22,6 +22,8 @@ __all__ = [
 import numbers
 
 import numpy as np
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, column_or_1d
 
 from .comm.collective import agree, collective_error
 from .errors import DataError, InvalidParameterError, MpimlError
@@ -132,42 +134,71 @@ def resolve_seed(random_state, comm):
 
 # -- data checks ----------------------------------------------------------------------------
 
-def check_X(X, n_features=None, name="X", dtype=np.float64):
+class _DataTypeError(DataError, TypeError):
+    """Data of a type that cannot be numbers (a dict in a cell, a sparse matrix)."""
+
+
+def _name_of(estimator):
+    if estimator is None:
+        return "the model"
+    return estimator if isinstance(estimator, str) else type(estimator).__name__
+
+
+def check_X(X, n_features=None, name="X", dtype=np.float64, estimator=None, allow_nan=False):
     """Local check of a feature matrix: 2-D, numeric, finite, ``n_features`` columns.
 
-    Returns a C-contiguous array of ``dtype``. Raises :class:`DataError`. Not collective;
-    use it in ``predict``. In ``fit`` use :func:`validate_fit_data`.
+    Conversion and shape checks are scikit-learn's ``check_array`` (its messages, so that
+    scikit-learn's tools recognise them); a non-finite value is reported with its row and
+    column. Returns a C-contiguous array of ``dtype``. Raises :class:`DataError`. Not
+    collective; use it in ``predict``. In ``fit`` use :func:`validate_fit_data`.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_features : int, optional
+        The number of features the model was fitted with.
+    name : str
+        The argument's name in messages.
+    dtype : numpy dtype
+    estimator : estimator or str, optional
+        Named in messages.
+    allow_nan : bool
+        Let NaN through (models that treat it as a missing value); infinity is refused.
     """
+    if n_features is not None and getattr(X, "ndim", None) == 1 and len(X) == 0:
+        X = np.reshape(X, (0, n_features))
     try:
-        arr = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
-        raise DataError(f"{name} cannot be converted to a numeric array: {exc}") from None
-    if arr.ndim == 1 and n_features is not None and arr.size == 0:
-        arr = arr.reshape(0, n_features)
-    if arr.ndim != 2:
-        raise DataError(f"{name} must be a 2-D array of shape (n_samples, n_features), "
-                        f"got shape {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        try:
-            arr = arr.astype(dtype)
-        except (TypeError, ValueError):
-            raise DataError(f"{name} must be numeric, got dtype {arr.dtype}") from None
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+        arr = check_array(X, dtype=dtype, order="C", ensure_all_finite=False,
+                          ensure_min_samples=0, ensure_min_features=0, input_name=name)
+    except TypeError as exc:
+        raise _DataTypeError(f"{name}: {exc}") from None
+    except ValueError as exc:
+        raise DataError(f"{exc}") from None
     if n_features is not None and arr.shape[1] != n_features:
-        raise DataError(f"{name} has {arr.shape[1]} features, but the model was fitted with "
-                        f"{n_features}")
-    if arr.size and not np.isfinite(arr).all():
-        row, col = np.argwhere(~np.isfinite(arr))[0]
-        raise DataError(f"{name} contains NaN or infinity (row {row}, column {col})")
+        raise DataError(f"{name} has {arr.shape[1]} features, but {_name_of(estimator)} is "
+                        f"expecting {n_features} features as input")
+    if arr.size:
+        bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            what = "infinity" if allow_nan else "NaN or infinity"
+            raise DataError(f"Input {name} contains {what} (row {row}, column {col})")
     return arr
 
 
-def check_y(y, n_rows, numeric, name="y"):
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise DataError(f"{name} must be a 1-D array, got shape {arr.shape}")
+def check_y(y, n_rows, numeric, name="y", estimator=None):
+    """Local check of a target (or weight) vector of ``n_rows`` values.
+
+    A column vector of shape ``(n_rows, 1)`` is flattened with scikit-learn's
+    ``DataConversionWarning``. ``numeric`` converts to float64. Raises :class:`DataError`.
+    """
+    if y is None:
+        raise DataError(f"{_name_of(estimator)} requires y to be passed, but the target y "
+                        f"is None")
+    try:
+        arr = column_or_1d(y, warn=name == "y")
+    except ValueError as exc:
+        raise DataError(f"{name}: {exc}") from None
     if arr.shape[0] != n_rows:
         raise DataError(f"X has {n_rows} rows but {name} has {arr.shape[0]}")
     if numeric:
@@ -175,21 +206,46 @@ def check_y(y, n_rows, numeric, name="y"):
             try:
                 arr = arr.astype(np.float64)
             except (TypeError, ValueError):
-                raise DataError(f"{name} must be numeric for regression, got dtype "
-                                f"{arr.dtype}") from None
+                raise DataError(f"{name} must be numeric, got dtype {arr.dtype}") from None
         arr = np.ascontiguousarray(arr, dtype=np.float64)
     if arr.dtype.kind in "fc" and arr.size and not np.isfinite(arr).all():
-        raise DataError(f"{name} contains NaN or infinity (row {int(np.argmin(np.isfinite(arr)))})")
+        raise DataError(f"Input {name} contains NaN or infinity "
+                        f"(row {int(np.argmin(np.isfinite(arr)))})")
     return arr
 
 
-def validate_fit_data(X, y, comm, sample_weight=None, numeric_y=False):
+def _fit_data_problem(shapes):
+    """The error (or None) for the ``(rows, features, has_weights, weight_sum)`` of every
+    rank, the same on every rank."""
+    n_total = sum(n for n, _, _, _ in shapes)
+    widths = {w for n, w, _, _ in shapes if n > 0} or {w for _, w, _, _ in shapes}
+    if len(widths) > 1:
+        return DataError(f"ranks hold X with different numbers of features: "
+                         f"{[w for _, w, _, _ in shapes]}")
+    width = next(iter(widths))
+    if n_total == 0:
+        return DataError(f"Found array with 0 sample(s) (shape=(0, {max(width, 0)})) while a "
+                         f"minimum of 1 is required: cannot fit a model on 0 rows")
+    if width == 0:
+        return DataError(f"Found array with 0 feature(s) (shape=({n_total}, 0)) while a "
+                         f"minimum of 1 is required: cannot fit a model on 0 features")
+    if len({has for _, _, has, _ in shapes}) > 1:
+        return DataError("sample_weight was given on some ranks only")
+    if shapes[0][2] and sum(w for _, _, _, w in shapes) <= 0:
+        return DataError("sample_weight contains only zeros: at least one weight must be "
+                         "non-zero")
+    return None
+
+
+def validate_fit_data(X, y, comm, sample_weight=None, numeric_y=False, estimator=None,
+                      allow_nan=False):
     """Collective: check this rank's ``X``, ``y`` and ``sample_weight`` and agree.
 
     Every rank checks its rows (2-D numeric finite X, 1-D y of the same length, finite
-    non-negative weights); the number of features must be the same on every rank and
-    the data set must have at least one row. If any rank finds a problem every rank
-    raises (via :func:`mpiml.comm.agree`), so no rank is left in a collective.
+    non-negative weights); the number of features must be the same on every rank, the
+    data set must have at least one row and the weights a positive sum. If any rank
+    finds a problem every rank raises (via :func:`mpiml.comm.agree`), so no rank is left
+    in a collective.
 
     Parameters
     ----------
@@ -199,6 +255,10 @@ def validate_fit_data(X, y, comm, sample_weight=None, numeric_y=False):
     sample_weight : array-like of shape (n_local,), optional
     numeric_y : bool
         Convert y to float64 (regression targets).
+    estimator : estimator or str, optional
+        Named in messages.
+    allow_nan : bool
+        Let NaN through in X (models that treat it as a missing value).
 
     Returns
     -------
@@ -208,36 +268,27 @@ def validate_fit_data(X, y, comm, sample_weight=None, numeric_y=False):
     n_total : int
         Rows on all ranks.
     """
-    error, n_features = None, -1
+    error, n_rows, n_features, weight_sum = None, 0, -1, 0.0
     try:
-        X = check_X(X)
-        n_features = X.shape[1]
-        y = check_y(y, X.shape[0], numeric_y)
+        X = check_X(X, estimator=estimator, allow_nan=allow_nan)
+        n_rows, n_features = X.shape
+        y = check_y(y, n_rows, numeric_y, estimator=estimator)
         if sample_weight is not None:
-            sample_weight = check_y(sample_weight, X.shape[0], True, "sample_weight")
+            sample_weight = check_y(sample_weight, n_rows, True, "sample_weight")
             if (sample_weight < 0).any():
                 raise DataError("sample_weight must be >= 0")
+            weight_sum = float(sample_weight.sum())
     except MpimlError as exc:
         error = exc
     agree(comm, error)
-    shapes = comm.allgather((int(X.shape[0]), int(n_features),
-                             sample_weight is not None))
-    widths = {w for n, w, _ in shapes if n > 0} or {w for _, w, _ in shapes}
-    error = None
-    if len(widths) > 1:
-        error = DataError(f"ranks hold X with different numbers of features: "
-                          f"{[w for _, w, _ in shapes]}")
-    elif sum(n for n, _, _ in shapes) == 0:
-        error = DataError("cannot fit a model on 0 rows")
-    elif widths == {0}:
-        error = DataError("cannot fit a model on 0 features: X has shape "
-                          f"({sum(n for n, _, _ in shapes)}, 0)")
-    elif len({has for _, _, has in shapes}) > 1:
-        error = DataError("sample_weight was given on some ranks only")
-    elif X.shape[0] == 0 and X.shape[1] != next(iter(widths)):
-        X = np.zeros((0, next(iter(widths))))
+    shapes = comm.allgather((int(n_rows), int(n_features), sample_weight is not None,
+                             weight_sum))
+    error = _fit_data_problem(shapes)
     agree(comm, error)
-    return X, y, sample_weight, sum(n for n, _, _ in shapes)
+    width = ({w for n, w, _, _ in shapes if n > 0} or {n_features}).pop()
+    if n_rows == 0 and n_features != width:
+        X = np.zeros((0, width))
+    return X, y, sample_weight, sum(n for n, _, _, _ in shapes)
 
 
 def global_classes(y, comm):
@@ -266,7 +317,13 @@ def encode_classes(y, comm, min_classes=2):
     Raises :class:`DataError` on every rank if fewer than ``min_classes`` classes
     exist over all ranks.
     """
-    classes = global_classes(y, comm)
+    classes = global_classes(y, comm)  # first: it names labels of mixed types
+    error = None
+    try:
+        check_classification_targets(np.asarray(y))
+    except ValueError as exc:
+        error = DataError(f"{exc}")
+    agree(comm, error)
     if classes.size < min_classes:
         raise collective_error(DataError(f"the classification target has {classes.size} class"
                         f"{'' if classes.size == 1 else 'es'} "

@@ -15,7 +15,7 @@ __all__ = ["Communicator", "as_buffer", "as_vector_spec"]
 import numpy as np
 
 from ..errors import CommError
-from .ops import ANY_SOURCE, ANY_TAG, IN_PLACE, SUM
+from .ops import ANY_SOURCE, ANY_TAG, SUM
 
 _KINDS = "biufc"  # bool, signed, unsigned, float, complex
 

@@ -23,6 +23,7 @@ import numpy as np
 from sklearn import base as _sk
 from sklearn.exceptions import NotFittedError as _SkNotFittedError
 
+from ..checks import check_X
 from ..comm import agree
 from ..errors import InvalidParameterError, MpimlError
 
@@ -72,9 +73,6 @@ class EpochStopper:
         return False
 
 
-def check_is_fitted(estimator, attribute):
-    if not hasattr(estimator, attribute):
-        raise MpimlError(f"this {type(estimator).__name__} is not fitted yet; call fit first")
 
 
 # -- estimator base classes ---------------------------------------------------------------
@@ -88,6 +86,12 @@ class BaseEstimator(_sk.BaseEstimator):
         self.n_ranks_ = comm.size
         if feature_names is not None:
             self.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
+
+    def _check_predict_X(self, X, allow_nan=False):
+        """Local: ``X`` checked against the fitted model (raises :class:`NotFittedError`
+        before ``fit``, :class:`~mpiml.errors.DataError` on bad data)."""
+        check_is_fitted(self, "n_features_in_")
+        return check_X(X, self.n_features_in_, estimator=self, allow_nan=allow_nan)
 
 
 class ClassifierMixin(_sk.ClassifierMixin):

@@ -25,7 +25,6 @@ from ..checks import (
     check_choice,
     check_float,
     check_int,
-    check_X,
     encode_classes,
     resolve_seed,
     validate_fit_data,
@@ -115,7 +114,7 @@ class _BaseForest(BaseEstimator):
         n_estimators, bootstrap = params["n_estimators"], params["bootstrap"]
         oob, max_samples, parallel = params["oob_score"], params["max_samples"], self.parallel
         X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
-                                                         numeric_y=self._regression)
+                                                         numeric_y=self._regression, estimator=self)
         seed = resolve_seed(self.random_state, c)
         offset, _ = global_offset(X.shape[0], c)
         X_local, y_local = X, y
@@ -185,6 +184,7 @@ class _BaseForest(BaseEstimator):
 
     def _set_derived(self):
         arrays, offsets = self._stacked
+        self._packed = PackedTrees(arrays, offsets)  # prediction's layout, built once
         self.trees_ = unstack_trees(arrays, offsets)
         self.n_estimators_ = len(self.trees_)
         gains = [normalised_importances(t.feature_gains(self.n_features_in_)) for t in self.trees_]
@@ -220,17 +220,9 @@ class _BaseForest(BaseEstimator):
 
     def _mean_values(self, X):
         check_is_fitted(self, "trees_")
-        X = check_X(X, self.n_features_in_)
+        X = self._check_predict_X(X)
         arrays, offsets = self._stacked
-        return predict_trees(arrays, offsets, X, packed=self._packed_trees()) / self.n_estimators_
-
-    def _packed_trees(self):
-        # built on first use: fit and load stay cheap, prediction reuses it
-        packed = getattr(self, "_packed", None)
-        if packed is None or packed[0] is not self._stacked:
-            packed = (self._stacked, PackedTrees(*self._stacked))
-            self._packed = packed
-        return packed[1]
+        return predict_trees(arrays, offsets, X, packed=self._packed) / self.n_estimators_
 
     # -- persistence -----------------------------------------------------------------
 

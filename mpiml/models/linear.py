@@ -8,14 +8,17 @@ rank count and either backend. Features are
 standardised with a mean and scale computed collectively (stored as ``mean_`` and
 ``scale_``); ``coef_`` and ``intercept_`` are given in the original feature units.
 
-Objective (``W`` = total sample weight, ``theta`` = coefficients on standardised
-features, the intercept is not penalised)::
+Objectives (``W`` = total sample weight, ``theta`` = coefficients on standardised
+features, ``coef`` = the same coefficients in raw feature units; the intercept is not
+penalised)::
 
-    mean_i w_i * loss(x_i, y_i; theta) + alpha / 2 * ||theta||^2
+    LinearRegression:    sum_i w_i * (z_i - y_i)^2 / 2 / W  +  alpha / 2 * ||theta||^2
+    LogisticRegression:  C * sum_i w_i * logloss_i  +  ||coef||^2 / 2
 
-with the squared error ``(z - y)^2 / 2`` for ``LinearRegression`` and the logistic
-(binary) or softmax (multinomial) log-loss for ``LogisticRegression``. scikit-learn's
-``LogisticRegression(C=C)`` is ``alpha = 1 / (C * n_samples)`` with ``standardize=False``.
+``LogisticRegression``'s is scikit-learn's (binary, or multinomial softmax), so ``C``
+means what it means there; standardising only preconditions the solver, the minimum is
+the same. It is minimised divided by ``C * W`` (a mean loss), which leaves the minimum
+where it is.
 
 Solvers
 -------
@@ -42,7 +45,6 @@ from ..checks import (
     check_choice,
     check_float,
     check_int,
-    check_X,
     encode_classes,
     resolve_seed,
     validate_fit_data,
@@ -177,7 +179,7 @@ class _LinearModel(BaseEstimator):
 
     def _check_params(self):
         check_choice("solver", self.solver, self._solvers)
-        check_float("alpha", self.alpha, low=0)
+        self._check_penalty()
         check_int("max_iter", self.max_iter, low=1)
         check_float("tol", self.tol, low=0)
         check_float("learning_rate", self.learning_rate, low=0, low_open=True)
@@ -229,15 +231,15 @@ class _LinearModel(BaseEstimator):
     def _objective(self, blocks, total):
         d, k = self._shape
         width = 1 + (d + 1) * k
-        alpha = self.alpha
+        penalty = self._penalty(total)[:, None]
 
         def fun(theta):
             terms = blocks.sums(lambda X, t, w: self._terms(theta, X, t, w), width)
             f = terms[0] / total
             g = self._gradient(terms) / total
             t = theta.reshape(d + 1, k)[:d]
-            f += 0.5 * alpha * np.sum(t * t)
-            g.reshape(d + 1, k)[:d] += alpha * t
+            f += 0.5 * np.sum(penalty * t * t)
+            g.reshape(d + 1, k)[:d] += penalty * t
             return f, g
         return fun
 
@@ -247,7 +249,7 @@ class _LinearModel(BaseEstimator):
         self._check_params()
         comm = resolve_comm(comm)
         X, y, w, n_total = validate_fit_data(X, y, comm, sample_weight,
-                                             numeric_y=self._task == "regression")
+                                             numeric_y=self._task == "regression", estimator=self)
         target, k = self._prepare_target(y, comm)
         d = X.shape[1]
         self._shape = (d, k)
@@ -309,6 +311,8 @@ class _LinearModel(BaseEstimator):
         offset, _ = global_offset(X.shape[0], comm)
         buf = np.empty(2 + (d + 1) * k)
         stopper = EpochStopper(self.tol, self.n_iter_no_change)
+        total = n_total if w is None else float(_allreduce(comm, np.array([w.sum()]))[0])
+        penalty = self._penalty(total)[:, None]
         self.loss_curve_ = []
         epoch_loss = np.inf
         it = 0
@@ -323,12 +327,12 @@ class _LinearModel(BaseEstimator):
                     continue
                 g = self._gradient(out[1:]) / out[0]
                 t = theta.reshape(d + 1, k)[:d]
-                g.reshape(d + 1, k)[:d] += self.alpha * t
+                g.reshape(d + 1, k)[:d] += penalty * t
                 loss_sum += out[1]
                 weight_sum += out[0]
                 theta = theta - self.learning_rate * g
-            epoch_loss = loss_sum / weight_sum + 0.5 * self.alpha * np.sum(
-                theta.reshape(d + 1, k)[:d] ** 2)
+            epoch_loss = loss_sum / weight_sum + 0.5 * np.sum(
+                penalty * theta.reshape(d + 1, k)[:d] ** 2)
             self.loss_curve_.append(float(epoch_loss))
             report(it, epoch_loss)
             if stopper.done(epoch_loss):
@@ -353,7 +357,8 @@ class _LinearModel(BaseEstimator):
 
     @classmethod
     def _from_state(cls, meta, arrays):
-        model = cls(**meta["params"])
+        names = cls._get_param_names()
+        model = cls(**{k: v for k, v in meta["params"].items() if k in names})
         model.n_features_in_ = int(meta["n_features_in_"])
         model.n_iter_ = meta["n_iter_"]
         model.loss_ = meta["loss_"]
@@ -426,6 +431,13 @@ class LinearRegression(RegressorMixin, _LinearModel):
         self.standardize = standardize
         self.random_state = random_state
 
+    def _check_penalty(self):
+        check_float("alpha", self.alpha, low=0)
+
+    def _penalty(self, total):
+        """Per feature: the L2 weight on the standardised coefficients of the mean loss."""
+        return np.full(self._shape[0], float(self.alpha))
+
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None, feature_names=None):
         """Collective: fit on every rank's rows (this rank passes its own ``X``, ``y``).
 
@@ -497,7 +509,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
     def predict(self, X):
         """Local: predictions for this rank's rows, ndarray of shape (n_samples,)."""
         check_is_fitted(self, "coef_")
-        X = check_X(X, self.n_features_in_)
+        X = self._check_predict_X(X)
         return X @ self.coef_ + self.intercept_
 
     @classmethod
@@ -512,8 +524,11 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
 
     Parameters
     ----------
-    alpha : float, default 1e-4
-        L2 penalty on the standardised coefficients.
+    C : float, default 1.0
+        Inverse of the L2 penalty strength, as in scikit-learn: the objective is
+        ``C * sum_i w_i * logloss_i + ||coef_||^2 / 2`` (coefficients in raw feature
+        units, the intercept not penalised). Smaller values regularise more;
+        ``numpy.inf`` means no penalty (scikit-learn's ``penalty=None``).
     solver : {"lbfgs", "gd", "sgd"}, default "lbfgs"
     max_iter : int, default 100
     tol : float, default 1e-4
@@ -539,10 +554,10 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
 
     _model_type = "logistic_regression"
 
-    def __init__(self, *, alpha=1e-4, solver="lbfgs", max_iter=100, tol=1e-4,
+    def __init__(self, *, C=1.0, solver="lbfgs", max_iter=100, tol=1e-4,
                  learning_rate=0.5, batch_size=256, n_iter_no_change=5, fit_intercept=True,
                  standardize=True, random_state=None):
-        self.alpha = alpha
+        self.C = C
         self.solver = solver
         self.max_iter = max_iter
         self.tol = tol
@@ -552,6 +567,15 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         self.fit_intercept = fit_intercept
         self.standardize = standardize
         self.random_state = random_state
+
+    def _check_penalty(self):
+        if self.C != np.inf:  # C=inf: no penalty (scikit-learn's penalty=None)
+            check_float("C", self.C, low=0, low_open=True)
+
+    def _penalty(self, total):
+        """Per feature: the L2 weight on the standardised coefficients of the mean loss,
+        ``||coef||^2 / (2 C W)`` written for ``theta = coef * scale_``."""
+        return 1.0 / (self.C * total * self.scale_ ** 2)
 
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None, feature_names=None):
         """Collective: fit on every rank's rows (see :meth:`LinearRegression.fit`)."""
@@ -596,7 +620,7 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
     def decision_function(self, X):
         """Local: ndarray of shape (n_samples,) for two classes, else (n_samples, n_classes)."""
         check_is_fitted(self, "coef_")
-        X = check_X(X, self.n_features_in_)
+        X = self._check_predict_X(X)
         Z = X @ self.coef_.T + self.intercept_
         return Z[:, 0] if Z.shape[1] == 1 else Z
 

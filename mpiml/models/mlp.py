@@ -24,7 +24,6 @@ from ..checks import (
     check_float,
     check_int,
     check_int_tuple,
-    check_X,
     encode_classes,
     resolve_seed,
     validate_fit_data,
@@ -138,7 +137,7 @@ class _MLP(BaseEstimator):
         hidden = self._check_params()
         comm = resolve_comm(comm)
         X, y, w, n_total = validate_fit_data(X, y, comm, sample_weight,
-                                             numeric_y=self._task == "regression")
+                                             numeric_y=self._task == "regression", estimator=self)
         target, n_out = self._prepare_target(y, comm)
         d = X.shape[1]
         self.n_features_in_ = d
@@ -235,7 +234,7 @@ class _MLP(BaseEstimator):
 
     def _output(self, X):
         check_is_fitted(self, "coefs_")
-        X = check_X(X, self.n_features_in_)
+        X = self._check_predict_X(X)
         return self._forward(X, list(zip(self.coefs_, self.intercepts_)))[-1]
 
     # -- persistence ------------------------------------------------------------------------

@@ -26,13 +26,13 @@ import os
 
 import numpy as np
 
-from ...checks import check_bool, check_float, check_int, check_X, resolve_seed, validate_fit_data
+from ...checks import check_bool, check_float, check_int, resolve_seed, validate_fit_data
 from ...comm import agree, collective_error, global_offset, resolve_comm
 from ...comm.ops import MAX
 from ...data.split import holdout_mask
 from ...errors import DataError, InvalidParameterError, MpimlError
 from ...progress import as_progress
-from .._base import BaseEstimator
+from .._base import BaseEstimator, check_is_fitted
 from ..tree import (
     PackedTrees,
     bin_data,
@@ -117,12 +117,11 @@ class BaseGradientBoosting(BaseEstimator):
     _check_params = _validate_params
 
     def _check_fitted(self):
-        if not hasattr(self, "trees_"):
-            raise MpimlError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        check_is_fitted(self, "trees_")
 
     def _check_predict_input(self, X):
         self._check_fitted()
-        return check_X(X, self.n_features_in_)
+        return self._check_predict_X(X)
 
     # -- fit ---------------------------------------------------------------------------
 
@@ -171,9 +170,9 @@ class BaseGradientBoosting(BaseEstimator):
         report = as_progress(progress)
         comm = resolve_comm(comm)
         X, y, weight, n_total = validate_fit_data(X, y, comm, sample_weight,
-                                                  numeric_y=self._task == "regression")
+                                                  numeric_y=self._task == "regression", estimator=self)
         if n_total < 2:
-            raise collective_error(DataError(f"need at least 2 rows to fit, got {n_total}"))
+            raise collective_error(DataError(f"n_samples={n_total}: need at least 2 rows to fit"))
         offset, _ = global_offset(len(X), comm)
         self.n_features_in_ = X.shape[1]
         self._record_fit(comm, feature_names)
@@ -351,7 +350,8 @@ class BaseGradientBoosting(BaseEstimator):
             gains += tree.feature_gains(self.n_features_in_)
         total = gains.sum()
         self.feature_importances_ = gains / total if total > 0 else gains
-        self._forests = None
+        k = self.n_trees_per_iteration_  # prediction's layout: per output column, built once
+        self._forests = [PackedTrees(*stack_trees(self.trees_[c::k])) for c in range(k)]
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -436,10 +436,7 @@ class BaseGradientBoosting(BaseEstimator):
     # -- prediction --------------------------------------------------------------------
 
     def _class_forests(self):
-        """Per output column: the stacked trees of that column (cached)."""
-        if getattr(self, "_forests", None) is None:
-            k = self.n_trees_per_iteration_
-            self._forests = [PackedTrees(*stack_trees(self.trees_[c::k])) for c in range(k)]
+        """Per output column: the stacked trees of that column."""
         return self._forests
 
     def _raw_predict(self, X):

@@ -120,7 +120,8 @@ class GradientBoostingClassifier(ClassifierMixin, BaseGradientBoosting):
 
     def predict_proba(self, X):
         """Class probabilities of shape (n, n_classes). Local."""
-        return self._loss_.probabilities(self._raw_predict(X))
+        raw = self._raw_predict(X)  # checks that the model is fitted
+        return self._loss_.probabilities(raw)
 
     def predict(self, X):
         """Most probable class of each row, shape (n,). Local."""

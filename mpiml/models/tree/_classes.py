@@ -12,7 +12,6 @@ from ...checks import (
     check_float,
     check_int,
     check_random_state,
-    check_X,
     encode_classes,
     resolve_seed,
     validate_fit_data,
@@ -264,7 +263,7 @@ class _BaseDecisionTree(BaseEstimator):
         params = checked_params(self, c)
         parallel = self.parallel
         X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
-                                                         numeric_y=self._regression)
+                                                         numeric_y=self._regression, estimator=self)
         seed = resolve_seed(self.random_state, c)
         if self._regression:
             check_regression_target(y, sample_weight, n_total, c)
@@ -275,6 +274,10 @@ class _BaseDecisionTree(BaseEstimator):
             weights = row_weights(self.class_weight, classes, targets, sample_weight, c)
             self.classes_ = classes
             self.n_classes_ = int(classes.size)
+        if weights is not None and not (kept := weights > 0).all():
+            # rows of weight 0 take no part, not even in the bin edges: the tree is the
+            # one grown without them
+            X, targets, weights = X[kept], targets[kept], weights[kept]
         n_features = X.shape[1]
         k = resolve_max_features(params["max_features"], n_features)
         edges = fit_bin_edges(X, params["max_bins"], comm=c)
@@ -298,7 +301,7 @@ class _BaseDecisionTree(BaseEstimator):
     def apply(self, X):
         """Leaf index of each row. Local. ndarray (n,) int64."""
         check_is_fitted(self, "tree_")
-        return self.tree_.apply(check_X(X, self.n_features_in_))
+        return self.tree_.apply(self._check_predict_X(X))
 
     def get_depth(self):
         check_is_fitted(self, "tree_")
@@ -390,7 +393,7 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
     def predict_proba(self, X):
         """Class probabilities, ndarray of shape (n, n_classes). Local."""
         check_is_fitted(self, "tree_")
-        return self.tree_.predict(check_X(X, self.n_features_in_))
+        return self.tree_.predict(self._check_predict_X(X))
 
     def predict(self, X):
         """Predicted class labels, ndarray of shape (n,). Local."""
@@ -432,4 +435,4 @@ class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
     def predict(self, X):
         """Predicted values, ndarray of shape (n,). Local."""
         check_is_fitted(self, "tree_")
-        return self.tree_.predict(check_X(X, self.n_features_in_))[:, 0]
+        return self.tree_.predict(self._check_predict_X(X))[:, 0]
