@@ -1,7 +1,7 @@
 """Exceptions raised by mpiml."""
 
 __all__ = ["MpimlError", "CommError", "CollectiveMismatchError", "RankAborted", "ModelFileError",
-           "InvalidParameterError", "DataError"]
+           "InvalidParameterError", "DataError", "RankFailure"]
 
 
 class MpimlError(Exception):
@@ -34,3 +34,13 @@ class InvalidParameterError(MpimlError, ValueError):
 
 class DataError(MpimlError, ValueError):
     """Training or prediction data cannot be used (shape, NaN/inf, labels)."""
+
+
+class RankFailure(BaseException):
+    """A collective call failed on some ranks only; the original error is its cause.
+
+    Not an :class:`Exception`: tools that catch a failed fit and go on to the next one
+    (scikit-learn's searches and cross-validation record a score of NaN) must not catch
+    it, because the other ranks wait in a collective for this one. It ends the SPMD
+    program; :func:`mpiml.run` and the launchers report the rank and the original error.
+    """

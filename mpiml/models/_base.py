@@ -14,18 +14,20 @@ The checks that readers and metrics share with the estimators live in
 """
 
 __all__ = [
-    "BaseEstimator", "ClassifierMixin", "RegressorMixin", "NotFittedError",
+    "BaseEstimator", "ClassifierMixin", "RegressorMixin", "NotFittedError", "collective",
     "checked_params", "check_is_fitted", "EpochStopper",
     "classes_to_json", "classes_from_json",
 ]
+
+import functools
 
 import numpy as np
 from sklearn import base as _sk
 from sklearn.exceptions import NotFittedError as _SkNotFittedError
 
 from ..checks import check_X
-from ..comm import agree
-from ..errors import InvalidParameterError, MpimlError
+from ..comm import agree, resolve_comm
+from ..errors import InvalidParameterError, MpimlError, RankFailure
 
 
 class NotFittedError(MpimlError, _SkNotFittedError):
@@ -42,6 +44,27 @@ def checked_params(est, comm):
         error = exc
     agree(comm, error)
     return params
+
+
+def collective(method):
+    """Decorate a collective method (``fit``, ``score``) that takes ``comm=`` by keyword.
+
+    An error that every rank raised alike (a checked parameter or data set, marked
+    ``collective``) passes as it is: scikit-learn's searches may record it and go on,
+    the same on every rank. Any other error on a communicator of several ranks leaves
+    the other ranks waiting, so it becomes :class:`~mpiml.errors.RankFailure`, which
+    those tools do not catch: the SPMD program ends, with the original error as cause.
+    """
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if getattr(exc, "collective", False) or resolve_comm(kwargs.get("comm")).size == 1:
+                raise
+            raise RankFailure(f"{type(self).__name__}.{method.__name__} failed on this rank: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    return wrapper
 
 
 def check_is_fitted(estimator, attribute):
@@ -99,6 +122,7 @@ class ClassifierMixin(_sk.ClassifierMixin):
 
     _task = "classification"
 
+    @collective
     def score(self, X, y, sample_weight=None, *, comm=None):
         """Collective: accuracy of ``predict(X)`` against ``y`` over all ranks' rows."""
         from ..metrics import accuracy
@@ -110,6 +134,7 @@ class RegressorMixin(_sk.RegressorMixin):
 
     _task = "regression"
 
+    @collective
     def score(self, X, y, sample_weight=None, *, comm=None):
         """Collective: coefficient of determination of ``predict(X)`` over all ranks' rows."""
         from ..metrics import r2

@@ -40,6 +40,7 @@ from ._base import (
     check_is_fitted,
     checked_params,
     classes_from_json,
+    collective,
 )
 from .tree._binning import bin_data, fit_bin_edges
 from .tree._classes import (
@@ -52,7 +53,13 @@ from .tree._classes import (
     row_weights,
     tree_model_meta,
 )
-from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
+from .tree._tree import (
+    TREE_FIELDS,
+    PackedTrees,
+    predict_trees,
+    stack_trees,
+    unstack_trees,
+)
 
 
 def bootstrap_counts(seed, tree_index, n_total, n_draws):
@@ -307,6 +314,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         self.random_state = random_state
         self.parallel = parallel
 
+    @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None):
         """Collective: grow the forest on every rank's rows. Returns self.
 
@@ -359,6 +367,7 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
         self.random_state = random_state
         self.parallel = parallel
 
+    @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None):
         """Collective: grow the forest on every rank's rows. Returns self."""
         return self._fit(X, y, sample_weight, comm, progress)

@@ -61,6 +61,7 @@ from ._base import (
     check_is_fitted,
     classes_from_json,
     classes_to_json,
+    collective,
 )
 
 _CHUNK = 65536
@@ -438,6 +439,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
         """Per feature: the L2 weight on the standardised coefficients of the mean loss."""
         return np.full(self._shape[0], float(self.alpha))
 
+    @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None, feature_names=None):
         """Collective: fit on every rank's rows (this rank passes its own ``X``, ``y``).
 
@@ -577,6 +579,7 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         ``||coef||^2 / (2 C W)`` written for ``theta = coef * scale_``."""
         return 1.0 / (self.C * total * self.scale_ ** 2)
 
+    @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None, feature_names=None):
         """Collective: fit on every rank's rows (see :meth:`LinearRegression.fit`)."""
         return self._fit(X, y, sample_weight, comm, progress, feature_names)

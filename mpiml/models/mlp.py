@@ -40,6 +40,7 @@ from ._base import (
     check_is_fitted,
     classes_from_json,
     classes_to_json,
+    collective,
 )
 from .linear import LogisticRegression, _epoch_batches, standardize_stats
 
@@ -182,9 +183,12 @@ class _MLP(BaseEstimator):
                     comm.Allreduce(buf, out)
                 if out[0] <= 0:
                     continue
+                # scikit-learn's penalty: alpha / 2 * ||W||^2 per batch, over the batch's
+                # weight like the loss
                 grad = out[2:] / out[0]
-                grad[weight_mask] += self.alpha * theta[weight_mask]
-                loss_sum += out[1]
+                grad[weight_mask] += self.alpha / out[0] * theta[weight_mask]
+                loss_sum += out[1] + 0.5 * self.alpha * float(theta[weight_mask] @
+                                                              theta[weight_mask])
                 weight_sum += out[0]
                 step += 1
                 if self.solver == "adam":
@@ -195,8 +199,7 @@ class _MLP(BaseEstimator):
                 else:
                     velocity = self.momentum * velocity - lr * grad
                     theta = theta + velocity
-            penalty = 0.5 * self.alpha * float(theta[weight_mask] @ theta[weight_mask])
-            epoch_loss = loss_sum / weight_sum + penalty
+            epoch_loss = loss_sum / weight_sum
             self.loss_curve_.append(float(epoch_loss))
             report(epoch, epoch_loss)
             if stopper.done(epoch_loss):
@@ -323,6 +326,7 @@ class MLPClassifier(ClassifierMixin, _MLP):
         "classes_ : ndarray of shape (n_classes,)\n"
     _model_type = "mlp_classifier"
 
+    @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None, feature_names=None):
         """Collective: train on every rank's rows (this rank passes its own ``X``, ``y``).
 
@@ -371,6 +375,7 @@ class MLPRegressor(RegressorMixin, _MLP):
         _PARAMS_DOC
     _model_type = "mlp_regressor"
 
+    @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None, feature_names=None):
         """Collective: train on every rank's rows (see :meth:`MLPClassifier.fit`)."""
         return self._fit(X, y, sample_weight, comm, progress, feature_names)

@@ -26,13 +26,19 @@ import os
 
 import numpy as np
 
-from ...checks import check_bool, check_float, check_int, resolve_seed, validate_fit_data
+from ...checks import (
+    check_bool,
+    check_float,
+    check_int,
+    resolve_seed,
+    validate_fit_data,
+)
 from ...comm import agree, collective_error, global_offset, resolve_comm
 from ...comm.ops import MAX
 from ...data.split import holdout_mask
 from ...errors import DataError, InvalidParameterError, MpimlError
 from ...progress import as_progress
-from .._base import BaseEstimator, check_is_fitted
+from .._base import BaseEstimator, check_is_fitted, collective
 from ..tree import (
     PackedTrees,
     bin_data,
@@ -125,6 +131,7 @@ class BaseGradientBoosting(BaseEstimator):
 
     # -- fit ---------------------------------------------------------------------------
 
+    @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, checkpoint_every=None,
             checkpoint_path=None, resume_from=None, progress=None, feature_names=None):
         """Fit the boosted trees on the rows of every rank.

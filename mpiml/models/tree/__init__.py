@@ -82,7 +82,14 @@ from ._criteria import (
     to_fixed,
 )
 from ._grower import grow_tree, leaf_of_rows
-from ._tree import TREE_FIELDS, PackedTrees, Tree, predict_trees, stack_trees, unstack_trees
+from ._tree import (
+    TREE_FIELDS,
+    PackedTrees,
+    Tree,
+    predict_trees,
+    stack_trees,
+    unstack_trees,
+)
 
 __all__ = [
     "BinEdges", "fit_bin_edges", "bin_data",

@@ -27,6 +27,7 @@ from .._base import (
     checked_params,
     classes_from_json,
     classes_to_json,
+    collective,
 )
 from ._binning import bin_data, fit_bin_edges
 from ._criteria import (
@@ -385,6 +386,7 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
         self.random_state = random_state
         self.parallel = parallel
 
+    @collective
     def fit(self, X, y, sample_weight=None, *, comm=None):
         """Collective: grow the tree on every rank's rows ``X`` (n_local, n_features), ``y``
         (n_local,). Returns self."""
@@ -428,6 +430,7 @@ class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
         self.random_state = random_state
         self.parallel = parallel
 
+    @collective
     def fit(self, X, y, sample_weight=None, *, comm=None):
         """Collective: grow the tree on every rank's rows. Returns self."""
         return self._fit(X, y, sample_weight, comm)
