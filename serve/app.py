@@ -276,7 +276,7 @@ def _register_routes(app, registry, settings):
     def v2_model_metadata(name):
         entry = _require_model(registry, name)
         n = entry.n_features
-        outputs = [{"name": "predict", "datatype": _v2_output_datatype(entry), "shape": [-1]}]
+        outputs = [{"name": "predict", "datatype": entry.predict_datatype, "shape": [-1]}]
         if entry.is_classifier:
             outputs.append({"name": "predict_proba", "datatype": "FP64",
                             "shape": [-1, len(entry.classes)]})
@@ -305,7 +305,7 @@ def _register_routes(app, registry, settings):
         entry = _require_model(registry, name)
         body, raw, binary = read_v2_body()
         request_id = body.get("id")
-        if request_id is not None and not isinstance(request_id, str):
+        if "id" in body and not isinstance(request_id, str):
             raise ApiError(400, "INVALID_FIELD", "'id' must be a string")
         if "inputs" not in body:
             raise ApiError(400, "MISSING_FIELD", "request body has no 'inputs' field")
@@ -343,40 +343,29 @@ def _register_routes(app, registry, settings):
 
     @app.get("/openapi.json")
     def openapi():
-        return _json(openapi_spec())
+        return _json(openapi_spec(registry, settings.max_rows))
 
 
-def _v2_output_datatype(entry):
-    classes = entry.classes
-    if classes is None:
-        return "FP64"
-    if all(isinstance(c, bool) for c in classes):
-        return "BOOL"
-    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
-        return "INT64"
-    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes):
-        return "FP64"
-    return "BYTES"
-
-
-def _flag(parameters, key, where):
-    """A boolean in an optional ``parameters`` object (``where`` names it in errors)."""
-    if parameters is None:
+def _flag(container, key, flag, where):
+    """The boolean ``container[key][flag]``, or None where it is absent (``where`` names
+    ``container[key]`` in errors)."""
+    if key not in container:
         return None
+    parameters = container[key]
     if not isinstance(parameters, dict):
         raise ApiError(400, "INVALID_FIELD", f"{where} must be an object")
-    value = parameters.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise ApiError(400, "INVALID_FIELD", f"{where}.{key} must be true or false")
+    value = parameters.get(flag)
+    if flag in parameters and not isinstance(value, bool):
+        raise ApiError(400, "INVALID_FIELD", f"{where}.{flag} must be true or false")
     return value
 
 
 def _requested_outputs(body, entry):
     """{output name: whether it is sent as binary data} of a v2 infer request."""
-    binary_default = bool(_flag(body.get("parameters"), "binary_data_output", "'parameters'"))
+    binary_default = bool(_flag(body, "parameters", "binary_data_output", "'parameters'"))
     outputs = body.get("outputs")
     available = ["predict"] + (["predict_proba"] if entry.is_classifier else [])
-    if outputs is None:
+    if outputs == [] or "outputs" not in body:
         return dict.fromkeys(available, binary_default)
     if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
                                                 for o in outputs):
@@ -387,6 +376,6 @@ def _requested_outputs(body, entry):
                        f"unknown outputs {unknown}; model {entry.name!r} has {available}")
     wanted = {}
     for k, o in enumerate(outputs):
-        binary = _flag(o.get("parameters"), "binary_data", f"outputs[{k}].parameters")
+        binary = _flag(o, "parameters", "binary_data", f"outputs[{k}].parameters")
         wanted[o["name"]] = binary_default if binary is None else binary
     return wanted

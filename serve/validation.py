@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import zlib
+from decimal import Decimal
 
 import numpy as np
 from flask import current_app, request
@@ -20,8 +21,16 @@ from . import jsonio
 from .binary import HEADER, BinarySection, header_length
 from .errors import ApiError
 
-# the largest integer that float64 holds: JSON integers beyond it are not finite numbers
-_MAX_FLOAT_INT = int(sys.float_info.max)
+
+
+def _decimal_int(limit):
+    """``limit`` as the integer its shortest decimal spelling names: the bound that a JSON
+    Schema validator applies to JSON integers."""
+    return int(Decimal(repr(float(limit))))
+
+
+# JSON integers beyond the largest float64 (as a schema's "maximum" spells it) are refused
+_MAX_FLOAT_INT = _decimal_int(sys.float_info.max)
 
 # Open Inference Protocol v2 tensor datatypes -> numpy dtypes (BYTES is not numeric).
 V2_DTYPES = {
@@ -138,15 +147,21 @@ def instances_to_matrix(instances, n_features, feature_names, max_rows, raw=b"")
         instances = _objects_to_rows(instances, feature_names)
     try:
         X = np.array(instances)
-    except ValueError:  # ragged nesting
+    except (ValueError, OverflowError):  # ragged nesting, integers beyond float64
         X = None
     if (X is None or X.dtype.kind not in "iuf" or X.ndim != 2 or X.shape[1] != n_features
-            or b"true" in raw or b"false" in raw):
+            or b"true" in raw or b"false" in raw or _may_hold_huge_integers(X)):
         _scan_rows(instances, n_features, feature_names, "instances")
         X = np.array(instances, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
     _finite_or_raise(X, feature_names)
     return X
+
+
+def _may_hold_huge_integers(X):
+    """Whether ``X`` reaches the float64 limit, which an integer beyond it also becomes:
+    then the values are checked one by one."""
+    return X.dtype.kind == "f" and X.size and float(np.abs(X).max()) >= sys.float_info.max
 
 
 def _objects_to_rows(objects, feature_names):
@@ -255,7 +270,7 @@ def _tensor_header(tensor, k):
     if not isinstance(params, dict):
         raise ApiError(400, "INVALID_TENSOR", f"input {name!r}: parameters must be an object")
     shape = _shape_of(tensor["shape"], name)
-    if datatype not in V2_DTYPES and datatype != "BYTES":
+    if not isinstance(datatype, str) or (datatype not in V2_DTYPES and datatype != "BYTES"):
         raise ApiError(400, "INVALID_DATATYPE",
                        f"input {name!r}: datatype {json.dumps(datatype)[:40]} is not one of "
                        f"{', '.join(V2_DTYPES)}")
@@ -268,7 +283,7 @@ def _tensor_to_array(tensor, k, max_rows, maybe_bool, binary):
     n_rows = shape[0]
     n_cols = shape[1] if len(shape) == 2 else 1
     size = params.get("binary_data_size")
-    if size is None:
+    if "binary_data_size" not in params:
         if "data" not in tensor:
             raise ApiError(400, "MISSING_FIELD",
                            f"inputs[{k}] has no 'data' field (nor parameters.binary_data_size)")
@@ -321,7 +336,7 @@ def _json_tensor_data(data, name, shape, datatype, maybe_bool):
     if len(data) in (n_rows * n_cols, n_rows):
         try:
             arr = np.array(data)
-        except ValueError:  # ragged nesting
+        except (ValueError, OverflowError):  # ragged nesting, integers beyond float64
             arr = None
         if arr is not None and (arr.shape == (n_rows * n_cols,)
                                 or (len(shape) == 2 and arr.shape == (n_rows, n_cols))):
@@ -345,7 +360,7 @@ def _fits_fast(arr, dtype, maybe_bool):
         return info.min <= arr.min() and arr.max() <= info.max
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         return False
-    return float(np.abs(arr).max()) <= float(np.finfo(dtype).max)
+    return float(np.abs(arr).max()) < float(np.finfo(dtype).max)   # the limit itself: slow path
 
 
 def _flat_values(data, name, shape):
@@ -381,7 +396,8 @@ def _tensor_value(v, idx, name, shape, datatype, dtype):
         if not info.min <= v <= info.max:
             raise ApiError(400, "INVALID_VALUE", f"{where}: value {v!r} does not fit {datatype}")
         return int(v)
-    if abs(v) > float(np.finfo(dtype).max):
+    limit = float(np.finfo(dtype).max)
+    if abs(v) > (_decimal_int(limit) if type(v) is int else limit):
         raise ApiError(400, "INVALID_VALUE",
                        f"{where}: value {v!r} does not fit {datatype} (it would not be finite)")
     return v

@@ -531,15 +531,23 @@ def test_metrics_sum_over_workers(server):
     assert "# TYPE mpiml_http_request_duration_seconds histogram" in after
 
 
-def test_openapi(server):
+def test_openapi(server, models):
+    _, paths = models
     spec = server.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")
-    assert set(spec["paths"]) == {
-        "/health", "/ready", "/v1/models", "/v1/models/{name}", "/v1/models/{name}:predict",
-        "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready",
-        "/v2/models/{name}/infer", "/metrics", "/openapi.json"}
-    assert set(spec["paths"]["/v1/models/{name}:predict"]["post"]["responses"]) >= {
-        "200", "400", "404", "413", "415", "503"}
+    per_model = {p for name in paths for p in (f"/v1/models/{name}:predict", f"/v2/models/{name}/infer")}
+    assert set(spec["paths"]) == per_model | {
+        "/health", "/ready", "/v1/models", "/v1/models/{name}", "/v2", "/v2/health/live",
+        "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready", "/metrics", "/openapi.json"}
+    predict = spec["paths"]["/v1/models/logistic:predict"]["post"]
+    assert set(predict["responses"]) == {"200", "400", "404", "405", "413", "415", "503"}
+    rows = predict["requestBody"]["content"]["application/json"]["schema"]["properties"]["instances"]["anyOf"]
+    assert rows[0]["items"]["minItems"] == rows[0]["items"]["maxItems"] == 4
+    assert rows[1]["items"]["required"] == FEATURES and rows[1]["items"]["additionalProperties"] is False
+    answer = predict["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer["properties"]["predictions"]["items"] == {"enum": ["maybe", "no", "yes"]}
+    infer = spec["paths"]["/v2/models/linear/infer"]["post"]
+    assert set(infer["responses"]["200"]["content"]) == {"application/json", "application/octet-stream"}
 
 
 def test_no_model_ready_is_503(tmp_path):
