@@ -30,7 +30,8 @@ from .errors import ApiError, register_error_handlers
 from .openapi import openapi_spec
 from .registry import ModelRegistry
 from .fastjson import read_instances
-from .validation import (instances_to_matrix, parse_json_body, parse_json_bytes, read_json_bytes,
+from .binary import HEADER, encode_tensor
+from .validation import (instances_to_matrix, parse_json_bytes, read_json_bytes, read_v2_body,
                          v2_inputs_to_matrix)
 
 log = logging.getLogger("mpiml.serve")
@@ -258,7 +259,8 @@ def _register_routes(app, registry, settings):
     @app.get("/v2")
     def v2_server_metadata():
         from mpiml import __version__
-        return _json({"name": SERVER_NAME, "version": __version__, "extensions": []})
+        return _json({"name": SERVER_NAME, "version": __version__,
+                      "extensions": ["binary_tensor_data"]})
 
     @app.get("/v2/health/live")
     def v2_live():
@@ -274,7 +276,7 @@ def _register_routes(app, registry, settings):
     def v2_model_metadata(name):
         entry = _require_model(registry, name)
         n = entry.n_features
-        outputs = [{"name": "predict", "datatype": _v2_output_datatype(entry), "shape": [-1]}]
+        outputs = [{"name": "predict", "datatype": entry.predict_datatype, "shape": [-1]}]
         if entry.is_classifier:
             outputs.append({"name": "predict_proba", "datatype": "FP64",
                             "shape": [-1, len(entry.classes)]})
@@ -301,29 +303,38 @@ def _register_routes(app, registry, settings):
     @app.post("/v2/models/<model:name>/infer")
     def v2_infer(name):
         entry = _require_model(registry, name)
-        body, raw = parse_json_body()
+        body, raw, binary = read_v2_body()
         request_id = body.get("id")
-        if request_id is not None and not isinstance(request_id, str):
+        if "id" in body and not isinstance(request_id, str):
             raise ApiError(400, "INVALID_FIELD", "'id' must be a string")
         if "inputs" not in body:
             raise ApiError(400, "MISSING_FIELD", "request body has no 'inputs' field")
-        wanted = _requested_outputs(body.get("outputs"), entry)
+        wanted = _requested_outputs(body, entry)
         X = v2_inputs_to_matrix(body["inputs"], entry.n_features, entry.feature_names,
-                                settings.max_rows, raw)
+                                settings.max_rows, raw, binary)
         predictions, proba = _predict(entry, X, "predict_proba" in wanted)
-        outputs = []
+        tensors = []
         if "predict" in wanted:
-            outputs.append({"name": "predict", "shape": [len(predictions)],
-                            "datatype": _v2_datatype(predictions.dtype),
-                            "data": jsonio.as_json_array(predictions)})
+            tensors.append(("predict", predictions))
         if proba is not None:
-            outputs.append({"name": "predict_proba", "shape": list(proba.shape),
-                            "datatype": _v2_datatype(proba.dtype),
-                            "data": jsonio.as_json_array(proba.ravel())})
-        return _json({"model_name": entry.name, "model_version": entry.version,
-                      "id": request_id if request_id is not None else str(uuid.uuid4()),
-                      "parameters": {"sha256": entry.sha256},
-                      "outputs": outputs})
+            tensors.append(("predict_proba", proba))
+        header = {"model_name": entry.name, "model_version": entry.version,
+                  "id": request_id if request_id is not None else str(uuid.uuid4()),
+                  "parameters": {"sha256": entry.sha256}, "outputs": []}
+        chunks = []
+        for output, arr in tensors:
+            tensor = {"name": output, "shape": list(arr.shape), "datatype": _v2_datatype(arr.dtype)}
+            if wanted[output]:
+                chunks.append(encode_tensor(arr, tensor["datatype"]))
+                tensor["parameters"] = {"binary_data_size": len(chunks[-1])}
+            else:
+                tensor["data"] = jsonio.as_json_array(arr.ravel())
+            header["outputs"].append(tensor)
+        if not chunks:
+            return _json(header)
+        head = jsonio.dumps(header)
+        return Response(b"".join([head, *chunks]), mimetype="application/octet-stream",
+                        headers={HEADER: str(len(head))})
 
     @app.get("/metrics")
     def prometheus_metrics():
@@ -332,32 +343,39 @@ def _register_routes(app, registry, settings):
 
     @app.get("/openapi.json")
     def openapi():
-        return _json(openapi_spec())
+        return _json(openapi_spec(registry, settings.max_rows))
 
 
-def _v2_output_datatype(entry):
-    classes = entry.classes
-    if classes is None:
-        return "FP64"
-    if all(isinstance(c, bool) for c in classes):
-        return "BOOL"
-    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
-        return "INT64"
-    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes):
-        return "FP64"
-    return "BYTES"
+def _flag(container, key, flag, where):
+    """The boolean ``container[key][flag]``, or None where it is absent (``where`` names
+    ``container[key]`` in errors)."""
+    if key not in container:
+        return None
+    parameters = container[key]
+    if not isinstance(parameters, dict):
+        raise ApiError(400, "INVALID_FIELD", f"{where} must be an object")
+    value = parameters.get(flag)
+    if flag in parameters and not isinstance(value, bool):
+        raise ApiError(400, "INVALID_FIELD", f"{where}.{flag} must be true or false")
+    return value
 
 
-def _requested_outputs(outputs, entry):
+def _requested_outputs(body, entry):
+    """{output name: whether it is sent as binary data} of a v2 infer request."""
+    binary_default = bool(_flag(body, "parameters", "binary_data_output", "'parameters'"))
+    outputs = body.get("outputs")
     available = ["predict"] + (["predict_proba"] if entry.is_classifier else [])
-    if outputs is None:
-        return set(available)
+    if outputs == [] or "outputs" not in body:
+        return dict.fromkeys(available, binary_default)
     if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
                                                 for o in outputs):
         raise ApiError(400, "INVALID_FIELD", "'outputs' must be a list of objects with a 'name'")
-    names = [o["name"] for o in outputs]
-    unknown = [n for n in names if n not in available]
+    unknown = [o["name"] for o in outputs if o["name"] not in available]
     if unknown:
         raise ApiError(400, "UNKNOWN_OUTPUT",
                        f"unknown outputs {unknown}; model {entry.name!r} has {available}")
-    return set(names)
+    wanted = {}
+    for k, o in enumerate(outputs):
+        binary = _flag(o, "parameters", "binary_data", f"outputs[{k}].parameters")
+        wanted[o["name"]] = binary_default if binary is None else binary
+    return wanted

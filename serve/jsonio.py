@@ -3,14 +3,16 @@
 orjson parses a 10,000-row batch about twice and writes its answer about twenty
 times as fast as the standard library. Both give the same numbers: each float is
 written as its shortest round-trip representation and parsed correctly rounded.
-Where orjson refuses what the standard library reads (``NaN``, ``Infinity``,
-integers beyond 64 bits), the standard library reads it, so that the validators can
-name the row and column of the bad value.
+Where orjson refuses what the standard library reads (``NaN``, ``Infinity``), and
+where a body holds a run of 19 or more digits (orjson turns integers beyond 64 bits into
+floats, rounding them), the standard library reads it, so that the validators see the
+exact values and can name the row and column of a bad one.
 """
 
 __all__ = ["loads", "dumps", "as_json_array"]
 
 import json
+import re
 
 import numpy as np
 
@@ -20,9 +22,12 @@ except ImportError:  # pragma: no cover - the standard library suffices
     orjson = None
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def loads(raw):
     """Parse ``raw`` (bytes); raises ValueError (or RecursionError) when it is not JSON."""
-    if orjson is not None:
+    if orjson is not None and _LONG_DIGITS.search(raw) is None:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

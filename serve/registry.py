@@ -64,6 +64,20 @@ class ModelEntry:
     def classes(self):
         return self.manifest.get("classes_")
 
+    @property
+    def predict_datatype(self):
+        """The v2 datatype of the model's ``predict`` output."""
+        classes = self.classes
+        if classes is None:
+            return "FP64"
+        if all(isinstance(c, bool) for c in classes):
+            return "BOOL"
+        if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+            return "INT64"
+        if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes):
+            return "FP64"
+        return "BYTES"
+
     def describe(self):
         """JSON-able metadata, as answered by ``GET /v1/models/NAME``."""
         info = {"name": self.name, "status": "ready" if self.ready else "failed"}

@@ -5,17 +5,32 @@ fails, or when a value might be a JSON boolean, is the batch walked element by
 element to find and name the first bad value.
 """
 
-__all__ = ["parse_json_body", "read_json_bytes", "parse_json_bytes", "instances_to_matrix",
-           "v2_inputs_to_matrix", "V2_DTYPES"]
+__all__ = ["read_json_bytes", "parse_json_bytes", "read_v2_body",
+           "instances_to_matrix", "v2_inputs_to_matrix", "V2_DTYPES"]
 
 import json
 import math
+import sys
+import zlib
+from decimal import Decimal
 
 import numpy as np
-from flask import request
+from flask import current_app, request
 
 from . import jsonio
+from .binary import HEADER, BinarySection, header_length
 from .errors import ApiError
+
+
+
+def _decimal_int(limit):
+    """``limit`` as the integer its shortest decimal spelling names: the bound that a JSON
+    Schema validator applies to JSON integers."""
+    return int(Decimal(repr(float(limit))))
+
+
+# JSON integers beyond the largest float64 (as a schema's "maximum" spells it) are refused
+_MAX_FLOAT_INT = _decimal_int(sys.float_info.max)
 
 # Open Inference Protocol v2 tensor datatypes -> numpy dtypes (BYTES is not numeric).
 V2_DTYPES = {
@@ -55,12 +70,6 @@ def parse_json_bytes(raw):
     return obj
 
 
-def parse_json_body():
-    """Return ``(obj, raw_bytes)`` for a JSON request body or raise ApiError (413/415/400)."""
-    raw = read_json_bytes()
-    return parse_json_bytes(raw), raw
-
-
 def _check_rows(n_rows, max_rows):
     if n_rows > max_rows:
         raise ApiError(413, "TOO_MANY_ROWS",
@@ -71,13 +80,17 @@ def _bad_value(where, value):
     shown = json.dumps(value) if not isinstance(value, float) else repr(value)
     if len(shown) > 40:
         shown = shown[:37] + "..."
+    if type(value) is int:
+        return ApiError(400, "INVALID_VALUE", f"{where}: value {shown} is beyond the float64 range")
     if isinstance(value, float) and not math.isfinite(value):
         return ApiError(400, "INVALID_VALUE", f"{where}: value {shown} is not finite (NaN and inf are refused)")
     return ApiError(400, "INVALID_VALUE", f"{where}: value {shown} is not a number")
 
 
 def _is_number(v):
-    return (type(v) is int or type(v) is float) and not (type(v) is float and not math.isfinite(v))
+    if type(v) is float:
+        return math.isfinite(v)
+    return type(v) is int and -_MAX_FLOAT_INT <= v <= _MAX_FLOAT_INT
 
 
 def _column_label(j, feature_names):
@@ -134,15 +147,21 @@ def instances_to_matrix(instances, n_features, feature_names, max_rows, raw=b"")
         instances = _objects_to_rows(instances, feature_names)
     try:
         X = np.array(instances)
-    except ValueError:  # ragged nesting
+    except (ValueError, OverflowError):  # ragged nesting, integers beyond float64
         X = None
     if (X is None or X.dtype.kind not in "iuf" or X.ndim != 2 or X.shape[1] != n_features
-            or b"true" in raw or b"false" in raw):
+            or b"true" in raw or b"false" in raw or _may_hold_huge_integers(X)):
         _scan_rows(instances, n_features, feature_names, "instances")
         X = np.array(instances, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
     _finite_or_raise(X, feature_names)
     return X
+
+
+def _may_hold_huge_integers(X):
+    """Whether ``X`` reaches the float64 limit, which an integer beyond it also becomes:
+    then the values are checked one by one."""
+    return X.dtype.kind == "f" and X.size and float(np.abs(X).max()) >= sys.float_info.max
 
 
 def _objects_to_rows(objects, feature_names):
@@ -168,88 +187,246 @@ def _objects_to_rows(objects, feature_names):
     return rows
 
 
-def _tensor_to_array(tensor, k, max_rows, maybe_bool):
-    """Validate one v2 input tensor and return (name, ndarray of shape (rows, cols))."""
+def read_v2_body():
+    """``(obj, json_bytes, binary)`` of a v2 infer request, or ApiError (400/413/415).
+
+    The JSON may come with no Content-Type, a JSON one, or ``application/octet-stream``;
+    with an ``Inference-Header-Content-Length`` header the JSON is that many leading
+    bytes and ``binary`` (a :class:`~serve.binary.BinarySection`) holds the rest,
+    otherwise ``binary`` is None.
+    """
+    mimetype = request.mimetype
+    header = request.headers.get(HEADER)
+    if mimetype and not _is_json_content_type(mimetype) and mimetype != "application/octet-stream":
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE",
+                       "Content-Type must be application/json, none, or application/octet-stream "
+                       f"with {HEADER}; got {mimetype!r}")
+    if mimetype == "application/octet-stream" and header is None:
+        raise ApiError(400, "INVALID_HEADER",
+                       f"an application/octet-stream body needs the {HEADER} header "
+                       "(the length of its JSON header)")
+    raw = _decoded_body(request.get_data(cache=False))   # raises 413 over MAX_CONTENT_LENGTH
+    if not raw:
+        raise ApiError(400, "MALFORMED_JSON", "request body is empty; expected a JSON object")
+    if header is None:
+        return parse_json_bytes(raw), raw, None
+    length = header_length(header, len(raw))
+    head = raw[:length]
+    return parse_json_bytes(head), head, BinarySection(raw, length)
+
+
+def _decoded_body(raw):
+    """The body after its Content-Encoding (gzip or deflate, as tritonclient sends them)."""
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding == "identity":
+        return raw
+    if encoding not in ("gzip", "deflate"):
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE",
+                       f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(400, "MALFORMED_BODY", f"request body is not valid {encoding}: {exc}") from None
+    if len(out) > limit:
+        raise ApiError(413, "PAYLOAD_TOO_LARGE",
+                       f"decompressed request body larger than the limit of {limit} bytes "
+                       "(MPIML_MAX_BODY_BYTES)")
+    return out
+
+
+def _shape_of(shape, name):
+    """[rows] or [rows, columns] of positive integers (integral JSON numbers count)."""
+    dims = None
+    if isinstance(shape, list) and 1 <= len(shape) <= 2:
+        dims = [int(d) if type(d) is float and d.is_integer() and d >= 1 else d for d in shape]
+        if not all(type(d) is int and d >= 1 for d in dims):
+            dims = None
+    if dims is None:
+        raise ApiError(400, "INVALID_SHAPE",
+                       f"input {name!r}: shape must be [rows] or [rows, features] of positive "
+                       f"integers, got {json.dumps(shape)[:60]}")
+    return dims
+
+
+def _refuse_bytes(name):
+    raise ApiError(400, "INVALID_DATATYPE",
+                   f"input {name!r}: datatype BYTES is for categorical features, and this model "
+                   f"has none; use one of {', '.join(V2_DTYPES)}")
+
+
+def _tensor_header(tensor, k):
+    """The checked ``(name, shape, datatype, parameters)`` of input ``k``."""
     if not isinstance(tensor, dict):
         raise ApiError(400, "INVALID_TENSOR", f"inputs[{k}] must be an object")
-    for field in ("name", "shape", "datatype", "data"):
+    for field in ("name", "shape", "datatype"):
         if field not in tensor:
             raise ApiError(400, "MISSING_FIELD", f"inputs[{k}] has no {field!r} field")
-    name, shape, datatype, data = tensor["name"], tensor["shape"], tensor["datatype"], tensor["data"]
+    name, datatype = tensor["name"], tensor["datatype"]
     if not isinstance(name, str):
         raise ApiError(400, "INVALID_TENSOR", f"inputs[{k}].name must be a string")
-    if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
-            or not all(type(d) is int and d >= 0 for d in shape)):
-        raise ApiError(400, "INVALID_SHAPE",
-                       f"input {name!r}: shape must be [rows] or [rows, features] of non-negative "
-                       f"integers, got {json.dumps(shape)}")
-    if datatype not in V2_DTYPES:
+    params = tensor.get("parameters", {})
+    if not isinstance(params, dict):
+        raise ApiError(400, "INVALID_TENSOR", f"input {name!r}: parameters must be an object")
+    shape = _shape_of(tensor["shape"], name)
+    if not isinstance(datatype, str) or (datatype not in V2_DTYPES and datatype != "BYTES"):
         raise ApiError(400, "INVALID_DATATYPE",
-                       f"input {name!r}: datatype {json.dumps(datatype)} is not numeric; "
-                       f"use one of {', '.join(V2_DTYPES)}")
-    _check_rows(shape[0], max_rows)
+                       f"input {name!r}: datatype {json.dumps(datatype)[:40]} is not one of "
+                       f"{', '.join(V2_DTYPES)}")
+    return name, shape, datatype, params
+
+
+def _tensor_to_array(tensor, k, max_rows, maybe_bool, binary):
+    """Validate one v2 input tensor and return (name, ndarray of shape (rows, cols))."""
+    name, shape, datatype, params = _tensor_header(tensor, k)
+    n_rows = shape[0]
+    n_cols = shape[1] if len(shape) == 2 else 1
+    size = params.get("binary_data_size")
+    if "binary_data_size" not in params:
+        if "data" not in tensor:
+            raise ApiError(400, "MISSING_FIELD",
+                           f"inputs[{k}] has no 'data' field (nor parameters.binary_data_size)")
+        if datatype == "BYTES":
+            _refuse_bytes(name)
+        arr = _json_tensor_data(tensor["data"], name, shape, datatype, maybe_bool)
+        _check_rows(n_rows, max_rows)
+        return name, arr
+    if type(size) is not int or size < 0:
+        raise ApiError(400, "INVALID_BINARY_DATA",
+                       f"input {name!r}: parameters.binary_data_size must be a non-negative "
+                       f"integer, got {json.dumps(size)[:40]}")
+    if binary is None:
+        raise ApiError(400, "INVALID_BINARY_DATA",
+                       f"input {name!r} has parameters.binary_data_size, but the request has no "
+                       f"binary data: send the JSON header's length in {HEADER}")
+    if "data" in tensor:
+        raise ApiError(400, "INVALID_TENSOR",
+                       f"input {name!r} has both 'data' and parameters.binary_data_size")
+    if datatype == "BYTES":
+        binary.read_bytes(name, n_rows * n_cols, size)
+        _refuse_bytes(name)
+    arr = binary.read_numbers(name, datatype, n_rows * n_cols, size)
+    _check_rows(n_rows, max_rows)
+    return name, _as_float64(arr, name, n_cols, datatype).reshape(n_rows, n_cols)
+
+
+def _as_float64(arr, name, n_cols, datatype):
+    """``arr`` as float64 with at most one copy: none for aligned FP64 data."""
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            i, j = divmod(int(np.argmin(finite)), n_cols)
+            raise ApiError(400, "INVALID_VALUE",
+                           f"input {name!r}, row {i}, column {j}: value is not finite in "
+                           f"{datatype} (NaN and inf are refused)")
+    if arr.dtype == np.float64 and arr.flags.aligned:
+        return arr
+    return arr.astype(np.float64)
+
+
+def _json_tensor_data(data, name, shape, datatype, maybe_bool):
+    """The (rows, cols) array of ``datatype`` from JSON ``data``: flat row-major, or nested
+    exactly as ``shape``."""
     if not isinstance(data, list):
         raise ApiError(400, "INVALID_TENSOR", f"input {name!r}: data must be a list")
     n_rows = shape[0]
     n_cols = shape[1] if len(shape) == 2 else 1
     dtype = np.dtype(V2_DTYPES[datatype])
-    want = "b" if dtype.kind == "b" else ("iu" if dtype.kind in "iu" else "iuf")
-    try:
-        arr = np.array(data)
-    except ValueError:  # ragged nesting
-        arr = None
-    fast = (arr is not None and arr.dtype.kind in want and arr.size == n_rows * n_cols
-            and (dtype.kind == "b" or not maybe_bool))
-    if not fast:
-        flat = data
-        if data and isinstance(data[0], list):  # nested, row-major
-            flat = [v for row in data for v in (row if isinstance(row, list) else [row])]
-        if len(flat) != n_rows * n_cols:
-            raise ApiError(400, "INVALID_SHAPE",
-                           f"input {name!r}: shape {json.dumps(shape)} needs {n_rows * n_cols} "
-                           f"values, data has {len(flat)}")
-        for idx, v in enumerate(flat):
-            i, j = divmod(idx, n_cols)
-            where = f"input {name!r}, row {i}" + (f", column {j}" if len(shape) == 2 else "")
-            if dtype.kind == "b":
-                if type(v) is not bool:
-                    raise ApiError(400, "INVALID_VALUE", f"{where}: value {json.dumps(v)} is not a boolean")
-            elif not _is_number(v):
-                raise _bad_value(where, v)
-            elif dtype.kind in "iu" and type(v) is float:
-                raise ApiError(400, "INVALID_VALUE", f"{where}: value {v!r} is not an integer ({datatype})")
-        arr = np.array(flat)
+    if len(data) in (n_rows * n_cols, n_rows):
+        try:
+            arr = np.array(data)
+        except (ValueError, OverflowError):  # ragged nesting, integers beyond float64
+            arr = None
+        if arr is not None and (arr.shape == (n_rows * n_cols,)
+                                or (len(shape) == 2 and arr.shape == (n_rows, n_cols))):
+            if _fits_fast(arr, dtype, maybe_bool):
+                return arr.astype(dtype, copy=False).reshape(n_rows, n_cols)
+    flat = _flat_values(data, name, shape)
+    values = [_tensor_value(v, idx, name, shape, datatype, dtype) for idx, v in enumerate(flat)]
+    return np.array(values, dtype=dtype).reshape(n_rows, n_cols)
+
+
+def _fits_fast(arr, dtype, maybe_bool):
+    """Whether a numpy-converted ``data`` is valid as it is; else the slow path names the error."""
+    if dtype.kind == "b":
+        return arr.dtype.kind == "b"
+    if maybe_bool or arr.dtype.kind not in ("iu" if dtype.kind in "iu" else "iuf"):
+        return False
+    if not arr.size:
+        return True
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        if arr.dtype.kind not in "iu" or (arr.size and (arr.min() < info.min or arr.max() > info.max)):
-            raise ApiError(400, "INVALID_VALUE", f"input {name!r}: a value does not fit {datatype}")
-    with np.errstate(over="ignore"):
-        arr = arr.astype(dtype).reshape(n_rows, n_cols)
-    if dtype.kind == "f" and not np.isfinite(arr).all():
-        i, j = map(int, np.argwhere(~np.isfinite(arr))[0])
+        return info.min <= arr.min() and arr.max() <= info.max
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        return False
+    return float(np.abs(arr).max()) < float(np.finfo(dtype).max)   # the limit itself: slow path
+
+
+def _flat_values(data, name, shape):
+    n_rows = shape[0]
+    n_cols = shape[1] if len(shape) == 2 else 1
+    if len(shape) == 2 and data and all(isinstance(row, list) for row in data):
+        if len(data) != n_rows or any(len(row) != n_cols for row in data):
+            raise ApiError(400, "INVALID_SHAPE",
+                           f"input {name!r}: nested data must be {n_rows} rows of {n_cols} values "
+                           f"(shape {json.dumps(shape)})")
+        return [v for row in data for v in row]
+    if len(data) != n_rows * n_cols:
+        raise ApiError(400, "INVALID_SHAPE",
+                       f"input {name!r}: shape {json.dumps(shape)} needs {n_rows * n_cols} "
+                       f"values, data has {len(data)}")
+    return data
+
+
+def _tensor_value(v, idx, name, shape, datatype, dtype):
+    """One JSON element checked against ``datatype`` (integral numbers count as integers)."""
+    i, j = divmod(idx, shape[1] if len(shape) == 2 else 1)
+    where = f"input {name!r}, row {i}" + (f", column {j}" if len(shape) == 2 else "")
+    if dtype.kind == "b":
+        if type(v) is not bool:
+            raise ApiError(400, "INVALID_VALUE", f"{where}: value {json.dumps(v)[:40]} is not a boolean")
+        return v
+    if not _is_number(v):
+        raise _bad_value(where, v)
+    if dtype.kind in "iu":
+        if type(v) is float and not v.is_integer():
+            raise ApiError(400, "INVALID_VALUE", f"{where}: value {v!r} is not an integer ({datatype})")
+        info = np.iinfo(dtype)
+        if not info.min <= v <= info.max:
+            raise ApiError(400, "INVALID_VALUE", f"{where}: value {v!r} does not fit {datatype}")
+        return int(v)
+    limit = float(np.finfo(dtype).max)
+    if abs(v) > (_decimal_int(limit) if type(v) is int else limit):
         raise ApiError(400, "INVALID_VALUE",
-                       f"input {name!r}, row {i}, column {j}: value is not finite in {datatype} "
-                       "(NaN, inf and out-of-range values are refused)")
-    return name, arr
+                       f"{where}: value {v!r} does not fit {datatype} (it would not be finite)")
+    return v
 
 
-def v2_inputs_to_matrix(inputs, n_features, feature_names, max_rows, raw=b""):
+def v2_inputs_to_matrix(inputs, n_features, feature_names, max_rows, raw=b"", binary=None):
     """Convert v2 ``inputs`` to one matrix of shape (n_rows, n_features).
 
     Either one tensor of shape [rows, n_features], or one tensor per feature
-    (named after the model's feature names) of shape [rows] or [rows, 1].
-    The matrix keeps the tensors' dtype when they all share one.
+    (named after the model's feature names) of shape [rows] or [rows, 1]; each in JSON
+    ``data`` or in ``binary`` (the binary tensor data extension). One JSON tensor keeps
+    its dtype; binary data and feature tensors become float64.
     """
     if not isinstance(inputs, list) or not inputs:
         raise ApiError(400, "MISSING_FIELD", "'inputs' must be a non-empty list of tensors")
     maybe_bool = b"true" in raw or b"false" in raw
-    arrays = [_tensor_to_array(t, k, max_rows, maybe_bool) for k, t in enumerate(inputs)]
+    arrays = [_tensor_to_array(t, k, max_rows, maybe_bool, binary) for k, t in enumerate(inputs)]
+    if binary is not None:
+        binary.finish()
     if len(arrays) == 1 and (arrays[0][1].shape[1] != 1 or n_features == 1):
         name, X = arrays[0]
         if X.shape[1] != n_features:
             raise ApiError(400, "WRONG_FEATURE_COUNT",
                            f"input {name!r} has {X.shape[1]} columns; the model expects {n_features} features")
         return X
+    return _feature_tensors_to_matrix(arrays, n_features, feature_names)
+
+
+def _feature_tensors_to_matrix(arrays, n_features, feature_names):
     if feature_names is None:
         raise ApiError(400, "UNKNOWN_FEATURE",
                        "one tensor per feature needs feature names, and this model has none; "
@@ -274,4 +451,7 @@ def v2_inputs_to_matrix(inputs, n_features, feature_names, max_rows, raw=b""):
     rows = {len(v) for v in by_name.values()}
     if len(rows) != 1:
         raise ApiError(400, "INVALID_SHAPE", "inputs: every feature tensor must have the same number of rows")
-    return np.column_stack([by_name[f] for f in feature_names])
+    X = np.empty((rows.pop(), len(feature_names)))
+    for j, feature in enumerate(feature_names):
+        X[:, j] = by_name[feature]
+    return X

@@ -26,6 +26,7 @@ from mpiml.io import file_sha256
 requests = pytest.importorskip("requests")
 pytest.importorskip("gunicorn")
 pytest.importorskip("prometheus_client")
+from serving import Server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 UNDER_MPI = any(v in os.environ for v in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"))
@@ -81,84 +82,6 @@ def train_tree(seed=4):
     return tree.DecisionTreeClassifier(max_depth=4).fit(X, y)
 
 
-# -- server process ---------------------------------------------------------------------
-
-class Server:
-    """A Gunicorn master started from ``serve/gunicorn.conf.py`` on a free loopback port."""
-
-    def __init__(self, models_dir, log_path, workers=2, **env):
-        self.log_path = Path(log_path)
-        environ = dict(os.environ)
-        environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        environ.update({"MPIML_MODELS": str(models_dir), "MPIML_BIND": "127.0.0.1:0",
-                        "MPIML_WORKERS": str(workers), "MPIML_MAX_ROWS": str(MAX_ROWS),
-                        "MPIML_MAX_BODY_BYTES": str(MAX_BODY), "MPIML_TIMEOUT": "120",
-                        "MPIML_GRACEFUL_TIMEOUT": "20",
-                        **{k: str(v) for k, v in env.items()}})
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "serve/gunicorn.conf.py", "serve.wsgi:app"],
-            cwd=REPO, env=environ, stdout=self._log, stderr=subprocess.STDOUT)
-        self.url = self._wait_listening()
-        self.http = requests.Session()
-        self._wait_workers(workers)
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def _wait_listening(self, timeout=180):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", self.log())
-            if match:
-                return match.group(1)
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log()}")
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not start listening:\n{self.log()}")
-
-    def worker_pids(self):
-        pids = set()
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                    pids.add(int(entry))
-        return pids
-
-    def _wait_workers(self, n, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.worker_pids()) >= n:
-                try:
-                    if self.http.get(self.url + "/health", timeout=10).status_code == 200:
-                        return
-                except requests.RequestException:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError(f"workers did not come up:\n{self.log()}")
-
-    def get(self, path, **kw):
-        return self.http.get(self.url + path, timeout=30, **kw)
-
-    def post(self, path, **kw):
-        return self.http.post(self.url + path, timeout=30, **kw)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        self.http.close()
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Directory of model files: name -> path (plus broken.mpiml, which cannot load)."""
@@ -180,7 +103,8 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
     directory, _ = models
-    srv = Server(directory, tmp_path_factory.mktemp("log") / "gunicorn.log")
+    srv = Server(directory, tmp_path_factory.mktemp("log") / "gunicorn.log",
+                 MPIML_MAX_ROWS=MAX_ROWS, MPIML_MAX_BODY_BYTES=MAX_BODY)
     yield srv
     srv.stop()
 
@@ -312,6 +236,61 @@ def test_v2_infer(server, models):
 
 
 ROW_OK = [0.5, 1.0, -1.0, 2.0]
+
+
+def test_v2_infer_content_types_and_binary_data(server, models):
+    """JSON with no Content-Type, JSON as octet-stream with its length header, binary
+    inputs of several datatypes, binary outputs: the library's answers."""
+    _, paths = models
+    X = _rows(5)
+    model = mpiml.load(paths["logistic"])
+    body = {"inputs": [{"name": "x", "shape": [5, 4], "datatype": "FP64", "data": X.ravel().tolist()}],
+            "outputs": [{"name": "predict"}]}
+    raw = json.dumps(body).encode()
+    bare = server.http.post(server.url + INFER, data=raw, timeout=30)  # requests sends no Content-Type
+    assert "Content-Type" not in bare.request.headers
+    assert bare.status_code == 200, bare.text
+    assert bare.json()["outputs"][0]["data"] == model.predict(X).tolist()
+    as_octets = server.post(INFER, **_binary_request(body))
+    assert as_octets.json()["outputs"][0]["data"] == model.predict(X).tolist()
+    v1 = server.http.post(server.url + "/v1/models/logistic:predict",
+                          data=json.dumps({"instances": X.tolist()}), timeout=30)
+    assert_error(v1, 415, "UNSUPPORTED_MEDIA_TYPE", "application/json")
+    for datatype, dtype in [("FP64", "<f8"), ("FP32", "<f4"), ("FP16", "<f2"), ("INT32", "<i4"),
+                            ("UINT8", "u1"), ("INT64", "<i8")]:
+        Xt = (np.abs(X) * 10).astype(dtype) if datatype.startswith(("INT", "UINT")) else X.astype(dtype)
+        header = {"id": datatype, "inputs": [{"name": "x", "shape": [5, 4], "datatype": datatype,
+                                               "parameters": {"binary_data_size": Xt.nbytes}}],
+                  "outputs": [{"name": "predict", "parameters": {"binary_data": True}},
+                              {"name": "predict_proba"}]}
+        resp = server.post(INFER, **_binary_request(header, Xt.tobytes(), content_type=None))
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["Content-Type"] == "application/octet-stream"
+        length = int(resp.headers["Inference-Header-Content-Length"])
+        head = json.loads(resp.content[:length])
+        assert head["id"] == datatype
+        predict, proba = head["outputs"]
+        assert predict["datatype"] == "BYTES" and "data" not in predict
+        assert predict["parameters"]["binary_data_size"] == len(resp.content) - length
+        labels, i = [], length
+        while i < len(resp.content):
+            n = int.from_bytes(resp.content[i:i + 4], "little")
+            labels.append(resp.content[i + 4:i + 4 + n].decode())
+            i += 4 + n
+        assert labels == model.predict(Xt.astype(np.float64)).tolist()
+        assert proba["data"] == model.predict_proba(Xt.astype(np.float64)).ravel().tolist()
+    header = {"parameters": {"binary_data_output": True},
+              "inputs": [{"name": f, "shape": [5], "datatype": "FP64", "parameters": {"binary_data_size": 40}}
+                         for f in FEATURES]}
+    resp = server.post("/v2/models/linear/infer", **_binary_request(header, X.T.copy().tobytes()))
+    assert_error(resp, 400, "UNKNOWN_FEATURE", "feature names")
+    resp = server.post(INFER, **_binary_request(header, X.T.copy().tobytes()))
+    length = int(resp.headers["Inference-Header-Content-Length"])
+    outputs = json.loads(resp.content[:length])["outputs"]
+    assert [o["parameters"]["binary_data_size"] for o in outputs][1] == 5 * 3 * 8
+    proba = np.frombuffer(resp.content[-5 * 3 * 8:], "<f8").reshape(5, 3)
+    assert np.array_equal(proba, model.predict_proba(X))
+    assert server.get("/v2").json()["extensions"] == ["binary_tensor_data"]
 ERROR_CASES = [
     # (method, path, request kwargs, status, error_code, words in the message)
     ("post", "/v1/models/logistic:predict", {"data": "{\"instances\": [[1, 2", "headers": {"Content-Type": "application/json"}},
@@ -402,8 +381,83 @@ ERROR_CASES = [
      {"json": {"id": 7, "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW_OK}]}},
      400, "INVALID_FIELD", ["id"]),
     ("post", "/v2/models/logistic/infer",
-     {"json": {"inputs": [{"name": "x", "shape": [MAX_ROWS + 1, 4], "datatype": "FP64", "data": []}]}},
+     {"json": {"inputs": [{"name": "x", "shape": [MAX_ROWS + 1, 4], "datatype": "FP64",
+                           "data": [0] * (4 * MAX_ROWS + 4)}]}},
      413, "TOO_MANY_ROWS", ["MPIML_MAX_ROWS"]),
+]
+
+
+def _binary_request(header, payload=b"", content_type="application/octet-stream", length=None):
+    """Request kwargs of a v2 body in the binary tensor data extension."""
+    head = json.dumps(header).encode()
+    headers = {"Inference-Header-Content-Length": str(len(head) if length is None else length)}
+    if content_type:
+        headers["Content-Type"] = content_type
+    return {"data": head + payload, "headers": headers}
+
+
+def _binary_input(size, datatype="FP64", shape=(1, 4), name="x"):
+    return {"inputs": [{"name": name, "shape": list(shape), "datatype": datatype,
+                        "parameters": {"binary_data_size": size}}]}
+
+
+ROW_BYTES = np.array(ROW_OK).tobytes()
+INFER = "/v2/models/logistic/infer"
+ERROR_CASES += [
+    ("post", INFER, _binary_request(_binary_input(24), ROW_BYTES[:24]),
+     400, "INVALID_BINARY_DATA", ["binary_data_size is 24", "32"]),
+    ("post", INFER, _binary_request(_binary_input(32), ROW_BYTES[:20]),
+     400, "INVALID_BINARY_DATA", ["only 20 bytes"]),
+    ("post", INFER, _binary_request(_binary_input(32), ROW_BYTES + b"\0" * 8),
+     400, "INVALID_BINARY_DATA", ["8 bytes", "no input"]),
+    ("post", INFER, _binary_request(_binary_input(4, "BOOL"), bytes([1, 0, 2, 1])),
+     400, "INVALID_VALUE", ["element 2", "BOOL"]),
+    ("post", INFER, _binary_request(_binary_input(32), np.array([1, 2, np.nan, 4]).tobytes()),
+     400, "INVALID_VALUE", ["row 0", "column 2", "not finite"]),
+    ("post", INFER, _binary_request(_binary_input(6, "BYTES"), b"\x05\0\0\0ab"),
+     400, "INVALID_BINARY_DATA", ["element 0", "5 bytes"]),
+    ("post", INFER, _binary_request(_binary_input(20, "BYTES"),
+                                    b"".join(b"\x01\0\0\0" + bytes([c]) for c in b"abcd")),
+     400, "INVALID_DATATYPE", ["BYTES", "categorical"]),
+    ("post", INFER, _binary_request(_binary_input(-1)), 400, "INVALID_BINARY_DATA", ["non-negative"]),
+    ("post", INFER, {"json": _binary_input(32)}, 400, "INVALID_BINARY_DATA",
+     ["Inference-Header-Content-Length"]),
+    ("post", INFER, _binary_request({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                                                 "data": ROW_OK, "parameters": {"binary_data_size": 32}}]},
+                                    ROW_BYTES),
+     400, "INVALID_TENSOR", ["both"]),
+    ("post", INFER, _binary_request(_binary_input(32), ROW_BYTES, length=10 ** 6),
+     400, "INVALID_HEADER", ["only"]),
+    ("post", INFER, _binary_request(_binary_input(32), ROW_BYTES, length="12a"),
+     400, "INVALID_HEADER", ["non-negative integer"]),
+    ("post", INFER, _binary_request(_binary_input(32), ROW_BYTES, length=5),
+     400, "MALFORMED_JSON", ["not valid JSON"]),
+    ("post", INFER, {"data": json.dumps(_binary_input(32)).encode() + ROW_BYTES,
+                     "headers": {"Content-Type": "application/octet-stream"}},
+     400, "INVALID_HEADER", ["Inference-Header-Content-Length"]),
+    ("post", INFER, {"data": "inputs", "headers": {"Content-Type": "text/plain"}},
+     415, "UNSUPPORTED_MEDIA_TYPE", ["application/octet-stream"]),
+    ("post", INFER, {"data": b"x", "headers": {"Content-Type": "application/json",
+                                                "Content-Encoding": "br"}},
+     415, "UNSUPPORTED_MEDIA_TYPE", ["br"]),
+    ("post", INFER, {"data": b"not gzip", "headers": {"Content-Encoding": "gzip"}},
+     400, "MALFORMED_BODY", ["gzip"]),
+    ("post", INFER, {"json": {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64",
+                                          "data": [[1, 2], [3, 4], [5, 6], [7, 8]]}]}},
+     400, "INVALID_SHAPE", ["2 rows of 4"]),
+    ("post", INFER, {"json": {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                                          "data": ROW_OK, "parameters": 3}]}},
+     400, "INVALID_TENSOR", ["parameters"]),
+    ("post", INFER, {"json": {"parameters": {"binary_data_output": "yes"},
+                              "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW_OK}]}},
+     400, "INVALID_FIELD", ["binary_data_output"]),
+    ("post", INFER, {"json": {"outputs": [{"name": "predict", "parameters": {"binary_data": 1}}],
+                              "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW_OK}]}},
+     400, "INVALID_FIELD", ["binary_data"]),
+    ("post", "/v1/models/logistic:predict", {"json": {"instances": [[1, 2, 3, 10 ** 400]]}},
+     400, "INVALID_VALUE", ["column 3", "float64 range"]),
+    ("post", INFER, {"json": {"inputs": [{"name": "x", "shape": [0, 4], "datatype": "FP64", "data": []}]}},
+     400, "INVALID_SHAPE", ["positive"]),
 ]
 
 
@@ -477,21 +531,30 @@ def test_metrics_sum_over_workers(server):
     assert "# TYPE mpiml_http_request_duration_seconds histogram" in after
 
 
-def test_openapi(server):
+def test_openapi(server, models):
+    _, paths = models
     spec = server.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")
-    assert set(spec["paths"]) == {
-        "/health", "/ready", "/v1/models", "/v1/models/{name}", "/v1/models/{name}:predict",
-        "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready",
-        "/v2/models/{name}/infer", "/metrics", "/openapi.json"}
-    assert set(spec["paths"]["/v1/models/{name}:predict"]["post"]["responses"]) >= {
-        "200", "400", "404", "413", "415", "503"}
+    per_model = {p for name in paths for p in (f"/v1/models/{name}:predict", f"/v2/models/{name}/infer")}
+    assert set(spec["paths"]) == per_model | {
+        "/health", "/ready", "/v1/models", "/v1/models/{name}", "/v2", "/v2/health/live",
+        "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready", "/metrics", "/openapi.json"}
+    predict = spec["paths"]["/v1/models/logistic:predict"]["post"]
+    assert set(predict["responses"]) == {"200", "400", "404", "405", "413", "415", "503"}
+    rows = predict["requestBody"]["content"]["application/json"]["schema"]["properties"]["instances"]["anyOf"]
+    assert rows[0]["items"]["minItems"] == rows[0]["items"]["maxItems"] == 4
+    assert rows[1]["items"]["required"] == FEATURES and rows[1]["items"]["additionalProperties"] is False
+    answer = predict["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer["properties"]["predictions"]["items"] == {"enum": ["maybe", "no", "yes"]}
+    infer = spec["paths"]["/v2/models/linear/infer"]["post"]
+    assert set(infer["responses"]["200"]["content"]) == {"application/json", "application/octet-stream"}
 
 
 def test_no_model_ready_is_503(tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "junk.mpiml").write_bytes(b"\x89MPIML\r\n truncated")
-    srv = Server(tmp_path / "models", tmp_path / "gunicorn.log", workers=1)
+    srv = Server(tmp_path / "models", tmp_path / "gunicorn.log", workers=1,
+                 MPIML_MAX_ROWS=MAX_ROWS, MPIML_MAX_BODY_BYTES=MAX_BODY)
     try:
         ready = srv.get("/ready")
         assert ready.status_code == 503
