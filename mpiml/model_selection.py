@@ -46,6 +46,12 @@ def _global_labels(y, comm):
 class _GlobalSplitter(_sk.BaseCrossValidator):
     """A scikit-learn splitter run on the global row indices; yields this rank's part."""
 
+    def __init__(self, n_splits=5, *, shuffle=False, random_state=None, comm=None):
+        self.n_splits = n_splits
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.comm = comm
+
     def _seed(self, comm):
         if not self.shuffle:
             return None
@@ -100,12 +106,6 @@ class KFold(_GlobalSplitter):
 
     _needs_y = False
 
-    def __init__(self, n_splits=5, *, shuffle=False, random_state=None, comm=None):
-        self.n_splits = n_splits
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.comm = comm
-
     def _sklearn(self, seed):
         return _sk.KFold(self.n_splits, shuffle=self.shuffle, random_state=seed)
 
@@ -125,12 +125,6 @@ class StratifiedKFold(_GlobalSplitter):
     """
 
     _needs_y = True
-
-    def __init__(self, n_splits=5, *, shuffle=False, random_state=None, comm=None):
-        self.n_splits = n_splits
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.comm = comm
 
     def split(self, X, y, groups=None):
         if y is None:

@@ -208,7 +208,8 @@ def _seeded(cls):
 def test_default_parameters_score_within_one_point_of_scikit_learn(data, ours, theirs):
     Xd, yd = getattr(datasets, f"load_{data}")(return_X_y=True)
     splitter = sk_ms.RepeatedKFold if data == "diabetes" else sk_ms.RepeatedStratifiedKFold
-    cv = splitter(n_splits=5, n_repeats=2, random_state=0)
+    # 442 rows: R^2 of one split moves by points; more repeats for the regressors
+    cv = splitter(n_splits=5, n_repeats=6 if data == "diabetes" else 2, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scikit-learn's MLP warns that it did not converge
         mine = cross_val_score(_seeded(ours), Xd, yd, cv=cv).mean()

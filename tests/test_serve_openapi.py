@@ -49,7 +49,7 @@ def test_schemathesis_finds_nothing(tmp_path):
         proc = subprocess.run(
             st + ["--config-file", str(config), "run", f"{server.url}/openapi.json",
                   "--checks", "all", "--max-examples", str(EXAMPLES), "--seed", str(SEED),
-                  "--workers", "2", "--no-color", "--suppress-health-check", "all"],
+                  "--workers", "1", "--no-color", "--suppress-health-check", "all"],
             capture_output=True, text=True, timeout=220, cwd=tmp_path)
     finally:
         server.stop()
