@@ -59,6 +59,7 @@ from ._base import (
     EpochStopper,
     RegressorMixin,
     check_is_fitted,
+    checked_params,
     classes_from_json,
     classes_to_json,
     collective,
@@ -247,8 +248,8 @@ class _LinearModel(BaseEstimator):
     # -- fit --------------------------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight, comm, progress, feature_names=None):
-        self._check_params()
         comm = resolve_comm(comm)
+        checked_params(self, comm)
         X, y, w, n_total = validate_fit_data(X, y, comm, sample_weight,
                                              numeric_y=self._task == "regression", estimator=self)
         target, k = self._prepare_target(y, comm)

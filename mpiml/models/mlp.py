@@ -38,6 +38,7 @@ from ._base import (
     EpochStopper,
     RegressorMixin,
     check_is_fitted,
+    checked_params,
     classes_from_json,
     classes_to_json,
     collective,
@@ -135,8 +136,8 @@ class _MLP(BaseEstimator):
     # -- fit --------------------------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight, comm, progress, feature_names):
-        hidden = self._check_params()
         comm = resolve_comm(comm)
+        hidden = checked_params(self, comm)
         X, y, w, n_total = validate_fit_data(X, y, comm, sample_weight,
                                              numeric_y=self._task == "regression", estimator=self)
         target, n_out = self._prepare_target(y, comm)
