@@ -16,7 +16,8 @@ This module imports nothing above :mod:`mpiml.comm`.
 __all__ = [
     "check_int", "check_float", "check_choice", "check_bool", "check_int_tuple",
     "check_random_state", "resolve_seed",
-    "check_X", "check_y", "validate_fit_data", "global_classes", "encode_classes",
+    "check_X", "check_y", "validate_fit_data", "global_classes", "gather_labels",
+    "encode_classes",
 ]
 
 import numbers
@@ -129,7 +130,6 @@ def resolve_seed(random_state, comm):
         else:
             seed = int(random_state.randint(0, 2 ** 31 - 1))
     return comm.bcast(seed, root=0)
-
 
 
 # -- data checks ----------------------------------------------------------------------------
@@ -301,14 +301,20 @@ def global_classes(y, comm):
         error = DataError(f"the target mixes labels of types {', '.join(kinds)}; use one "
                           f"type (all strings or all numbers)")
     agree(comm, error)
-    parts = comm.allgather(local)
-    non_empty = [p for p in parts if p.size]
-    if not non_empty:
-        return local
+    return np.unique(gather_labels(local, comm))
+
+
+def gather_labels(y, comm):
+    """Collective: every rank's labels ``y`` in rank order, as one array.
+
+    Labels of ranks that hold numbers and ranks that hold text are compared as text.
+    """
+    parts = comm.allgather(np.asarray(y))
+    non_empty = [p for p in parts if p.size] or parts[:1]
     kinds = {p.dtype.kind for p in non_empty}
     if len(kinds) > 1 and not kinds <= set("biuf"):
         non_empty = [p.astype(str) for p in non_empty]
-    return np.unique(np.concatenate(non_empty))
+    return np.concatenate(non_empty)
 
 
 def encode_classes(y, comm, min_classes=2):

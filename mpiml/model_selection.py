@@ -22,25 +22,15 @@ __all__ = ["KFold", "StratifiedKFold", "train_test_split"]
 
 import numpy as np
 from sklearn import model_selection as _sk
-from sklearn.utils import indexable
+from sklearn.utils import _safe_indexing, indexable
 
-from .checks import check_random_state, resolve_seed
+from .checks import gather_labels, resolve_seed
 from .comm import collective_error, global_offset, resolve_comm
 from .errors import DataError
 
 
 def _n_rows(X):
     return X.shape[0] if hasattr(X, "shape") else len(X)
-
-
-def _global_labels(y, comm):
-    """Collective: every rank's labels in global row order (as one array)."""
-    parts = comm.allgather(np.asarray(y))
-    non_empty = [p for p in parts if p.size] or parts[:1]
-    kinds = {p.dtype.kind for p in non_empty}
-    if len(kinds) > 1 and not kinds <= set("biuf"):
-        non_empty = [p.astype(str) for p in non_empty]
-    return np.concatenate(non_empty)
 
 
 class _GlobalSplitter(_sk.BaseCrossValidator):
@@ -52,10 +42,10 @@ class _GlobalSplitter(_sk.BaseCrossValidator):
         self.random_state = random_state
         self.comm = comm
 
-    def _seed(self, comm):
-        if not self.shuffle:
-            return None
-        return resolve_seed(check_random_state(self.random_state), comm)
+    def _sklearn(self, comm):
+        """scikit-learn's splitter of the same name, with the seed every rank shares."""
+        seed = resolve_seed(self.random_state, comm) if self.shuffle else None
+        return self._splitter(self.n_splits, shuffle=self.shuffle, random_state=seed)
 
     def split(self, X, y=None, groups=None):
         """Collective: yield ``(train, test)``, local indices of this rank's rows.
@@ -70,10 +60,10 @@ class _GlobalSplitter(_sk.BaseCrossValidator):
         comm = resolve_comm(self.comm)
         n_local = _n_rows(X)
         offset, n_total = global_offset(n_local, comm)
-        labels = None if y is None or not self._needs_y else _global_labels(y, comm)
-        seed = self._seed(comm)
+        labels = None if y is None or not self._needs_y else gather_labels(y, comm)
+        splitter = self._sklearn(comm)
         try:
-            folds = list(self._sklearn(seed).split(np.zeros((n_total, 1)), labels))
+            folds = list(splitter.split(np.zeros((n_total, 1)), labels))
         except ValueError as exc:  # every rank sees the same global data: no vote needed
             raise collective_error(DataError(f"{exc}")) from None
         end = offset + n_local
@@ -105,9 +95,7 @@ class KFold(_GlobalSplitter):
     """
 
     _needs_y = False
-
-    def _sklearn(self, seed):
-        return _sk.KFold(self.n_splits, shuffle=self.shuffle, random_state=seed)
+    _splitter = _sk.KFold
 
 
 class StratifiedKFold(_GlobalSplitter):
@@ -125,14 +113,12 @@ class StratifiedKFold(_GlobalSplitter):
     """
 
     _needs_y = True
+    _splitter = _sk.StratifiedKFold
 
     def split(self, X, y, groups=None):
         if y is None:
             raise DataError("StratifiedKFold.split needs y, the class labels")
         return super().split(X, y, groups)
-
-    def _sklearn(self, seed):
-        return _sk.StratifiedKFold(self.n_splits, shuffle=self.shuffle, random_state=seed)
 
 
 def train_test_split(*arrays, test_size=None, train_size=None, random_state=None,
@@ -161,35 +147,17 @@ def train_test_split(*arrays, test_size=None, train_size=None, random_state=None
     comm = resolve_comm(comm)
     n_local = _n_rows(arrays[0])
     offset, n_total = global_offset(n_local, comm)
-    labels = None if stratify is None else _global_labels(stratify, comm)
-    seed = resolve_seed(check_random_state(random_state), comm) if shuffle else None
+    labels = None if stratify is None else gather_labels(stratify, comm)
+    seed = resolve_seed(random_state, comm) if shuffle else None
     try:
-        if not shuffle:
-            if stratify is not None:
-                raise ValueError("stratified train/test split is not implemented for "
-                                 "shuffle=False")
-            n_test, n_train = _sk._split._validate_shuffle_split(n_total, test_size, train_size,
-                                                                 default_test_size=0.25)
-            parts = (np.arange(n_train), np.arange(n_train, n_train + n_test))
-        else:
-            cls = _sk.StratifiedShuffleSplit if stratify is not None else _sk.ShuffleSplit
-            if test_size is None and train_size is None:
-                test_size = 0.25
-            splitter = cls(n_splits=1, test_size=test_size, train_size=train_size,
-                           random_state=seed)
-            parts = next(splitter.split(np.zeros((n_total, 1)), labels))
+        parts = _sk.train_test_split(np.arange(n_total), test_size=test_size,
+                                     train_size=train_size, random_state=seed,
+                                     shuffle=shuffle, stratify=labels)
     except ValueError as exc:  # every rank sees the same global data: no vote needed
         raise collective_error(DataError(f"{exc}")) from None
     train, test = (_local(p, offset, offset + n_local) for p in parts)
     out = []
     for a in arrays:
-        out.extend([_take(a, train), _take(a, test)])
+        out.extend([_safe_indexing(a, train), _safe_indexing(a, test)])
     return out
 
-
-def _take(a, rows):
-    if a is None:
-        return None
-    if hasattr(a, "iloc"):
-        return a.iloc[rows]
-    return np.asarray(a)[rows] if not hasattr(a, "shape") else a[rows]

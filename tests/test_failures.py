@@ -1,6 +1,5 @@
 """Errors end the whole job, never hang it: thread mode in process, MPI in subprocesses."""
 
-import os
 import subprocess
 import sys
 import textwrap

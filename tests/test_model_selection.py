@@ -67,7 +67,8 @@ def test_train_test_split_by_global_row(spmd):
         idx, yl = _shard(comm, np.arange(len(X)), Y)
         tr, te, ytr, yte = train_test_split(idx, yl, test_size=0.3, random_state=3,
                                             stratify=yl, comm=comm)
-        assert_array_equal(ytr, Y[tr]) and assert_array_equal(yte, Y[te])
+        assert_array_equal(ytr, Y[tr])
+        assert_array_equal(yte, Y[te])
         return sorted(sum(comm.allgather(tr.tolist()), [])), sorted(sum(comm.allgather(
             te.tolist()), []))
     for tr, te in spmd(body):

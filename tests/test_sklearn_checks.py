@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from numpy.testing import assert_allclose
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
@@ -83,12 +84,16 @@ def test_clone_and_kind(cls):
 def test_pipeline_and_column_transformer(cls):
     X, y = _data(cls)
     pipe = make_pipeline(StandardScaler(), _small(cls)).fit(X, y)
-    assert pipe.predict(X).shape == (len(X),)
+    alone = _small(cls).fit(StandardScaler().fit_transform(X), y)
+    assert_allclose(pipe.predict(X), alone.predict(StandardScaler().fit_transform(X)))
     columns = ColumnTransformer([("scaled", StandardScaler(), [0, 1, 2]),
                                  ("raw", "passthrough", [3, 4, 5])])
     both = make_pipeline(columns, _small(cls)).fit(X, y)
-    assert both.score(X, y) == pytest.approx(both.score(X, y))
-    assert np.isfinite(both.score(X, y))
+    Xt = clone(columns).fit_transform(X)
+    assert_allclose(Xt[:, 3:], X[:, 3:])
+    alone = _small(cls).fit(Xt, y)
+    assert_allclose(both.predict(X), alone.predict(Xt))
+    assert both.score(X, y) == pytest.approx(alone.score(Xt, y))
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)

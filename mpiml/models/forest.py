@@ -20,46 +20,19 @@ import time
 
 import numpy as np
 
-from ..checks import (
-    check_bool,
-    check_choice,
-    check_float,
-    check_int,
-    encode_classes,
-    resolve_seed,
-    validate_fit_data,
-)
+from ..checks import (check_bool, check_choice, check_float, check_int, encode_classes,
+                      resolve_seed, validate_fit_data)
 from ..comm import collective_error, global_offset, resolve_comm
 from ..comm.partition import block_range
 from ..errors import DataError, InvalidParameterError
 from ..progress import as_progress
-from ._base import (
-    BaseEstimator,
-    ClassifierMixin,
-    RegressorMixin,
-    check_is_fitted,
-    checked_params,
-    classes_from_json,
-    collective,
-)
+from ._base import (BaseEstimator, ClassifierMixin, RegressorMixin, check_is_fitted, checked_params,
+                    classes_from_json, collective)
 from .tree._binning import bin_data, fit_bin_edges
-from .tree._classes import (
-    check_regression_target,
-    check_tree_params,
-    fit_one_tree,
-    gather_binned_rows,
-    normalised_importances,
-    resolve_max_features,
-    row_weights,
-    tree_model_meta,
-)
-from .tree._tree import (
-    TREE_FIELDS,
-    PackedTrees,
-    predict_trees,
-    stack_trees,
-    unstack_trees,
-)
+from .tree._classes import (check_regression_target, check_tree_params, fit_one_tree,
+                            gather_binned_rows, normalised_importances, resolve_max_features,
+                            row_weights, tree_model_meta)
+from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 
 def bootstrap_counts(seed, tree_index, n_total, n_draws):
@@ -121,7 +94,8 @@ class _BaseForest(BaseEstimator):
         n_estimators, bootstrap = params["n_estimators"], params["bootstrap"]
         oob, max_samples, parallel = params["oob_score"], params["max_samples"], self.parallel
         X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
-                                                         numeric_y=self._regression, estimator=self)
+                                                         numeric_y=self._regression,
+                                                         estimator=self)
         seed = resolve_seed(self.random_state, c)
         offset, _ = global_offset(X.shape[0], c)
         X_local, y_local = X, y

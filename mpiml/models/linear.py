@@ -40,30 +40,14 @@ from collections import deque
 
 import numpy as np
 
-from ..checks import (
-    check_bool,
-    check_choice,
-    check_float,
-    check_int,
-    encode_classes,
-    resolve_seed,
-    validate_fit_data,
-)
+from ..checks import (check_bool, check_choice, check_float, check_int, encode_classes,
+                      resolve_seed, validate_fit_data)
 from ..comm import collective_error, global_offset, resolve_comm
 from ..comm.rowblocks import RowBlocks
 from ..errors import DataError, InvalidParameterError
 from ..progress import as_progress
-from ._base import (
-    BaseEstimator,
-    ClassifierMixin,
-    EpochStopper,
-    RegressorMixin,
-    check_is_fitted,
-    checked_params,
-    classes_from_json,
-    classes_to_json,
-    collective,
-)
+from ._base import (BaseEstimator, ClassifierMixin, EpochStopper, RegressorMixin, check_is_fitted,
+                    checked_params, classes_from_json, classes_to_json, collective)
 
 _CHUNK = 65536
 
@@ -251,7 +235,8 @@ class _LinearModel(BaseEstimator):
         comm = resolve_comm(comm)
         checked_params(self, comm)
         X, y, w, n_total = validate_fit_data(X, y, comm, sample_weight,
-                                             numeric_y=self._task == "regression", estimator=self)
+                                             numeric_y=self._task == "regression",
+                                             estimator=self)
         target, k = self._prepare_target(y, comm)
         d = X.shape[1]
         self._shape = (d, k)
@@ -277,7 +262,7 @@ class _LinearModel(BaseEstimator):
         elif self.solver == "gd":
             theta, loss, n_iter = self._gd(theta, blocks, total, report)
         else:
-            theta, loss, n_iter = self._sgd(theta, comm, X, target, w, n_total, report)
+            theta, loss, n_iter = self._sgd(theta, comm, X, target, w, n_total, total, report)
         comm.Bcast(theta, root=0)  # every rank holds exactly rank 0's model
         if not (np.isfinite(theta).all() and np.isfinite(loss)):
             hint = (f"use a smaller learning_rate (got {self.learning_rate!r})"
@@ -307,13 +292,12 @@ class _LinearModel(BaseEstimator):
                 break
         return theta, f, it
 
-    def _sgd(self, theta, comm, X, target, w, n_total, report):
+    def _sgd(self, theta, comm, X, target, w, n_total, total, report):
         d, k = self._shape
         seed = resolve_seed(self.random_state, comm)
         offset, _ = global_offset(X.shape[0], comm)
         buf = np.empty(2 + (d + 1) * k)
         stopper = EpochStopper(self.tol, self.n_iter_no_change)
-        total = n_total if w is None else float(_allreduce(comm, np.array([w.sum()]))[0])
         penalty = self._penalty(total)[:, None]
         self.loss_curve_ = []
         epoch_loss = np.inf

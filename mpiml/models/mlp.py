@@ -18,31 +18,14 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 import numpy as np
 
-from ..checks import (
-    check_bool,
-    check_choice,
-    check_float,
-    check_int,
-    check_int_tuple,
-    encode_classes,
-    resolve_seed,
-    validate_fit_data,
-)
+from ..checks import (check_bool, check_choice, check_float, check_int, check_int_tuple,
+                      encode_classes, resolve_seed, validate_fit_data)
 from ..comm import collective_error, global_offset, resolve_comm
 from ..comm.rowblocks import RowBlocks
 from ..errors import InvalidParameterError
 from ..progress import as_progress
-from ._base import (
-    BaseEstimator,
-    ClassifierMixin,
-    EpochStopper,
-    RegressorMixin,
-    check_is_fitted,
-    checked_params,
-    classes_from_json,
-    classes_to_json,
-    collective,
-)
+from ._base import (BaseEstimator, ClassifierMixin, EpochStopper, RegressorMixin, check_is_fitted,
+                    checked_params, classes_from_json, classes_to_json, collective)
 from .linear import LogisticRegression, _epoch_batches, standardize_stats
 
 _ACTIVATIONS = ("relu", "tanh")
@@ -139,7 +122,8 @@ class _MLP(BaseEstimator):
         comm = resolve_comm(comm)
         hidden = checked_params(self, comm)
         X, y, w, n_total = validate_fit_data(X, y, comm, sample_weight,
-                                             numeric_y=self._task == "regression", estimator=self)
+                                             numeric_y=self._task == "regression",
+                                             estimator=self)
         target, n_out = self._prepare_target(y, comm)
         d = X.shape[1]
         self.n_features_in_ = d

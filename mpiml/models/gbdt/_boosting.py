@@ -26,42 +26,19 @@ import os
 
 import numpy as np
 
-from ...checks import (
-    check_bool,
-    check_float,
-    check_int,
-    resolve_seed,
-    validate_fit_data,
-)
+from ...checks import check_bool, check_float, check_int, resolve_seed, validate_fit_data
 from ...comm import agree, collective_error, global_offset, resolve_comm
 from ...comm.ops import MAX
 from ...data.split import holdout_mask
 from ...errors import DataError, InvalidParameterError, MpimlError
 from ...progress import as_progress
 from .._base import BaseEstimator, check_is_fitted, collective
-from ..tree import (
-    PackedTrees,
-    bin_data,
-    fit_bin_edges,
-    fixed_point_scale,
-    grow_tree,
-    leaf_of_rows,
-    stack_trees,
-    unstack_trees,
-)
+from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree,
+                    leaf_of_rows, stack_trees, unstack_trees)
 from . import _fixed_point as fp
-from .criterion import (
-    GradientCriterion,
-    PackedGradientCriterion,
-    add_leaf_values,
-    channel_layout,
-    hessian_scale,
-    make_channels,
-    make_packed_channels,
-    packed_layout,
-    packed_scales,
-    renew_node_values,
-)
+from .criterion import (GradientCriterion, PackedGradientCriterion, add_leaf_values, channel_layout,
+                        hessian_scale, make_channels, make_packed_channels, packed_layout,
+                        packed_scales, renew_node_values)
 
 _VALIDATION_STREAM = 2 ** 32  # round m draws its row sample from stream m
 _QUANTIZE_STREAM = 2 ** 33    # tree m * k + c rounds its gradients with stream 2**33 + that
@@ -177,7 +154,8 @@ class BaseGradientBoosting(BaseEstimator):
         report = as_progress(progress)
         comm = resolve_comm(comm)
         X, y, weight, n_total = validate_fit_data(X, y, comm, sample_weight,
-                                                  numeric_y=self._task == "regression", estimator=self)
+                                                  numeric_y=self._task == "regression",
+                                                  estimator=self)
         if n_total < 2:
             raise collective_error(DataError(f"n_samples={n_total}: need at least 2 rows to fit"))
         offset, _ = global_offset(len(X), comm)

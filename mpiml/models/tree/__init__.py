@@ -71,25 +71,10 @@ Estimators: :class:`DecisionTreeClassifier`, :class:`DecisionTreeRegressor`.
 """
 
 from ._binning import BinEdges, bin_data, fit_bin_edges
-from ._criteria import (
-    EPSILON,
-    ClassificationCriterion,
-    Criterion,
-    RegressionCriterion,
-    classification_channels,
-    fixed_point_scale,
-    regression_channels,
-    to_fixed,
-)
+from ._criteria import (EPSILON, ClassificationCriterion, Criterion, RegressionCriterion,
+                        classification_channels, fixed_point_scale, regression_channels, to_fixed)
 from ._grower import grow_tree, leaf_of_rows
-from ._tree import (
-    TREE_FIELDS,
-    PackedTrees,
-    Tree,
-    predict_trees,
-    stack_trees,
-    unstack_trees,
-)
+from ._tree import TREE_FIELDS, PackedTrees, Tree, predict_trees, stack_trees, unstack_trees
 
 __all__ = [
     "BinEdges", "fit_bin_edges", "bin_data",

@@ -7,35 +7,16 @@ import numbers
 
 import numpy as np
 
-from ...checks import (
-    check_choice,
-    check_float,
-    check_int,
-    check_random_state,
-    encode_classes,
-    resolve_seed,
-    validate_fit_data,
-)
+from ...checks import (check_choice, check_float, check_int, check_random_state, encode_classes,
+                       resolve_seed, validate_fit_data)
 from ...comm import collective_error, resolve_comm
 from ...comm.ops import MAX
 from ...errors import DataError, InvalidParameterError
-from .._base import (
-    BaseEstimator,
-    ClassifierMixin,
-    RegressorMixin,
-    check_is_fitted,
-    checked_params,
-    classes_from_json,
-    classes_to_json,
-    collective,
-)
+from .._base import (BaseEstimator, ClassifierMixin, RegressorMixin, check_is_fitted,
+                     checked_params, classes_from_json, classes_to_json, collective)
 from ._binning import bin_data, fit_bin_edges
-from ._criteria import (
-    ClassificationCriterion,
-    RegressionCriterion,
-    classification_channels,
-    regression_channels,
-)
+from ._criteria import (ClassificationCriterion, RegressionCriterion, classification_channels,
+                        regression_channels)
 from ._grower import grow_tree
 from ._tree import TREE_FIELDS, Tree
 
@@ -264,7 +245,8 @@ class _BaseDecisionTree(BaseEstimator):
         params = checked_params(self, c)
         parallel = self.parallel
         X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
-                                                         numeric_y=self._regression, estimator=self)
+                                                         numeric_y=self._regression,
+                                                         estimator=self)
         seed = resolve_seed(self.random_state, c)
         if self._regression:
             check_regression_target(y, sample_weight, n_total, c)

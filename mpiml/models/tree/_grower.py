@@ -25,13 +25,8 @@ import numpy as np
 from ...comm.partition import block_counts, block_range
 from ._criteria import EPSILON
 from ._kernels import build_histograms, build_histograms_rows
-from ._split_kernels import (
-    fill_leaves,
-    partition_batch,
-    sample_features,
-    scan_histogram,
-    search_local,
-)
+from ._split_kernels import (fill_leaves, partition_batch, sample_features, scan_histogram,
+                             search_local)
 from ._tree import TREE_FIELDS, Tree
 
 _MODES = ("data", "feature")
