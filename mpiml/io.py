@@ -164,6 +164,7 @@ def _build(model, ranks, backend, extra):
         "task": getattr(model, "_task", None),
         "feature_names_in_": _json_list(getattr(model, "feature_names_in_", None)),
         "n_features_in_": getattr(model, "n_features_in_", None),
+        "features": _features_json(model),
         "classes_": _json_list(getattr(model, "classes_", None)),
         "params": get_params() if callable(get_params) else {},
         "ranks": ranks,
@@ -185,6 +186,31 @@ def _build(model, ranks, backend, extra):
     head = header + body
     head += b"\0" * (_align(len(head)) - len(head))
     return head, prepared, payload_nbytes
+
+
+def _features_json(model):
+    """Each feature's name, kind and vocabulary (None for a model without a schema)."""
+    schema = getattr(model, "feature_schema_", None)
+    return None if schema is None else schema.to_json()
+
+
+def _attach_schema(model, manifest):
+    """Set ``feature_schema_`` from the manifest; files without one hold numeric features."""
+    from .data.tables import Schema
+    state = manifest.get("features")
+    n = manifest.get("n_features_in_")
+    if state:
+        schema = Schema.from_json(state)
+    elif isinstance(n, int):
+        names = manifest.get("feature_names_in_")
+        schema = Schema.numeric(n, [str(x) for x in names] if names else None)
+    else:
+        return
+    try:
+        model.feature_schema_ = schema
+        model.is_categorical_ = schema.is_categorical.copy()
+    except AttributeError:
+        pass
 
 
 def _write_atomic(path, head, prepared):
@@ -434,6 +460,10 @@ def load(path, mmap=False):
         model.model_manifest_ = manifest
     except AttributeError:
         pass
+    try:
+        _attach_schema(model, manifest)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"model file {path!r}: bad feature list ({exc})") from None
     return model
 
 

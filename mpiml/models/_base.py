@@ -24,9 +24,11 @@ import functools
 import numpy as np
 from sklearn import base as _sk
 from sklearn.exceptions import NotFittedError as _SkNotFittedError
+from sklearn.utils.validation import _check_feature_names
 
 from ..checks import check_X
 from ..comm import agree, resolve_comm
+from ..data.tables import Table, fit_schema
 from ..errors import InvalidParameterError, MpimlError, RankFailure
 
 
@@ -110,10 +112,38 @@ class BaseEstimator(_sk.BaseEstimator):
         if feature_names is not None:
             self.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
 
+    def _fit_X(self, X, comm):
+        """Collective: ``X`` (array, DataFrame or :class:`~mpiml.data.Table`) as the float64
+        matrix the model learns from (categories as vocabulary indices, NaN missing).
+
+        Sets ``feature_schema_`` (kinds and vocabularies), ``is_categorical_`` and, where
+        the data names its columns, ``feature_names_in_``.
+        """
+        spec = getattr(self, "categorical_features", "from_dtype")
+        X_enc, schema, names = fit_schema(X, comm, spec)
+        if hasattr(X, "iloc"):
+            _check_feature_names(self, X, reset=True)
+        elif names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.feature_schema_ = schema
+        self.is_categorical_ = schema.is_categorical.copy()
+        return X_enc
+
     def _check_predict_X(self, X, allow_nan=False):
-        """Local: ``X`` checked against the fitted model (raises :class:`NotFittedError`
-        before ``fit``, :class:`~mpiml.errors.DataError` on bad data)."""
+        """Local: ``X`` checked against the fitted model and encoded by its schema (raises
+        :class:`NotFittedError` before ``fit``, :class:`~mpiml.errors.DataError` on bad
+        data)."""
         check_is_fitted(self, "n_features_in_")
+        schema = getattr(self, "feature_schema_", None)
+        if hasattr(X, "iloc"):
+            _check_feature_names(self, X, reset=False)
+        if schema is not None and (schema.has_categorical or isinstance(X, (Table, dict))
+                                   or hasattr(X, "iloc")):
+            if not isinstance(X, (Table, dict)) and not hasattr(X, "iloc"):
+                X = check_X(X, self.n_features_in_, estimator=self, allow_nan=True)
+            return schema.encode(X)
         return check_X(X, self.n_features_in_, estimator=self, allow_nan=allow_nan)
 
 
