@@ -7,6 +7,14 @@ prints requests/s, latency percentiles and the error count::
     python scripts/loadtest.py --model logistic --concurrency 8 --duration 60
     python scripts/loadtest.py --model forest --rows 10000 --concurrency 1 --duration 20
     python scripts/loadtest.py --pss MASTER_PID      # memory of a running server
+    python scripts/loadtest.py --compare             # against the stack's ceiling
+
+``--compare`` starts the servers itself, one after the other on a free loopback port with
+the same Gunicorn settings (``serve/gunicorn.conf.py``, ``MPIML_WORKERS``,
+``MPIML_THREADS``): the bare Flask app of ``scripts/ceiling_app.py``, which reads each
+request and answers a constant, then the model server on a one-row logistic regression and
+a 100-tree boosted model that it trains on synthetic data (``--features``), and prints
+each one's requests/s, p50 and p99 with its ratio to the ceiling.
 
 Clients are threads, each with its own HTTP/1.1 connection, spread over
 ``--processes`` processes so that the client's own interpreter lock does not cap
@@ -26,6 +34,8 @@ import sys
 import threading
 import time
 import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def loopback_target(url):
@@ -154,6 +164,113 @@ def pss_report(master_pid):
     return report
 
 
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _make_models(directory, n_features):
+    """Train the models the comparison serves; returns their names."""
+    sys.path.insert(0, ROOT)
+    import numpy as np
+
+    import mpiml
+    from mpiml.models.gbdt import GradientBoostingClassifier
+    from mpiml.models.linear import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, n_features))
+    y = (X[:, : max(1, n_features // 2)].sum(axis=1) + rng.standard_normal(5000) > 0)
+    y = y.astype(np.int64)
+    mpiml.save(LogisticRegression().fit(X, y), os.path.join(directory, "logistic.mpiml"))
+    gbdt = GradientBoostingClassifier(n_estimators=100, random_state=0).fit(X, y)
+    mpiml.save(gbdt, os.path.join(directory, "gbdt100.mpiml"))
+    return ["logistic", "gbdt100"]
+
+
+class _Server:
+    """One Gunicorn server on a free loopback port, stopped on exit."""
+
+    def __init__(self, app, env):
+        import subprocess
+
+        self.port = _free_port()
+        env = dict(os.environ, MPIML_BIND=f"127.0.0.1:{self.port}", MPIML_LOG_LEVEL="warning",
+                   **env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", os.path.join(ROOT, "serve", "gunicorn.conf.py"),
+             app], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def __enter__(self):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"error: the server exited: {self.proc.stderr.read()[-2000:]!r}")
+            try:
+                fetch_json("127.0.0.1", self.port, "/v1/models")
+                return self
+            except (OSError, SystemExit):
+                time.sleep(0.1)
+        raise SystemExit("error: the server did not start within 60 s")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def compare(args):
+    """Ceiling, then each model, on the same settings: one table of figures and ratios."""
+    import tempfile
+
+    base = ["--concurrency", str(args.concurrency), "--duration", str(args.duration),
+            "--warmup", str(args.warmup), "--rows", str(args.rows), "--protocol", args.protocol,
+            "--json"]
+    if args.processes:
+        base += ["--processes", str(args.processes)]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mpiml-loadtest-") as directory:
+        names = _make_models(directory, args.features)
+        runs = [("ceiling", "scripts.ceiling_app:app",
+                 {"CEILING_FEATURES": str(args.features)})]
+        runs += [(name, "serve.wsgi:app", {"MPIML_MODELS": directory}) for name in names]
+        for label, app, env in runs:
+            with _Server(app, env) as server:
+                model = "ceiling" if label == "ceiling" else label
+                out = _capture(["--url", f"http://127.0.0.1:{server.port}", "--model", model]
+                               + base)
+            out["server"] = label
+            results.append(out)
+    ceiling = results[0]
+    for r in results:
+        r["ratio"] = round(r["requests_per_s"] / ceiling["requests_per_s"], 3)
+        r["p99_ratio"] = round(r["p99_ms"] / ceiling["p99_ms"], 3) if ceiling["p99_ms"] else None
+    if args.json:
+        print(json.dumps({"settings": {k: os.environ.get(k) for k in
+                                       ("MPIML_WORKERS", "MPIML_THREADS")}, "results": results}))
+    else:
+        print(f"{'server':10s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'x ceiling':>10s} "
+              f"{'p99 x':>7s} errors")
+        for r in results:
+            print(f"{r['server']:10s} {r['requests_per_s']:9.1f} {r['p50_ms']:8.2f} "
+                  f"{r['p99_ms']:8.2f} {r['ratio']:10.3f} {r['p99_ratio']:7.3f} {r['errors']}")
+    return 1 if any(r["errors"] for r in results) else 0
+
+
+def _capture(argv):
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main(argv)
+    return json.loads(buf.getvalue().strip().splitlines()[-1])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="server (loopback only)")
@@ -170,8 +287,14 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--pss", type=int, metavar="MASTER_PID",
                         help="report the PSS of this Gunicorn master and its workers, then exit")
+    parser.add_argument("--compare", action="store_true",
+                        help="start the ceiling app and the model server in turn and compare")
+    parser.add_argument("--features", type=int, default=20,
+                        help="--compare: features of the generated models (default 20)")
     args = parser.parse_args(argv)
 
+    if args.compare:
+        return compare(args)
     if args.pss:
         report = pss_report(args.pss)
         if args.json:
