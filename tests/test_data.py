@@ -54,18 +54,27 @@ def test_csv_rows_are_split_and_complete(spmd, tmp_path, n_rows):
 
 
 @pytest.mark.parametrize("content, kw, message", [
-    ("a,b,y\n1,2,3\n4,5,6\n7,x,9\n", {}, "line 4, column 'b': non-numeric value 'x'"),
+    ("a,b,y\n1,2,3\n4,5,6\n7,x,9\n", {"numeric": "b"},
+     "line 4, column 'b': non-numeric value 'x'"),
     ("a,b,y\n1,2,3\n4,5,6\n7,8\n", {}, "line 4 has 2 fields but the header has 3"),
-    ("a,b,y\n1,2,3\n4,nan,6\n", {}, "line 3, column 'b': NaN or infinity"),
+    ("a,b,y\n1,2,3\n4,5,6\n7,8,9,10\n", {}, "line 4 has 4 fields but the header has 3"),
+    ("a,b,y\n1,2,3\n4,inf,6\n", {}, "line 3, column 'b': NaN or infinity"),
     ("a,b,y\n1,2,3\n4,5,inf\n", {}, "line 3, column 'y': NaN or infinity"),
     ("a,b,y\n1,2,3\n4,5,cat\n", {"task": "regression"}, "regression target 'y' is not numeric "
                                                          "\\(line 3: 'cat'\\)"),
     ("a,b,y\n1,2,3\n", {"target": "nope"}, "target column 'nope' is not in"),
     ("", {}, "empty"),
-    ("a,b,y\n1,2,3\n#4,5,6\n7,8,9\n", {}, "line 3, column 'a': non-numeric value '#4'"),
-    ("a,b,y\n1,2,3\n4,5#6,6\n", {}, "line 3, column 'b': non-numeric value '5#6'"),
+    ("a,b,y\n1,2,3\n#4,5,6\n7,8,9\n", {"numeric": ["a"]},
+     "line 3, column 'a': non-numeric value '#4'"),
+    ("a,b,y\n1,2,3\n4,5#6,6\n", {"numeric": "a,b"}, "line 3, column 'b': non-numeric value '5#6'"),
     ("a,b,y\n1,2,3\n4,5,\n", {}, "line 3, column 'y': empty cell"),
+    ("a,b,y\n1,2,3\n4,5,NA\n", {}, "line 3, column 'y': missing value 'NA'"),
+    ("a,b,y\n1,x,3\n4,5,NA\n", {}, "line 3, column 'y': missing value 'NA'"),
     ("a,b,y\r1,2,3\r4,5,6\r", {}, "line 1 cannot be read as CSV"),
+    ("a,b,y\n1,2,3\n", {"categorical": "c"}, "--categorical names column 'c', which is not"),
+    ("a,b,y\n1,2,3\n", {"numeric": "y"}, "--numeric names the target column 'y'"),
+    ("a,b,y\n1,2,3\n", {"numeric": "a", "categorical": "a"},
+     "column 'a' is forced both categorical and numeric"),
 ])
 def test_csv_errors_name_line_and_column(spmd, tmp_path, content, kw, message):
     directory = _shared_dir(spmd, tmp_path)
