@@ -52,8 +52,11 @@ def parquet_files(path):
 
 
 def _kind(pa, field):
-    """'categorical', 'numeric', or None for a type mpiml cannot read."""
+    """'categorical', 'numeric', 'null' (all cells null: either kind), or None for a
+    type mpiml cannot read."""
     t = field.type
+    if pa.types.is_null(t):
+        return "null"
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
         return "categorical"
     if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
@@ -76,18 +79,20 @@ def _layout(path):
         schema = meta.schema_arrow
         these = [str(n) for n in schema.names]
         their_kinds = [_kind(pa, f) for f in schema]
+        bad = [f"{f.name} ({f.type})" for f, k in zip(schema, their_kinds) if k is None]
+        if bad:
+            raise DataError(f"Parquet file {name!r}: columns of types mpiml cannot read: "
+                            f"{', '.join(bad)} (it reads numbers, booleans and strings)")
         if names is None:
             names, kinds = these, their_kinds
-            bad = [f"{f.name} ({f.type})" for f, k in zip(schema, kinds) if k is None]
-            if bad:
-                raise DataError(f"Parquet file {name!r}: columns of types mpiml cannot read: "
-                                f"{', '.join(bad)} (it reads numbers, booleans and strings)")
-        elif these != names or their_kinds != kinds:
+        elif these != names or any("null" not in (a, b) and a != b
+                                   for a, b in zip(kinds, their_kinds)):
             raise DataError(f"Parquet file {name!r} has columns {these}, not those of "
                             f"{files[0]!r} ({names}) of the same kinds")
+        kinds = [b if a == "null" else a for a, b in zip(kinds, their_kinds)]
         groups += [(i, g, meta.metadata.row_group(g).num_rows)
                    for g in range(meta.num_row_groups)]
-    return files, groups, names, kinds
+    return files, groups, names, ["numeric" if k == "null" else k for k in kinds or []]
 
 
 def _my_slices(groups, size, rank):
@@ -124,7 +129,7 @@ def _read_slices(pa, files, slices, names):
                 break
     if not parts:
         return None
-    return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def _numeric_column(pa, column, kind, name, offset):
@@ -176,7 +181,7 @@ def _target(pa, column, kind, name, offset):
         return text.astype(np.float64), text, None, None
     except ValueError:
         i = next(i for i, c in enumerate(text.tolist()) if not _parses(c))
-        return None, text, (f"row {offset + i}", text[i]), None
+        return None, text, (f"row {offset + i}", str(text[i])), None
 
 
 def _parses(text):
