@@ -1,6 +1,6 @@
 """What the readers share: the Dataset record and collective error decisions."""
 
-__all__ = ["Dataset", "DataError", "raise_first", "open_checked", "column_spec",
+__all__ = ["Dataset", "DataError", "raise_first", "open_checked", "forced_kinds",
            "finish_target", "describe"]
 
 from dataclasses import dataclass, field
@@ -76,20 +76,25 @@ def open_checked(path, comm):
     return handle
 
 
-def column_spec(option, spec, names, target):
-    """``--categorical``/``--numeric`` (a comma-separated string or a list of names) as a
-    list of names, or an error message naming an unknown column or the target."""
-    if spec is None:
-        return [], None
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    items = [str(c).strip() for c in items if str(c).strip()]
-    for item in items:
-        if item not in names:
-            return items, (f"{option} names column {item!r}, which is not in the data; "
+def forced_kinds(categorical, numeric, names, target):
+    """``--categorical`` and ``--numeric`` (comma-separated strings or lists of names) as
+    two lists of names, and an error message (an unknown column, the target, a column
+    named in both) or None."""
+    forced, message = [], None
+    for option, spec in (("--categorical", categorical), ("--numeric", numeric)):
+        items = spec.split(",") if isinstance(spec, str) else list(spec or [])
+        items = [str(c).strip() for c in items if str(c).strip()]
+        forced.append(items)
+        for item in items:
+            if message is None and item not in names:
+                message = (f"{option} names column {item!r}, which is not in the data; "
                            f"columns: {', '.join(names)}")
-        if item == target:
-            return items, f"{option} names the target column {target!r}"
-    return items, None
+            elif message is None and item == target:
+                message = f"{option} names the target column {target!r}"
+    both = sorted(set(forced[0]) & set(forced[1]))
+    if message is None and both:
+        message = f"column {both[0]!r} is forced both categorical and numeric"
+    return forced[0], forced[1], message
 
 
 def finish_target(comm, y, y_text, bad_target, task, target):

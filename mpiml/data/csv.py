@@ -24,7 +24,7 @@ import numpy as np
 
 from ..comm.partition import block_range
 from .tables import NA_TOKENS, Table, summarize
-from ._common import (DataError, Dataset, column_spec, finish_target, open_checked,
+from ._common import (DataError, Dataset, finish_target, forced_kinds, open_checked,
                       raise_first)
 
 
@@ -248,11 +248,7 @@ def read_csv(path, comm, target=None, task=None, delimiter=",", categorical=None
             names, message = [], f"CSV file {str(path)!r}: {exc}"
         if message is None:
             tname = names[-1] if target is None else target
-            forced_cat, message = column_spec("--categorical", categorical, names, tname)
-            forced_num, message2 = column_spec("--numeric", numeric, names, tname)
-            both = sorted(set(forced_cat) & set(forced_num))
-            message = message or message2 or (
-                f"column {both[0]!r} is forced both categorical and numeric" if both else None)
+            forced_cat, forced_num, message = forced_kinds(categorical, numeric, names, tname)
         raise_first(comm, message)
         target_idx = len(names) - 1 if target is None else names.index(target)
         lo, hi = block_range(size - data_start, comm.size, comm.rank)

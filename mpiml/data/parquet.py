@@ -20,7 +20,7 @@ import numpy as np
 
 from ..comm.partition import block_range
 from .tables import NA_TOKENS, Table, _as_text, summarize
-from ._common import DataError, Dataset, column_spec, finish_target, raise_first
+from ._common import DataError, Dataset, finish_target, forced_kinds, raise_first
 
 _INSTALL = "reading Parquet needs pyarrow: pip install 'mpiml[parquet]'"
 
@@ -217,7 +217,9 @@ def read_parquet(path, comm, target=None, task=None, categorical=None, numeric=N
     ------
     DataError
         On every rank: no pyarrow, missing file, unreadable footer, parts with
-        different columns, columns of other types, unknown target, nulls in the target.
+        different columns, columns of other types, unknown target, nulls in the target,
+        a text cell in a ``numeric`` column (messages name the row by its global index
+        from 0 and the column).
     """
     layout, message = None, None
     if comm.rank == 0:
@@ -236,11 +238,8 @@ def read_parquet(path, comm, target=None, task=None, categorical=None, numeric=N
     elif tname not in names:
         message = (f"target column {tname!r} is not in {str(path)!r}; columns: "
                    f"{', '.join(names)}")
-    forced_cat, spec_error = column_spec("--categorical", categorical, names, tname)
-    forced_num, spec_error2 = column_spec("--numeric", numeric, names, tname)
-    both = sorted(set(forced_cat) & set(forced_num))
-    raise_first(comm, message or spec_error or spec_error2 or (
-        f"column {both[0]!r} is forced both categorical and numeric" if both else None))
+    forced_cat, forced_num, spec_error = forced_kinds(categorical, numeric, names, tname)
+    raise_first(comm, message or spec_error)
     pa = _pyarrow()
     slices = _my_slices(groups, comm.size, comm.rank)
     counts = [sum(b - a for _, _, a, b in _my_slices(groups, comm.size, r))
