@@ -267,3 +267,20 @@ def test_progress_reporter_rate_limit():
     report.done()
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("fit: iter 0") and "iter 99" in lines[1]
+
+
+def test_categorical_parquet_parts_under_mpiexec(tmp_path):
+    pytest.importorskip("pyarrow")
+    if _mpiexec() is None:
+        pytest.skip("no mpiexec")
+    if not _takes_tables("logistic"):
+        pytest.skip("logistic does not take Tables yet (issue 14 model branches)")
+    _write_tables(tmp_path)
+    args = ["logistic", "--data", str(tmp_path / "parts"), "--target", "label",
+            "--categorical", "zip", "--json", "--quiet"]
+    one = _report(_run(args + ["--out", str(tmp_path / "one.mpiml")]))
+    two = _report(_run(args + ["--out", str(tmp_path / "two.mpiml")], mpi=2))
+    assert two["ranks"] == 2 and two["backend"] == "mpi" and two["rows"] == one["rows"]
+    assert abs(one["test_score"] - two["test_score"]) < 0.01
+    assert (mpiml.io.read_manifest(tmp_path / "one.mpiml")["features"]
+            == mpiml.io.read_manifest(tmp_path / "two.mpiml")["features"])
