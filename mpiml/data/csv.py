@@ -87,48 +87,58 @@ def _fast_parse(chunk, ncols, delimiter):
 def _read_cells(chunk, ncols, first_line, delimiter):
     """The non-blank lines of a chunk as (line numbers, rows of cells), or an error
     message naming the first line that is not UTF-8, not CSV, or ragged."""
-    lines, rows = [], []
+    lines, texts = [], []
     for i, raw in enumerate(chunk.split(b"\n")):
-        line_no = first_line + i
         try:
             text = raw.decode("utf-8").strip("\r")
         except UnicodeDecodeError:
-            return None, None, f"line {line_no} is not valid UTF-8 text"
-        if not text.strip():
-            continue
-        try:
-            cells = _cells(text, delimiter, line_no)
-        except DataError as exc:
-            return None, None, str(exc)
+            return None, None, f"line {first_line + i} is not valid UTF-8 text"
+        if text.strip():
+            lines.append(first_line + i)
+            texts.append(text)
+    rows = []
+    reader = _csv.reader(texts, delimiter=delimiter)
+    try:
+        for cells in reader:
+            if reader.line_num != len(rows) + 1:  # a quoted field ran past its line
+                raise _csv.Error("unterminated quoted field")
+            rows.append(cells)
+    except _csv.Error as exc:
+        return None, None, f"line {lines[len(rows)]} cannot be read as CSV: {exc}"
+    for line_no, cells in zip(lines, rows):
         if len(cells) != ncols:
             return None, None, (f"line {line_no} has {len(cells)} fields but the header "
                                 f"has {ncols} (ragged rows)")
-        lines.append(line_no)
-        rows.append([c.strip() for c in cells])
     return lines, rows, None
 
 
+_NA_LIST = sorted(NA_TOKENS)
+
+
 def _numbers(cells, lines):
-    """One column's cells as float64 (NaN missing or text), with its first non-numeric
-    and first infinite cell as ``(line, cell)`` (or None) and its number of missing
-    cells."""
-    values = np.full(len(cells), np.nan)
-    text = infinite = None
-    missing = 0
-    for i, cell in enumerate(cells):
-        if cell in NA_TOKENS:
-            missing += 1
-            continue
-        try:
-            value = float(cell)
-        except ValueError:
-            text = text or (lines[i], cell)
-            continue
-        missing += bool(np.isnan(value))  # "NAN", "+nan": numbers, yet missing
-        if np.isinf(value):
-            infinite = infinite or (lines[i], cell)
-        values[i] = value
-    return values, text, infinite, missing
+    """One column's stripped cells as float64 (NaN missing), with its first
+    non-numeric and first infinite cell as ``(line, cell)`` (or None) and its number of
+    missing cells. A column with text needs no numbers: it is categorical, or an error."""
+    arr = np.asarray(cells, dtype=str)
+    na = np.isin(arr, _NA_LIST)
+    try:
+        values = np.where(na, "nan", arr).astype(np.float64)
+    except ValueError:
+        i = next((i for i, c in enumerate(cells) if not na[i] and not _parses(c)), None)
+        if i is not None:
+            return None, (lines[i], cells[i]), None, int(na.sum())
+        values = np.array([np.nan if m else float(c) for c, m in zip(cells, na)])
+    infinite = np.flatnonzero(np.isinf(values))
+    first_inf = (lines[infinite[0]], cells[infinite[0]]) if infinite.size else None
+    return values, None, first_inf, int(np.count_nonzero(np.isnan(values)))
+
+
+def _parses(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def _target_cells(cells, lines, tname):
@@ -160,7 +170,7 @@ class _Chunk:
         if fast:
             self.data = (_fast_parse(chunk, len(names), delimiter) if chunk
                          else np.zeros((0, len(names))))
-        self.lines = self.rows = None
+        self.lines = self.rows = self._columns = None
         self.message = None if self.data is not None else self._read()
 
     def _read(self):
@@ -170,9 +180,12 @@ class _Chunk:
 
     def text_columns(self):
         """Cells as columns of stripped text (read now if the fast parser had them)."""
-        if self.rows is None:
-            self._read()
-        return [list(c) for c in zip(*self.rows)] if self.rows else [[] for _ in self.names]
+        if self._columns is None:
+            if self.rows is None:
+                self._read()
+            self._columns = ([[c.strip() for c in col] for col in zip(*self.rows)]
+                             if self.rows else [[] for _ in self.names])
+        return self._columns
 
 
 def _feature_report(chunk, feature_idx):
