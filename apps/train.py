@@ -13,8 +13,9 @@ MODEL is one of linear, logistic, mlp, tree, forest, gbdt (the estimators listed
 Parquet column kinds. Every rank reads only its rows; rank 0 prints the data's
 categorical columns (with their number of categories) and missing cells per column and
 progress (at most once a second, on stderr), a summary, and with ``--json`` one JSON
-object on the last line of stdout. On bad input every rank exits non-zero, rank 0 prints one message,
-and no model file is written (an older file of the same name is left as it was).
+object on the last line of stdout. On bad input every rank exits non-zero, rank 0 prints
+one message, and no model file is written (an older file of the same name is left as it
+was).
 """
 
 import argparse

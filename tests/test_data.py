@@ -71,6 +71,7 @@ def test_csv_rows_are_split_and_complete(spmd, tmp_path, n_rows):
     ("a,b,y\n1,2,3\n4,5,NA\n", {}, "line 3, column 'y': missing value 'NA'"),
     ("a,b,y\n1,x,3\n4,5,NA\n", {}, "line 3, column 'y': missing value 'NA'"),
     ("a,b,y\r1,2,3\r4,5,6\r", {}, "line 1 cannot be read as CSV"),
+    ("a,b,y\n1,2,3\n4,\"5,6\n7,8,9\n", {}, "line 3 cannot be read as CSV"),
     ("a,b,y\n1,2,3\n", {"categorical": "c"}, "--categorical names column 'c', which is not"),
     ("a,b,y\n1,2,3\n", {"numeric": "y"}, "--numeric names the target column 'y'"),
     ("a,b,y\n1,2,3\n", {"numeric": "a", "categorical": "a"},
@@ -327,8 +328,7 @@ def test_table_split_by_global_row_index(spmd, tmp_path):
     _write_on_rank0(spmd, path, _mixed_csv())
 
     def body(comm):
-        X_train, y_train, X_test, y_test = train_test_split(load_data(path, comm), 0.3,
-                                                            seed=1)
+        X_train, y_train, X_test, _ = train_test_split(load_data(path, comm), 0.3, seed=1)
         return X_train["city"].tolist(), y_train.tolist(), X_test["city"].tolist()
     parts = spmd(body)
     from mpiml.comm import resolve_comm

@@ -159,8 +159,8 @@ def _bad_sources(directory):
     ("good.parquet", {"target": "nope"}, "target column 'nope' is not in"),
     ("good.parquet", {"numeric": "s"}, "row 0, column 's': non-numeric value 'x'"),
     ("good.parquet", {"categorical": "q"}, "--categorical names column 'q'"),
-    ("good.parquet", {"task": "regression", "target": "s"}, "regression target 's' is not "
-                                                            "numeric (row 0: 'x')"),
+    ("good.parquet", {"task": "regression", "target": "s"},
+     "regression target 's' is not numeric (row 0: 'x')"),
     ("time.parquet", {}, "columns of types mpiml cannot read: t (timestamp"),
     ("mixed", {}, "has columns ['a', 'y'], not those of"),
     ("empty", {}, "holds no *.parquet part files"),

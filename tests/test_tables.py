@@ -57,7 +57,7 @@ def test_bad_categorical_features(spec, message):
 
 
 def test_round_trip_and_unknown_categories():
-    X, schema, _ = _fit(Table({"city": np.array(["paris", "rome", None], dtype=object),
+    _, schema, _ = _fit(Table({"city": np.array(["paris", "rome", None], dtype=object),
                                "n": np.array([1.0, NAN, 2.0])}))
     again = Schema.from_json(schema.to_json())
     assert again == schema and again.names == ["city", "n"]

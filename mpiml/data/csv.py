@@ -97,7 +97,7 @@ def _read_cells(chunk, ncols, first_line, delimiter):
             lines.append(first_line + i)
             texts.append(text)
     rows = []
-    reader = _csv.reader(texts, delimiter=delimiter)
+    reader = _csv.reader(texts, delimiter=delimiter, strict=True)
     try:
         for cells in reader:
             if reader.line_num != len(rows) + 1:  # a quoted field ran past its line

@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from ..comm.partition import block_range
-from .tables import NA_TOKENS, Table, _as_text, summarize
+from .tables import NA_TOKENS, Table, _as_text, is_missing, summarize
 from ._common import DataError, Dataset, finish_target, forced_kinds, raise_first
 
 _INSTALL = "reading Parquet needs pyarrow: pip install 'mpiml[parquet]'"
@@ -159,7 +159,7 @@ def _categorical_column(pa, column, kind):
     """Text cells (None missing); forced-categorical numbers as their text ("2134")."""
     cells = column.to_pylist()
     if kind == "numeric":
-        cells = [None if c is None or c != c else _as_text(c) for c in cells]
+        cells = [None if is_missing(c) else _as_text(c) for c in cells]
     return np.array(cells, dtype=object)
 
 
