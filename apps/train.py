@@ -1,6 +1,7 @@
 """Train a model on sharded data and save it as an mpiml model file.
 
     python apps/train.py logistic --data train.csv --target label --out model.mpiml
+    python apps/train.py gbdt --data parts/ --target churn --categorical zip --out gbdt.mpiml
     python apps/train.py mlp --data "synthetic:classification?n_samples=100000&n_features=28" \\
         --hidden 64,32 --max-iter 20 --out mlp.mpiml --threads 2
     mpiexec -n 4 python apps/train.py linear --data data.npz --solver lbfgs --out lin.mpiml --json
@@ -8,10 +9,13 @@
 MODEL is one of linear, logistic, mlp, tree, forest, gbdt (the estimators listed in
 ``mpiml.models.ESTIMATORS``). Model flags are generated from the estimator's parameters
 (``--max-iter``, ``--solver``, ``--alpha``, ``--hidden-layer-sizes 64,32`` alias ``--hidden``,
-...); ``MODEL --help`` lists them. Every rank reads only its rows; rank 0 prints progress
-(at most once a second, on stderr), a summary, and with ``--json`` one JSON object on the
-last line of stdout. On bad input every rank exits non-zero, rank 0 prints one message,
-and no model file is written (an older file of the same name is left as it was).
+...); ``MODEL --help`` lists them. ``--categorical A,B`` and ``--numeric C`` force CSV and
+Parquet column kinds. Every rank reads only its rows; rank 0 prints the data's
+categorical columns (with their number of categories) and missing cells per column and
+progress (at most once a second, on stderr), a summary, and with ``--json`` one JSON
+object on the last line of stdout. On bad input every rank exits non-zero, rank 0 prints
+one message, and no model file is written (an older file of the same name is left as it
+was).
 """
 
 import argparse
@@ -155,12 +159,19 @@ def build_parser(model=None, params=None):
     parser.add_argument("model", choices=MODELS, metavar="MODEL",
                         help=f"one of {', '.join(MODELS)}")
     parser.add_argument("--data", required=True, metavar="SOURCE",
-                        help="CSV with a header, .npz with X and y, .npy, or "
+                        help="CSV with a header, .parquet or a directory of Parquet parts, "
+                             ".npz with X and y, .npy, or "
                              "synthetic:classification?n_samples=N&n_features=D&seed=S "
                              "(or synthetic:regression?...)")
     parser.add_argument("--out", required=True, metavar="FILE", help="model file to write")
     parser.add_argument("--target", metavar="COLUMN",
-                        help="target column (CSV name, .npy index); default the last column")
+                        help="target column (CSV or Parquet name, .npy index); default the "
+                             "last column")
+    parser.add_argument("--categorical", metavar="A,B",
+                        help="CSV/Parquet columns that are categorical whatever their cells "
+                             "(numeric codes such as zip codes keep their text)")
+    parser.add_argument("--numeric", metavar="C,D",
+                        help="CSV/Parquet columns that must be numeric (a text cell is an error)")
     parser.add_argument("--task", choices=TASKS,
                         help="default: the model's only task, else inferred from the target")
     parser.add_argument("--test-fraction", type=fraction, default=0.2, metavar="F",
@@ -230,8 +241,11 @@ def run_training(comm, args, classes, params):
             f"model {args.model!r} does not do {task} (it does {', '.join(classes)})"))
     if task is None and len(classes) == 1:
         task = next(iter(classes))
-    from mpiml.data import load_data, train_test_split
-    data = load_data(args.data, comm, target=args.target, task=task)
+    from mpiml.data import describe, load_data, take_rows, train_test_split
+    data = load_data(args.data, comm, target=args.target, task=task,
+                     categorical=args.categorical, numeric=args.numeric)
+    if comm.rank == 0 and not args.quiet:
+        print(f"data: {describe(data.summary)}", file=sys.stderr, flush=True)
     if task is None:
         task = _infer_task(data.y, comm, classes)
     if task == "classification" and data.y.dtype.kind == "f":
@@ -266,8 +280,9 @@ def run_training(comm, args, classes, params):
     if args.test_fraction > 0:
         X_train, y_train, X_test, y_test = train_test_split(data, args.test_fraction, args.seed)
     else:
-        X_train, y_train, X_test, y_test = data.X, data.y, data.X[:0], data.y[:0]
-    n_test = sum(comm.allgather(X_test.shape[0]))
+        X_train, y_train = data.X, data.y
+        X_test, y_test = take_rows(data.X, slice(0)), data.y[:0]
+    n_test = sum(comm.allgather(len(y_test)))
     start = time.perf_counter()
     estimator.fit(X_train, y_train, comm=comm, **options)
     seconds = comm.allreduce(time.perf_counter() - start, op=MAX)

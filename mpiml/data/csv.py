@@ -5,6 +5,13 @@ A line belongs to the rank whose range holds its first byte, so every rank reads
 its own lines: it moves its start to the next line boundary and reads up to the line
 boundary after its end. Line numbers in error messages are global (the header is line
 1); they come from an exclusive scan of the per-rank line counts.
+
+Column kinds are one collective decision: a feature column whose non-missing cells are
+all numbers (on every rank) is numeric, any other is categorical; ``categorical`` and
+``numeric`` force a kind. Empty cells and :data:`~mpiml.data.tables.NA_TOKENS` are
+missing. A chunk of plain numbers goes through numpy's C parser; any other chunk (and
+every chunk when a column is forced categorical, whose text must be kept as written,
+"02134") is read as text cells.
 """
 
 __all__ = ["read_csv"]
@@ -16,7 +23,9 @@ import os
 import numpy as np
 
 from ..comm.partition import block_range
-from ._common import DataError, Dataset, open_checked, raise_first
+from .tables import NA_TOKENS, Table, summarize
+from ._common import (DataError, Dataset, finish_target, forced_kinds, open_checked,
+                      raise_first)
 
 
 def _aligned(f, pos, data_start):
@@ -75,64 +84,138 @@ def _fast_parse(chunk, ncols, delimiter):
     return data
 
 
-def _slow_parse(chunk, names, target_idx, first_line, delimiter):
-    """Line-by-line parse that names the first bad line and column.
-
-    Returns (X, y_float or None, y_text, error message or None, first non-numeric target
-    (line, cell) or None).
-    """
-    ncols = len(names)
-    rows, y_text, y_vals = [], [], []
-    bad_target = None
-    feature_idx = [j for j in range(ncols) if j != target_idx]
+def _read_cells(chunk, ncols, first_line, delimiter):
+    """The non-blank lines of a chunk as (line numbers, rows of cells), or an error
+    message naming the first line that is not UTF-8, not CSV, or ragged."""
+    lines, texts = [], []
     for i, raw in enumerate(chunk.split(b"\n")):
-        line_no = first_line + i
         try:
             text = raw.decode("utf-8").strip("\r")
         except UnicodeDecodeError:
-            return None, None, None, f"line {line_no} is not valid UTF-8 text", None
-        if not text.strip():
-            continue
-        try:
-            cells = _cells(text, delimiter, line_no)
-        except DataError as exc:
-            return None, None, None, str(exc), None
+            return None, None, f"line {first_line + i} is not valid UTF-8 text"
+        if text.strip():
+            lines.append(first_line + i)
+            texts.append(text)
+    rows = []
+    reader = _csv.reader(texts, delimiter=delimiter, strict=True)
+    try:
+        for cells in reader:
+            if reader.line_num != len(rows) + 1:  # a quoted field ran past its line
+                raise _csv.Error("unterminated quoted field")
+            rows.append(cells)
+    except _csv.Error as exc:
+        return None, None, f"line {lines[len(rows)]} cannot be read as CSV: {exc}"
+    for line_no, cells in zip(lines, rows):
         if len(cells) != ncols:
-            return None, None, None, (f"line {line_no} has {len(cells)} fields but the header "
-                                      f"has {ncols} (ragged rows)"), None
-        row = []
-        for j in feature_idx:
-            cell = cells[j].strip()
-            try:
-                value = float(cell)
-            except ValueError:
-                what = "empty cell" if not cell else f"non-numeric value {cell!r}"
-                return None, None, None, f"line {line_no}, column {names[j]!r}: {what}", None
-            if not np.isfinite(value):
-                return None, None, None, (f"line {line_no}, column {names[j]!r}: NaN or "
-                                          f"infinity ({cell!r})"), None
-            row.append(value)
-        rows.append(row)
-        cell = cells[target_idx].strip()
-        if not cell:
-            return None, None, None, f"line {line_no}, column {names[target_idx]!r}: empty cell", None
-        y_text.append(cell)
+            return None, None, (f"line {line_no} has {len(cells)} fields but the header "
+                                f"has {ncols} (ragged rows)")
+    return lines, rows, None
+
+
+_NA_LIST = sorted(NA_TOKENS)
+
+
+def _numbers(cells, lines):
+    """One column's stripped cells as float64 (NaN missing), with its first
+    non-numeric and first infinite cell as ``(line, cell)`` (or None) and its number of
+    missing cells. A column with text needs no numbers: it is categorical, or an error."""
+    arr = np.asarray(cells, dtype=str)
+    na = np.isin(arr, _NA_LIST)
+    try:
+        values = np.where(na, "nan", arr).astype(np.float64)
+    except ValueError:
+        i = next((i for i, c in enumerate(cells) if not na[i] and not _parses(c)), None)
+        if i is not None:
+            return None, (lines[i], cells[i]), None, int(na.sum())
+        values = np.array([np.nan if m else float(c) for c, m in zip(cells, na)])
+    infinite = np.flatnonzero(np.isinf(values))
+    first_inf = (lines[infinite[0]], cells[infinite[0]]) if infinite.size else None
+    return values, None, first_inf, int(np.count_nonzero(np.isnan(values)))
+
+
+def _parses(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _target_cells(cells, lines, tname):
+    """(float64 or None, text labels, first non-numeric (where, cell) or None, error)."""
+    values = np.empty(len(cells), dtype=np.float64)
+    bad = None
+    for i, cell in enumerate(cells):
+        if cell in NA_TOKENS:
+            what = "empty cell" if not cell else f"missing value {cell!r}"
+            return None, None, None, f"line {lines[i]}, column {tname!r}: {what} in the target"
         try:
-            value = float(cell)
+            values[i] = float(cell)
         except ValueError:
-            value = None
-            if bad_target is None:
-                bad_target = (line_no, cell)
-        if value is not None and not np.isfinite(value):
-            return None, None, None, (f"line {line_no}, column {names[target_idx]!r}: NaN or "
-                                      f"infinity in the target ({cell!r})"), None
-        y_vals.append(value)
-    X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(feature_idx))
-    y = None if bad_target else np.asarray(y_vals, dtype=np.float64)
-    return X, y, np.asarray(y_text, dtype=str), None, bad_target
+            bad = bad or (f"line {lines[i]}", cell)
+            continue
+        if not np.isfinite(values[i]):
+            return None, None, None, (f"line {lines[i]}, column {tname!r}: NaN or "
+                                      f"infinity in the target ({cell!r})")
+    return (None if bad else values), np.asarray(cells, dtype=str), bad, None
 
 
-def read_csv(path, comm, target=None, task=None, delimiter=","):
+class _Chunk:
+    """This rank's lines, parsed: the fast numeric matrix or the text cells."""
+
+    def __init__(self, chunk, names, first_line, delimiter, fast):
+        self.raw, self.names, self.first_line, self.delimiter = (chunk, names, first_line,
+                                                                 delimiter)
+        self.data = None
+        if fast:
+            self.data = (_fast_parse(chunk, len(names), delimiter) if chunk
+                         else np.zeros((0, len(names))))
+        self.lines = self.rows = self._columns = None
+        self.message = None if self.data is not None else self._read()
+
+    def _read(self):
+        self.lines, self.rows, message = _read_cells(self.raw, len(self.names),
+                                                     self.first_line, self.delimiter)
+        return message
+
+    def text_columns(self):
+        """Cells as columns of stripped text (read now if the fast parser had them)."""
+        if self._columns is None:
+            if self.rows is None:
+                self._read()
+            self._columns = ([[c.strip() for c in col] for col in zip(*self.rows)]
+                             if self.rows else [[] for _ in self.names])
+        return self._columns
+
+
+def _feature_report(chunk, feature_idx):
+    """Per feature: (numbers or None, first text cell, first infinite cell, missing)."""
+    if chunk.data is not None:
+        return [(chunk.data[:, j], None, None, 0) for j in feature_idx]
+    cols = chunk.text_columns()
+    return [_numbers(cols[j], chunk.lines) for j in feature_idx]
+
+
+def _kind_problem(names, feature_idx, reports, forced_numeric):
+    """(categorical feature positions, error message or None) from every rank's
+    ``(text, infinite, missing)`` per feature; the lowest rank's (so the first line's)
+    bad cell is named."""
+    categorical, message = set(), None
+    for k, j in enumerate(feature_idx):
+        text = next((r[k][0] for r in reports if r[k][0] is not None), None)
+        infinite = next((r[k][1] for r in reports if r[k][1] is not None), None)
+        if text is not None and names[j] not in forced_numeric:
+            categorical.add(k)
+        elif message is None and text is not None:
+            message = f"line {text[0]}, column {names[j]!r}: non-numeric value {text[1]!r}"
+        elif message is None and infinite is not None:
+            message = (f"line {infinite[0]}, column {names[j]!r}: NaN or infinity "
+                       f"({infinite[1]!r})")
+    return categorical, message
+
+
+def read_csv(path, comm, target=None, task=None, delimiter=",", categorical=None,
+             numeric=None):
     """Collective: read this rank's rows of a CSV file with a header line.
 
     Parameters
@@ -145,63 +228,92 @@ def read_csv(path, comm, target=None, task=None, delimiter=","):
         A regression target must be numeric (else an error names the line). A
         classification target may hold text labels.
     delimiter : str
+    categorical, numeric : str or list of str, optional
+        Feature columns forced categorical (their text kept as written) or numeric (a
+        text cell in one is an error naming its line); a comma-separated string or a
+        list of names.
 
     Returns
     -------
     Dataset
-        ``X`` float64; ``y`` float64 when every target cell on every rank is a number
-        (int64 for classification when they are all whole numbers), else str.
+        ``X`` a :class:`~mpiml.data.tables.Table` when some column is categorical or
+        some cell is missing (on any rank), else float64; ``y`` float64 when every
+        target cell on every rank is a number (int64 for classification when they are
+        all whole numbers), else str; ``summary`` as :func:`~mpiml.data.tables.summarize`.
 
     Raises
     ------
     DataError
-        On every rank: missing file, empty file, unknown target, ragged rows,
-        non-numeric cells, NaN or infinity (message names the line and column).
+        On every rank: missing file, empty file, unknown target or column, ragged rows,
+        a text cell in a ``numeric`` column, infinity, a missing target cell (the
+        message names the line and column).
     """
     f = open_checked(path, comm)
     with f:
         size = os.fstat(f.fileno()).st_size
         header = f.readline()
         data_start = f.tell()
+        forced_cat = forced_num = []
         try:
             names = _parse_header(header, delimiter)
             message = _header_problem(names, path, target)
         except DataError as exc:
-            message = f"CSV file {str(path)!r}: {exc}"
+            names, message = [], f"CSV file {str(path)!r}: {exc}"
+        if message is None:
+            tname = names[-1] if target is None else target
+            forced_cat, forced_num, message = forced_kinds(categorical, numeric, names, tname)
         raise_first(comm, message)
         target_idx = len(names) - 1 if target is None else names.index(target)
         lo, hi = block_range(size - data_start, comm.size, comm.rank)
         start = _aligned(f, data_start + lo, data_start)
         stop = _aligned(f, data_start + hi, data_start)
         f.seek(start)
-        chunk = f.read(max(stop - start, 0))
-    counts = comm.allgather(_count_lines(chunk))
-    first_line = 2 + sum(counts[:comm.rank])
-
-    data = _fast_parse(chunk, len(names), delimiter) if chunk else np.zeros((0, len(names)))
-    if data is not None:
-        X = np.ascontiguousarray(np.delete(data, target_idx, axis=1))
-        y = data[:, target_idx].copy()
-        y_text, message, bad_target = None, None, None
-    else:
-        X, y, y_text, message, bad_target = _slow_parse(chunk, names, target_idx, first_line,
-                                                        delimiter)
-    raise_first(comm, message)
-    bad_targets = [b for b in comm.allgather(bad_target) if b is not None]
+        raw = f.read(max(stop - start, 0))
+    counts = comm.allgather(_count_lines(raw))
+    chunk = _Chunk(raw, names, 2 + sum(counts[:comm.rank]), delimiter, fast=not forced_cat)
+    raise_first(comm, chunk.message)
     tname = names[target_idx]
-    if bad_targets and task == "regression":
-        line, cell = bad_targets[0]
-        raise_first(comm, f"the regression target {tname!r} is not numeric "
-                          f"(line {line}: {cell!r})")
-    if bad_targets:
-        if y_text is None:  # this rank parsed numbers; the labels are text elsewhere
-            _, _, y_text, _, _ = _slow_parse(chunk, names, target_idx, first_line, delimiter)
-        y = y_text
-    elif task == "classification":
-        whole = bool(np.all(y == np.round(y))) if y.size else True
-        if all(comm.allgather(whole)):
-            y = y.astype(np.int64)
-    n_rows = comm.allgather(X.shape[0])
-    return Dataset(X=X, y=y, feature_names=[n for j, n in enumerate(names) if j != target_idx],
-                   target=tname, n_rows=sum(n_rows), offset=sum(n_rows[:comm.rank]),
-                   source=str(path))
+    feature_idx = [j for j in range(len(names)) if j != target_idx]
+    reports = _feature_report(chunk, feature_idx)
+    every = comm.allgather([r[1:] for r in reports])  # (text, infinite, missing) per rank
+    cat_positions, message = _kind_problem(names, feature_idx, every, set(forced_num))
+    cat_positions |= {feature_idx.index(names.index(c)) for c in forced_cat}
+    raise_first(comm, message)
+    any_missing = any(r[2] for rank in every for r in rank)
+    X = _features(chunk, reports, feature_idx, cat_positions, any_missing)
+    y, y_text, bad_target, message = _target(chunk, target_idx, tname)
+    raise_first(comm, message)
+    y = finish_target(comm, y, y_text, bad_target, task, tname)
+    n_rows = comm.allgather(len(y))
+    feature_names = [names[j] for j in feature_idx]
+    return Dataset(X=X, y=y, feature_names=feature_names, target=tname,
+                   n_rows=sum(n_rows), offset=sum(n_rows[:comm.rank]), source=str(path),
+                   summary=summarize(X, comm, feature_names))
+
+
+def _features(chunk, reports, feature_idx, cat_positions, any_missing):
+    """This rank's features: a float64 matrix when every column is numeric and no cell
+    is missing (on any rank), else a Table."""
+    if not cat_positions and not any_missing:
+        if chunk.data is not None:
+            return np.ascontiguousarray(chunk.data[:, feature_idx])
+        return np.column_stack([r[0] for r in reports]) if reports else np.zeros((0, 0))
+    text = chunk.text_columns() if cat_positions else None
+    columns = {}
+    for k, j in enumerate(feature_idx):
+        if k in cat_positions:
+            columns[chunk.names[j]] = np.array(
+                [None if c in NA_TOKENS else c for c in text[j]], dtype=object)
+        else:
+            columns[chunk.names[j]] = reports[k][0]
+    return Table(columns, categorical=[chunk.names[feature_idx[k]] for k in cat_positions])
+
+
+def _target(chunk, target_idx, tname):
+    """(float64 or None, text labels or a function giving them, first non-numeric cell,
+    error message)."""
+    if chunk.data is not None:
+        y = chunk.data[:, target_idx].copy()
+        return y, lambda: _target_cells(chunk.text_columns()[target_idx], chunk.lines,
+                                        tname)[1], None, None
+    return _target_cells(chunk.text_columns()[target_idx], chunk.lines, tname)

@@ -1,10 +1,11 @@
 """Train/test split by global row index: the same rows for any rank count."""
 
-__all__ = ["holdout_mask", "train_test_split"]
+__all__ = ["holdout_mask", "take_rows", "train_test_split"]
 
 import numpy as np
 
 from ..checks import check_float, check_int
+from .tables import Table
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -41,7 +42,15 @@ def train_test_split(dataset, test_fraction, seed=0):
     Returns
     -------
     (X_train, y_train, X_test, y_test)
+        ``X`` parts of the dataset's kind (array or Table).
     """
-    mask = holdout_mask(dataset.offset, dataset.X.shape[0], test_fraction, seed)
+    X = dataset.X
+    mask = holdout_mask(dataset.offset, len(X), test_fraction, seed)
     keep = ~mask
-    return dataset.X[keep], dataset.y[keep], dataset.X[mask], dataset.y[mask]
+    return take_rows(X, keep), dataset.y[keep], take_rows(X, mask), dataset.y[mask]
+
+
+def take_rows(X, rows):
+    """Local: the rows ``rows`` (a mask, indices or a slice) of an array or a
+    :class:`~mpiml.data.tables.Table`."""
+    return X.take(rows) if isinstance(X, Table) else X[rows]

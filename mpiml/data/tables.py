@@ -23,7 +23,7 @@ same for any rank count. Text vocabularies sort as strings, numeric ones as numb
 Missing-value tokens in text cells are :data:`NA_TOKENS`.
 """
 
-__all__ = ["NA_TOKENS", "Table", "Feature", "Schema", "fit_schema", "is_missing"]
+__all__ = ["NA_TOKENS", "Table", "Feature", "Schema", "fit_schema", "is_missing", "summarize"]
 
 import math
 import numbers
@@ -433,12 +433,7 @@ def fit_schema(X, comm, categorical_features="from_dtype", *, name="X"):
         if kinds_final[j] == NUMERIC:
             features.append(Feature(fname, NUMERIC))
             continue
-        parts = [g[j] for g in gathered]
-        text = any(t for t, _ in parts)
-        values = set()
-        for t, vals in parts:
-            values.update(_as_text(v) for v in vals) if text else values.update(vals)
-        cats = sorted(values) if text else sorted(float(v) for v in values)
+        text, cats = _union_vocab([g[j] for g in gathered])
         features.append(Feature(fname, CATEGORICAL,
                                 np.asarray(cats, dtype=object if text else np.float64)))
     schema = Schema(features)
@@ -449,6 +444,51 @@ def fit_schema(X, comm, categorical_features="from_dtype", *, name="X"):
         error = exc
     agree(comm, error)
     return out, schema, names
+
+
+def _union_vocab(parts):
+    """(is text, sorted union) of every rank's :func:`_local_vocab` of one feature."""
+    text = any(t for t, _ in parts)
+    values = set()
+    for _, vals in parts:
+        values.update(_as_text(v) for v in vals) if text else values.update(vals)
+    return text, (sorted(values) if text else sorted(float(v) for v in values))
+
+
+def summarize(X, comm, feature_names=None):
+    """Collective: the categorical features of every rank's ``X`` with their number of
+    categories, and the missing cells per feature.
+
+    ``X`` is a :class:`Table` or a 2-D float array (NaN missing). A Table's text
+    columns (and those in its ``categorical`` set) are the categorical ones; their
+    counts are those of the vocabularies :func:`fit_schema` finds.
+
+    Returns
+    -------
+    dict
+        ``{"rows": int, "features": int, "categorical": {name: n_categories},
+        "missing": {name: n_missing}}`` (only features with missing cells), the same on
+        every rank.
+    """
+    names, cols, kinds = _columns(X)
+    names = names or list(feature_names or [f"x{j}" for j in range(len(cols))])
+    kinds = kinds or [NUMERIC] * len(cols)
+    missing = np.zeros(len(cols), dtype=np.int64)
+    vocab = {}
+    for j, (col, kind) in enumerate(zip(cols, kinds)):
+        if kind == CATEGORICAL:
+            missing[j] = sum(is_missing(v) for v in _as_list(col))
+            vocab[j] = _local_vocab(col, names[j], "X")
+        else:
+            missing[j] = np.count_nonzero(np.isnan(np.asarray(col, dtype=np.float64)))
+    total = np.zeros_like(missing)
+    comm.Allreduce(missing, total)
+    gathered = comm.allgather(vocab)
+    rows = sum(comm.allgather(len(cols[0]) if cols else 0))
+    return {"rows": int(rows), "features": len(cols),
+            "categorical": {names[j]: len(_union_vocab([g[j] for g in gathered])[1])
+                            for j in sorted(vocab)},
+            "missing": {names[j]: int(total[j]) for j in range(len(cols)) if total[j]}}
 
 
 def _local_vocab(col, feature, name):
