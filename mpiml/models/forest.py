@@ -49,12 +49,12 @@ def _allgather_trees(comm, trees, n_outputs):
     full = {}
     for name, dtype in TREE_FIELDS.items():
         local = np.ascontiguousarray(arrays[name], dtype=dtype)
-        width = 1
         if name == "value":
-            width = n_outputs
             local = local.reshape(-1, n_outputs)
+        width = int(np.prod(local.shape[1:]))
         out = np.empty((int(sizes.sum()),) + local.shape[1:], dtype=dtype)
-        comm.Allgatherv(local.reshape(-1), [out.reshape(-1), sizes * width])
+        if width:
+            comm.Allgatherv(local.reshape(-1), [out.reshape(-1), sizes * width])
         full[name] = out
     all_counts = [n for counts in node_counts for n in counts]
     offsets = np.zeros(len(all_counts) + 1, dtype=np.int64)
