@@ -29,9 +29,9 @@ from ..progress import as_progress
 from ._base import (BaseEstimator, ClassifierMixin, RegressorMixin, check_is_fitted, checked_params,
                     classes_from_json, collective)
 from .tree._binning import bin_data, fit_bin_edges
-from .tree._classes import (check_regression_target, check_tree_params, fit_one_tree,
-                            gather_binned_rows, normalised_importances, resolve_max_features,
-                            row_weights, tree_model_meta)
+from .tree._classes import (allow_nan_tags, check_regression_target, check_tree_params,
+                            fit_one_tree, fit_table, gather_binned_rows, normalised_importances,
+                            resolve_max_features, row_weights, tree_model_meta)
 from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 
@@ -66,6 +66,9 @@ class _BaseForest(BaseEstimator):
     _regression = False
     _criteria = ("gini", "entropy")
 
+    def __sklearn_tags__(self):
+        return allow_nan_tags(super().__sklearn_tags__())
+
     def _check_params(self):
         """Validate every parameter (no data needed); returns them as a dict."""
         params = check_tree_params(self)
@@ -93,9 +96,10 @@ class _BaseForest(BaseEstimator):
         params = checked_params(self, c)
         n_estimators, bootstrap = params["n_estimators"], params["bootstrap"]
         oob, max_samples, parallel = params["oob_score"], params["max_samples"], self.parallel
+        X = fit_table(self, X, c)
         X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
                                                          numeric_y=self._regression,
-                                                         estimator=self)
+                                                         estimator=self, allow_nan=True)
         seed = resolve_seed(self.random_state, c)
         offset, _ = global_offset(X.shape[0], c)
         X_local, y_local = X, y
@@ -119,7 +123,8 @@ class _BaseForest(BaseEstimator):
                     f"max_samples must be <= the number of rows ({n_total}), got {max_samples!r}"))
             n_draws = max_samples
 
-        edges = fit_bin_edges(X, params["max_bins"], comm=c)
+        edges = fit_bin_edges(X, params["max_bins"], comm=c,
+                              n_categories=self.feature_schema_.n_categories)
         binned = bin_data(X, edges)
         if parallel == "trees":
             if c.size > 1:
@@ -201,7 +206,7 @@ class _BaseForest(BaseEstimator):
 
     def _mean_values(self, X):
         check_is_fitted(self, "trees_")
-        X = self._check_predict_X(X)
+        X = self._check_predict_X(X, allow_nan=True)
         arrays, offsets = self._stacked
         return predict_trees(arrays, offsets, X, packed=self._packed) / self.n_estimators_
 
@@ -221,7 +226,8 @@ class _BaseForest(BaseEstimator):
         if params.get("class_weight") == "dict":
             params["class_weight"] = None
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
-        stacked = {name: np.asarray(arrays[f"trees_{name}"]) for name in TREE_FIELDS}
+        stacked = {name: np.asarray(arrays[f"trees_{name}"]) for name in TREE_FIELDS
+                   if f"trees_{name}" in arrays}   # version-1 files lack the newer fields
         est._stacked = (stacked, np.asarray(arrays["tree_offsets"], dtype=np.int64))
         est.n_features_in_ = int(meta["n_features_in_"])
         est.max_features_ = int(meta["max_features_"])
@@ -252,6 +258,8 @@ _PARAMS_DOC = """
     parallel : {"trees", "data"}
         ``"trees"``: every rank holds every row and grows its share of the trees.
         ``"data"``: rows stay sharded, every tree is grown by all ranks together.
+    categorical_features : "from_dtype", None, array of int, str or bool
+        Categorical features, as for the decision trees; X may hold NaN (missing values).
 """
 
 
@@ -271,7 +279,8 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
     def __init__(self, n_estimators=100, criterion="gini", max_depth=None, min_samples_split=2,
                  min_samples_leaf=1, min_impurity_decrease=0.0, max_features="sqrt",
                  max_leaf_nodes=None, max_bins=255, bootstrap=True, max_samples=None,
-                 oob_score=False, class_weight=None, random_state=None, parallel="trees"):
+                 oob_score=False, class_weight=None, random_state=None, parallel="trees",
+                 categorical_features="from_dtype"):
         self.n_estimators = n_estimators
         self.criterion = criterion
         self.max_depth = max_depth
@@ -287,6 +296,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         self.class_weight = class_weight
         self.random_state = random_state
         self.parallel = parallel
+        self.categorical_features = categorical_features
 
     @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None):
@@ -325,7 +335,8 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
     def __init__(self, n_estimators=100, criterion="squared_error", max_depth=None,
                  min_samples_split=2, min_samples_leaf=1, min_impurity_decrease=0.0,
                  max_features=None, max_leaf_nodes=None, max_bins=255, bootstrap=True,
-                 max_samples=None, oob_score=False, random_state=None, parallel="trees"):
+                 max_samples=None, oob_score=False, random_state=None, parallel="trees",
+                 categorical_features="from_dtype"):
         self.n_estimators = n_estimators
         self.criterion = criterion
         self.max_depth = max_depth
@@ -340,6 +351,7 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
         self.oob_score = oob_score
         self.random_state = random_state
         self.parallel = parallel
+        self.categorical_features = categorical_features
 
     @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None):
