@@ -31,7 +31,8 @@ from ._base import (BaseEstimator, ClassifierMixin, RegressorMixin, check_is_fit
 from .tree._binning import bin_data, fit_bin_edges
 from .tree._classes import (allow_nan_tags, check_regression_target, check_tree_params,
                             fit_one_tree, fit_table, gather_binned_rows, normalised_importances,
-                            resolve_max_features, row_weights, tree_model_meta)
+                            resolve_max_features, restore_feature_names, row_weights,
+                            tree_model_meta)
 from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 
@@ -41,9 +42,11 @@ def bootstrap_counts(seed, tree_index, n_total, n_draws):
     return np.bincount(rng.integers(0, n_total, n_draws), minlength=n_total)
 
 
-def _allgather_trees(comm, trees, n_outputs):
-    """Collective: every rank's trees, concatenated in rank order, on every rank."""
+def _allgather_trees(comm, trees, n_outputs, words):
+    """Collective: every rank's trees, concatenated in rank order, on every rank
+    (``words``: the width of the categorical bitsets, also for a rank without trees)."""
     arrays, offsets = stack_trees(trees)
+    arrays["cat_bitset"] = arrays["cat_bitset"].reshape(-1, words)
     node_counts = comm.allgather(np.diff(offsets).tolist())
     sizes = np.asarray([sum(c) for c in node_counts], dtype=np.int64)
     full = {}
@@ -153,7 +156,8 @@ class _BaseForest(BaseEstimator):
             report(estimate, trees=f"{estimate}/{n_estimators}",
                    eta=f"{elapsed / done * (len(mine) - done):.1f}s")
         if parallel == "trees" and c.size > 1:
-            self._stacked = _allgather_trees(c, trees, 1 if self._regression else self.n_classes_)
+            self._stacked = _allgather_trees(c, trees, 1 if self._regression else self.n_classes_,
+                                             edges.bitset_words)
         else:
             self._stacked = stack_trees(trees)
         if hasattr(report, "done"):
@@ -232,6 +236,7 @@ class _BaseForest(BaseEstimator):
         est.n_features_in_ = int(meta["n_features_in_"])
         est.max_features_ = int(meta["max_features_"])
         est.n_outputs_ = 1
+        restore_feature_names(est, meta)
         if not cls._regression:
             est.classes_ = classes_from_json(meta["classes"])
             est.n_classes_ = int(est.classes_.size)

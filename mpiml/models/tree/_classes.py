@@ -213,7 +213,15 @@ def tree_model_meta(model):
             "max_features_": model.max_features_}
     if not model._regression:
         meta["classes"] = classes_to_json(model.classes_)
+    if getattr(model, "feature_names_in_", None) is not None:
+        meta["feature_names"] = [str(name) for name in model.feature_names_in_]
     return meta
+
+
+def restore_feature_names(est, meta):
+    """Set ``feature_names_in_`` from :func:`tree_model_meta`'s ``meta`` (where it has them)."""
+    if "feature_names" in meta:
+        est.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
 
 
 def gather_rows(comm, *arrays):
@@ -333,6 +341,7 @@ class _BaseDecisionTree(BaseEstimator):
         est.n_features_in_ = int(meta["n_features_in_"])
         est.max_features_ = int(meta["max_features_"])
         est.n_outputs_ = 1
+        restore_feature_names(est, meta)
         est.feature_importances_ = normalised_importances(est.tree_.feature_gains(est.n_features_in_))
         if not cls._regression:
             est.classes_ = classes_from_json(meta["classes"])
