@@ -46,7 +46,8 @@ def _allgather_trees(comm, trees, n_outputs, words):
     """Collective: every rank's trees, concatenated in rank order, on every rank
     (``words``: the width of the categorical bitsets, also for a rank without trees)."""
     arrays, offsets = stack_trees(trees)
-    arrays["cat_bitset"] = arrays["cat_bitset"].reshape(-1, words)
+    if arrays["cat_bitset"].shape[1] != words:     # a rank without trees
+        arrays["cat_bitset"] = np.zeros((arrays["cat_bitset"].shape[0], words), np.uint32)
     node_counts = comm.allgather(np.diff(offsets).tolist())
     sizes = np.asarray([sum(c) for c in node_counts], dtype=np.int64)
     full = {}
