@@ -14,6 +14,17 @@ not installed is skipped with a message (``pip install -e .[bench]``).
 Prints one line per library: fit seconds (wall clock), CPU seconds of the fit (all
 threads, all ranks: a second view when the machine is shared) and test AUC. ``--json`` prints the rows as
 one JSON object on the last line.
+
+``--case table``: a table of ``--rows`` rows (default 1,000,000; 25% more for the test)
+with 8 numeric features and two categorical ones of 50 and 1,000 levels (text
+categories in pandas ``category`` columns, the 1,000 of Zipf-like frequencies), 10% of
+every column missing; mpiml (thread ranks, ``categorical_features="from_dtype"``),
+LightGBM (pandas ``category`` columns) and scikit-learn's HistGradientBoosting
+(``categorical_features="from_dtype"`` for the 50 levels; it refuses more than 255
+categories, so it gets the 1,000-level feature as ordinal codes), with fit time, test
+AUC and each library's time and AUC relative to mpiml on P=1.
+
+    python scripts/bench_gbdt.py --case table [--rows 200000]
 """
 
 import argparse
@@ -145,8 +156,151 @@ def bench_mpiml_mpi(ranks, args):
 PEERS = {"lightgbm": bench_lightgbm, "xgboost": bench_xgboost, "sklearn": bench_sklearn}
 
 
+# -- the table case: missing values and categorical features --------------------------------
+
+TABLE_LEVELS = (50, 1000)
+TABLE_NUMERIC = 8
+TABLE_MISSING = 0.1
+
+
+def make_table(n, seed):
+    """``(X DataFrame, y)``: numeric and categorical columns, 10% of every cell missing,
+    a logistic target of all of them (the missing values with effects of their own)."""
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    effects = np.random.default_rng(12345)     # the same model for training and test
+    weights = effects.normal(size=TABLE_NUMERIC)
+    nan_effect = effects.normal(size=TABLE_NUMERIC)
+    logit = np.zeros(n)
+    columns = {}
+    for j in range(TABLE_NUMERIC):
+        x = rng.normal(size=n)
+        missing = rng.random(n) < TABLE_MISSING
+        logit += np.where(missing, nan_effect[j], weights[j] * np.tanh(x))
+        x[missing] = np.nan
+        columns[f"x{j}"] = x
+    for k in TABLE_LEVELS:
+        frequency = 1.0 / np.arange(1, k + 1) ** 0.7
+        codes = rng.choice(k, size=n, p=frequency / frequency.sum())
+        level_effect = effects.normal(scale=1.0, size=k)
+        missing = rng.random(n) < TABLE_MISSING
+        logit += np.where(missing, 0.5, level_effect[codes])
+        names = np.array([f"L{k}_{c:04d}" for c in range(k)], dtype=object)
+        cat = pd.Categorical.from_codes(np.where(missing, -1, codes), categories=names)
+        columns[f"cat{k}"] = cat
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-(logit - logit.mean())))).astype(np.int64)
+    return pd.DataFrame(columns), y
+
+
+def table_mpiml(ranks, X, y, X_test, y_test, args):
+    from mpiml.comm.partition import block_range
+
+    def body(comm):
+        start, stop = block_range(len(X), comm.size, comm.rank)
+        model = GradientBoostingClassifier(
+            n_estimators=args.trees, max_leaf_nodes=args.leaves, learning_rate=0.1,
+            min_samples_leaf=20, random_state=0)
+        part = X.iloc[start:stop]
+        comm.Barrier()
+        t0 = time.perf_counter()
+        model.fit(part, y[start:stop], comm=comm)
+        comm.Barrier()
+        return time.perf_counter() - t0, model
+
+    cpu = time.process_time()
+    seconds, model = mpiml.run(body, threads=ranks)[0]
+    cpu = time.process_time() - cpu
+    return seconds, cpu, auc(y_test, model.predict_proba(X_test)[:, 1])
+
+
+def table_lightgbm(X, y, X_test, y_test, args):
+    import lightgbm
+    model = lightgbm.LGBMClassifier(n_estimators=args.trees, num_leaves=args.leaves,
+                                    learning_rate=0.1, max_bin=255, min_child_samples=20,
+                                    n_jobs=args.threads, verbose=-1)
+    t0, cpu = time.perf_counter(), time.process_time()
+    model.fit(X, y)       # pandas category columns are LightGBM's categorical features
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    return seconds, cpu, auc(y_test, model.predict_proba(X_test)[:, 1])
+
+
+def _ordinal_wide(X):
+    """HistGradientBoosting takes at most 255 categories: wider ones as their codes."""
+    X = X.copy()
+    for k in TABLE_LEVELS:
+        if k > 255:
+            codes = X[f"cat{k}"].cat.codes.to_numpy().astype(np.float64)
+            X[f"cat{k}"] = np.where(codes < 0, np.nan, codes)
+    return X
+
+
+def table_sklearn(X, y, X_test, y_test, args):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+    model = HistGradientBoostingClassifier(max_iter=args.trees, max_leaf_nodes=args.leaves,
+                                           learning_rate=0.1, min_samples_leaf=20,
+                                           early_stopping=False, categorical_features="from_dtype")
+    X, X_test = _ordinal_wide(X), _ordinal_wide(X_test)
+    with threadpool_limits(limits=args.threads):
+        t0, cpu = time.perf_counter(), time.process_time()
+        model.fit(X, y)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    return seconds, cpu, auc(y_test, model.predict_proba(X_test)[:, 1])
+
+
+TABLE_PEERS = {"lightgbm": table_lightgbm, "sklearn": table_sklearn}
+
+
+def run_table(args):
+    """The table case, every library in one run; ratios against mpiml on P=1."""
+    n = args.rows or 1_000_000
+    X, y = make_table(n, args.seed)
+    X_test, y_test = make_table(max(1, n // 4), args.seed + 1)
+    print(f"table: {n} x {X.shape[1]} train ({TABLE_NUMERIC} numeric, categorical of "
+          f"{' and '.join(map(str, TABLE_LEVELS))} levels, {TABLE_MISSING:.0%} missing), "
+          f"{len(X_test)} test; {args.trees} trees, {args.leaves} leaves", flush=True)
+    wanted = args.only.split(",")
+    rows = []
+    if "mpiml" in wanted:
+        table_mpiml(1, X.iloc[:20_000], y[:20_000], X_test.iloc[:100], y_test[:100],
+                    argparse.Namespace(trees=2, leaves=args.leaves))  # numba compile/cache load
+        for p in (int(r) for r in args.ranks.split(",")):
+            seconds, cpu, score = table_mpiml(p, X, y, X_test, y_test, args)
+            rows.append({"library": "mpiml", "backend": "threads", "ranks": p, "threads": None,
+                         "seconds": seconds, "cpu_seconds": cpu, "auc": score})
+    for name in [w for w in wanted if w in TABLE_PEERS]:
+        try:
+            seconds, cpu, score = TABLE_PEERS[name](X, y, X_test, y_test, args)
+        except ImportError as exc:
+            print(f"{name:12s} skipped: not installed ({exc.name}); pip install -e .[bench]",
+                  flush=True)
+            continue
+        rows.append({"library": name, "ranks": None, "threads": args.threads,
+                     "seconds": seconds, "cpu_seconds": cpu, "auc": score})
+    base = rows[0] if rows and rows[0]["library"] == "mpiml" else None
+    print(f"{'library':22s} {'fit s':>8s} {'cpu s':>8s} {'AUC':>8s} {'time/mpiml':>11s} "
+          f"{'AUC-mpiml':>10s}")
+    for row in rows:
+        label = (f"mpiml threads P={row['ranks']}" if row["library"] == "mpiml"
+                 else f"{row['library']} {row['threads']} threads")
+        ratio = f"{row['seconds'] / base['seconds']:11.2f}" if base else f"{'-':>11s}"
+        delta = f"{row['auc'] - base['auc']:+10.4f}" if base else f"{'-':>10s}"
+        print(f"{label:22s} {row['seconds']:8.2f} {row['cpu_seconds']:8.2f} "
+              f"{row['auc']:8.5f} {ratio} {delta}", flush=True)
+        for key in ("seconds", "cpu_seconds", "auc"):
+            row[key] = round(row[key], 5 if key == "auc" else 2)
+    if args.json:
+        print(json.dumps({"case": "table", "rows": n, "trees": args.trees,
+                          "leaves": args.leaves, "results": rows}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", choices=("numeric", "table"), default="numeric",
+                        help="numeric: make_classification; table: missing values and "
+                             "categorical features")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="training rows (both cases; default 1,000,000)")
     parser.add_argument("--n-samples", type=int, default=1_000_000, help="training rows")
     parser.add_argument("--n-test", type=int, default=200_000)
     parser.add_argument("--n-features", type=int, default=28)
@@ -162,8 +316,14 @@ def main():
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rows is not None:
+        args.n_samples = args.rows
     if args.worker:
         return mpi_worker(args)
+    if args.case == "table":
+        if args.only == "mpiml,lightgbm,xgboost,sklearn":
+            args.only = "mpiml,lightgbm,sklearn"
+        return run_table(args)
 
     X, y, X_test, y_test = make_data(args.n_samples, args.n_test, args.n_features, args.seed)
     print(f"data: {len(X)} x {X.shape[1]} train, {len(X_test)} test; {args.trees} trees, "

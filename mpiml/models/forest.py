@@ -29,9 +29,10 @@ from ..progress import as_progress
 from ._base import (BaseEstimator, ClassifierMixin, RegressorMixin, check_is_fitted, checked_params,
                     classes_from_json, collective)
 from .tree._binning import bin_data, fit_bin_edges
-from .tree._classes import (check_regression_target, check_tree_params, fit_one_tree,
-                            gather_binned_rows, normalised_importances, resolve_max_features,
-                            row_weights, tree_model_meta)
+from .tree._classes import (allow_nan_tags, check_regression_target, check_tree_params,
+                            fit_one_tree, fit_table, gather_binned_rows, normalised_importances,
+                            resolve_max_features, restore_feature_names, row_weights,
+                            tree_model_meta)
 from .tree._tree import TREE_FIELDS, PackedTrees, predict_trees, stack_trees, unstack_trees
 
 
@@ -41,20 +42,23 @@ def bootstrap_counts(seed, tree_index, n_total, n_draws):
     return np.bincount(rng.integers(0, n_total, n_draws), minlength=n_total)
 
 
-def _allgather_trees(comm, trees, n_outputs):
-    """Collective: every rank's trees, concatenated in rank order, on every rank."""
+def _allgather_trees(comm, trees, n_outputs, words):
+    """Collective: every rank's trees, concatenated in rank order, on every rank
+    (``words``: the width of the categorical bitsets, also for a rank without trees)."""
     arrays, offsets = stack_trees(trees)
+    if arrays["cat_bitset"].shape[1] != words:     # a rank without trees
+        arrays["cat_bitset"] = np.zeros((arrays["cat_bitset"].shape[0], words), np.uint32)
     node_counts = comm.allgather(np.diff(offsets).tolist())
     sizes = np.asarray([sum(c) for c in node_counts], dtype=np.int64)
     full = {}
     for name, dtype in TREE_FIELDS.items():
         local = np.ascontiguousarray(arrays[name], dtype=dtype)
-        width = 1
         if name == "value":
-            width = n_outputs
             local = local.reshape(-1, n_outputs)
+        width = int(np.prod(local.shape[1:]))
         out = np.empty((int(sizes.sum()),) + local.shape[1:], dtype=dtype)
-        comm.Allgatherv(local.reshape(-1), [out.reshape(-1), sizes * width])
+        if width:
+            comm.Allgatherv(local.reshape(-1), [out.reshape(-1), sizes * width])
         full[name] = out
     all_counts = [n for counts in node_counts for n in counts]
     offsets = np.zeros(len(all_counts) + 1, dtype=np.int64)
@@ -65,6 +69,9 @@ def _allgather_trees(comm, trees, n_outputs):
 class _BaseForest(BaseEstimator):
     _regression = False
     _criteria = ("gini", "entropy")
+
+    def __sklearn_tags__(self):
+        return allow_nan_tags(super().__sklearn_tags__())
 
     def _check_params(self):
         """Validate every parameter (no data needed); returns them as a dict."""
@@ -93,9 +100,10 @@ class _BaseForest(BaseEstimator):
         params = checked_params(self, c)
         n_estimators, bootstrap = params["n_estimators"], params["bootstrap"]
         oob, max_samples, parallel = params["oob_score"], params["max_samples"], self.parallel
+        X = fit_table(self, X, c)
         X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
                                                          numeric_y=self._regression,
-                                                         estimator=self)
+                                                         estimator=self, allow_nan=True)
         seed = resolve_seed(self.random_state, c)
         offset, _ = global_offset(X.shape[0], c)
         X_local, y_local = X, y
@@ -119,7 +127,8 @@ class _BaseForest(BaseEstimator):
                     f"max_samples must be <= the number of rows ({n_total}), got {max_samples!r}"))
             n_draws = max_samples
 
-        edges = fit_bin_edges(X, params["max_bins"], comm=c)
+        edges = fit_bin_edges(X, params["max_bins"], comm=c,
+                              n_categories=self.feature_schema_.n_categories)
         binned = bin_data(X, edges)
         if parallel == "trees":
             if c.size > 1:
@@ -148,7 +157,8 @@ class _BaseForest(BaseEstimator):
             report(estimate, trees=f"{estimate}/{n_estimators}",
                    eta=f"{elapsed / done * (len(mine) - done):.1f}s")
         if parallel == "trees" and c.size > 1:
-            self._stacked = _allgather_trees(c, trees, 1 if self._regression else self.n_classes_)
+            self._stacked = _allgather_trees(c, trees, 1 if self._regression else self.n_classes_,
+                                             edges.bitset_words)
         else:
             self._stacked = stack_trees(trees)
         if hasattr(report, "done"):
@@ -201,7 +211,7 @@ class _BaseForest(BaseEstimator):
 
     def _mean_values(self, X):
         check_is_fitted(self, "trees_")
-        X = self._check_predict_X(X)
+        X = self._check_predict_X(X, allow_nan=True)
         arrays, offsets = self._stacked
         return predict_trees(arrays, offsets, X, packed=self._packed) / self.n_estimators_
 
@@ -221,11 +231,13 @@ class _BaseForest(BaseEstimator):
         if params.get("class_weight") == "dict":
             params["class_weight"] = None
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
-        stacked = {name: np.asarray(arrays[f"trees_{name}"]) for name in TREE_FIELDS}
+        stacked = {name: np.asarray(arrays[f"trees_{name}"]) for name in TREE_FIELDS
+                   if f"trees_{name}" in arrays}   # version-1 files lack the newer fields
         est._stacked = (stacked, np.asarray(arrays["tree_offsets"], dtype=np.int64))
         est.n_features_in_ = int(meta["n_features_in_"])
         est.max_features_ = int(meta["max_features_"])
         est.n_outputs_ = 1
+        restore_feature_names(est, meta)
         if not cls._regression:
             est.classes_ = classes_from_json(meta["classes"])
             est.n_classes_ = int(est.classes_.size)
@@ -252,6 +264,8 @@ _PARAMS_DOC = """
     parallel : {"trees", "data"}
         ``"trees"``: every rank holds every row and grows its share of the trees.
         ``"data"``: rows stay sharded, every tree is grown by all ranks together.
+    categorical_features : "from_dtype", None, array of int, str or bool
+        Categorical features, as for the decision trees; X may hold NaN (missing values).
 """
 
 
@@ -271,7 +285,8 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
     def __init__(self, n_estimators=100, criterion="gini", max_depth=None, min_samples_split=2,
                  min_samples_leaf=1, min_impurity_decrease=0.0, max_features="sqrt",
                  max_leaf_nodes=None, max_bins=255, bootstrap=True, max_samples=None,
-                 oob_score=False, class_weight=None, random_state=None, parallel="trees"):
+                 oob_score=False, class_weight=None, random_state=None, parallel="trees",
+                 categorical_features="from_dtype"):
         self.n_estimators = n_estimators
         self.criterion = criterion
         self.max_depth = max_depth
@@ -287,6 +302,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         self.class_weight = class_weight
         self.random_state = random_state
         self.parallel = parallel
+        self.categorical_features = categorical_features
 
     @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None):
@@ -325,7 +341,8 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
     def __init__(self, n_estimators=100, criterion="squared_error", max_depth=None,
                  min_samples_split=2, min_samples_leaf=1, min_impurity_decrease=0.0,
                  max_features=None, max_leaf_nodes=None, max_bins=255, bootstrap=True,
-                 max_samples=None, oob_score=False, random_state=None, parallel="trees"):
+                 max_samples=None, oob_score=False, random_state=None, parallel="trees",
+                 categorical_features="from_dtype"):
         self.n_estimators = n_estimators
         self.criterion = criterion
         self.max_depth = max_depth
@@ -340,6 +357,7 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
         self.oob_score = oob_score
         self.random_state = random_state
         self.parallel = parallel
+        self.categorical_features = categorical_features
 
     @collective
     def fit(self, X, y, sample_weight=None, *, comm=None, progress=None):

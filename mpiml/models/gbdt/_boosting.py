@@ -33,6 +33,7 @@ from ...data.split import holdout_mask
 from ...errors import DataError, InvalidParameterError, MpimlError
 from ...progress import as_progress
 from .._base import BaseEstimator, check_is_fitted, collective
+from ..tree._classes import allow_nan_tags, fit_table
 from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree,
                     leaf_of_rows, stack_trees, unstack_trees)
 from . import _fixed_point as fp
@@ -59,7 +60,7 @@ class BaseGradientBoosting(BaseEstimator):
     def __init__(self, *, loss, learning_rate=0.1, n_estimators=100, max_leaf_nodes=31,
                  max_depth=None, min_samples_leaf=20, l2_regularization=0.0, max_bins=255,
                  subsample=1.0, validation_fraction=None, n_iter_no_change=None, tol=1e-7,
-                 random_state=None, quantize_gradients=True):
+                 random_state=None, quantize_gradients=True, categorical_features="from_dtype"):
         self.loss = loss
         self.learning_rate = learning_rate
         self.n_estimators = n_estimators
@@ -74,6 +75,10 @@ class BaseGradientBoosting(BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.quantize_gradients = quantize_gradients
+        self.categorical_features = categorical_features
+
+    def __sklearn_tags__(self):
+        return allow_nan_tags(super().__sklearn_tags__())
 
     def _validate_params(self):
         if self.loss not in self._loss_names:
@@ -104,7 +109,7 @@ class BaseGradientBoosting(BaseEstimator):
 
     def _check_predict_input(self, X):
         self._check_fitted()
-        return self._check_predict_X(X)
+        return self._check_predict_X(X, allow_nan=True)
 
     # -- fit ---------------------------------------------------------------------------
 
@@ -153,9 +158,10 @@ class BaseGradientBoosting(BaseEstimator):
             raise collective_error(exc) from None
         report = as_progress(progress)
         comm = resolve_comm(comm)
+        X = fit_table(self, X, comm)
         X, y, weight, n_total = validate_fit_data(X, y, comm, sample_weight,
                                                   numeric_y=self._task == "regression",
-                                                  estimator=self)
+                                                  estimator=self, allow_nan=True)
         if n_total < 2:
             raise collective_error(DataError(f"n_samples={n_total}: need at least 2 rows to fit"))
         offset, _ = global_offset(len(X), comm)
@@ -174,7 +180,8 @@ class BaseGradientBoosting(BaseEstimator):
             agree(comm, error)
         self._seed = resumed._seed if resumed is not None else resolve_seed(self.random_state, comm)
 
-        bin_edges = fit_bin_edges(X, self.max_bins, comm=comm, seed=self._seed)
+        bin_edges = fit_bin_edges(X, self.max_bins, comm=comm, seed=self._seed,
+                                  n_categories=self.feature_schema_.n_categories)
         is_val = np.zeros(len(X), dtype=bool)
         if self.validation_fraction is not None:
             is_val = holdout_mask(offset, len(X), self.validation_fraction,

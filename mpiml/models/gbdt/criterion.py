@@ -30,7 +30,7 @@ __all__ = ["GradientCriterion", "channel_layout", "make_channels", "MIN_HESSIAN"
 import numpy as np
 from numba import njit
 
-from ..tree import Criterion, fixed_point_scale
+from ..tree import CATEGORY_EPS, Criterion, fixed_point_scale
 
 #: a child whose hessian sum is below this is not a valid split (as scikit-learn's
 #: ``min_hessian_to_split`` and LightGBM's ``min_sum_hessian_in_leaf``)
@@ -142,6 +142,11 @@ class GradientCriterion(Criterion):
     def node_value(self, sums):
         g, h = self._grad_hess(sums)
         return np.array([float(newton_step(g, h, self.l2, self.learning_rate))])
+
+    def category_keys(self, sums, parent):
+        """``sum_gradient / (sum_hessian + eps)`` of each category (as LightGBM)."""
+        g, h = self._grad_hess(sums)
+        return g / (h + CATEGORY_EPS)
 
     def impurity(self, sums):
         """``inf``: boosting has no impurity; whether a split helps is the gain's business."""

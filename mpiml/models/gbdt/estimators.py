@@ -46,6 +46,11 @@ _PARAMS_DOC = """
         histograms. The leaf values are then computed from the exact sums. Used up to
         about a million training rows (beyond, the field widths leave too few levels)
         and ignored above; False always searches on the exact fixed-point sums.
+    categorical_features : "from_dtype", None, array of int, str or bool, default "from_dtype"
+        Which features are categorical (as scikit-learn's HistGradientBoosting):
+        ``"from_dtype"`` takes pandas ``category``/object/string columns and a
+        :class:`~mpiml.data.tables.Table`'s categorical columns. X may hold NaN
+        (missing values, sent to the side each split learned).
 
     Attributes
     ----------
@@ -84,14 +89,16 @@ class GradientBoostingClassifier(ClassifierMixin, BaseGradientBoosting):
     def __init__(self, *, loss="log_loss", learning_rate=0.1, n_estimators=100,
                  max_leaf_nodes=31, max_depth=None, min_samples_leaf=20, l2_regularization=0.0,
                  max_bins=255, subsample=1.0, validation_fraction=None, n_iter_no_change=None,
-                 tol=1e-7, random_state=None, quantize_gradients=True):
+                 tol=1e-7, random_state=None, quantize_gradients=True,
+                 categorical_features="from_dtype"):
         super().__init__(loss=loss, learning_rate=learning_rate, n_estimators=n_estimators,
                          max_leaf_nodes=max_leaf_nodes, max_depth=max_depth,
                          min_samples_leaf=min_samples_leaf, l2_regularization=l2_regularization,
                          max_bins=max_bins, subsample=subsample,
                          validation_fraction=validation_fraction,
                          n_iter_no_change=n_iter_no_change, tol=tol, random_state=random_state,
-                         quantize_gradients=quantize_gradients)
+                         quantize_gradients=quantize_gradients,
+                         categorical_features=categorical_features)
 
     def _encode_target(self, comm, y):
         self.classes_, codes = encode_classes(y, comm)
@@ -151,14 +158,16 @@ class GradientBoostingRegressor(RegressorMixin, BaseGradientBoosting):
     def __init__(self, *, loss="squared_error", learning_rate=0.1, n_estimators=100,
                  max_leaf_nodes=31, max_depth=None, min_samples_leaf=20, l2_regularization=0.0,
                  max_bins=255, subsample=1.0, validation_fraction=None, n_iter_no_change=None,
-                 tol=1e-7, random_state=None, quantize_gradients=True):
+                 tol=1e-7, random_state=None, quantize_gradients=True,
+                 categorical_features="from_dtype"):
         super().__init__(loss=loss, learning_rate=learning_rate, n_estimators=n_estimators,
                          max_leaf_nodes=max_leaf_nodes, max_depth=max_depth,
                          min_samples_leaf=min_samples_leaf, l2_regularization=l2_regularization,
                          max_bins=max_bins, subsample=subsample,
                          validation_fraction=validation_fraction,
                          n_iter_no_change=n_iter_no_change, tol=tol, random_state=random_state,
-                         quantize_gradients=quantize_gradients)
+                         quantize_gradients=quantize_gradients,
+                         categorical_features=categorical_features)
 
     def _encode_target(self, comm, y):
         return np.asarray(y, dtype=np.float64)

@@ -62,7 +62,18 @@ very small nodes row by row.
 Trees: :class:`Tree` holds flat arrays (:data:`TREE_FIELDS`): ``feature`` (-1 at a leaf),
 ``threshold`` (float: the bin's upper edge, go left when ``x <= threshold``),
 ``threshold_bin``, ``left``/``right`` (-1 at a leaf), ``value`` (n_nodes, n_outputs),
-``n_node_samples``, ``impurity``, ``gain``, ``depth``. ``tree.apply(X)`` / ``tree.predict(X)``
+``n_node_samples``, ``impurity``, ``gain``, ``depth``, ``missing_left`` (1: NaN goes left),
+``categorical`` (1: a category-subset split) and ``cat_bitset`` (n_nodes, words) uint32
+(bit c: category code c goes left).
+
+Missing values and categories: ``fit_bin_edges(..., n_categories=K)`` gives a feature
+with missing values a last bin of its own and bins a categorical feature by its code
+(at most 255 category bins: the most frequent keep theirs, the rest share one). The
+grower searches such a feature as "virtual" features whose bin order makes every
+candidate a prefix: missing values right (bins as they are) or left (merged into the
+first bin); categories sorted by the criterion's ``category_keys`` (see
+:func:`category_keys`). Any criterion's own scan then picks the split, so every rank
+count still picks the same one. ``tree.apply(X)`` / ``tree.predict(X)``
 work on raw X. Many trees: :func:`stack_trees` -> (arrays, offsets), :func:`predict_trees`
 (sum of leaf values in tree order, one numba pass over :class:`PackedTrees`, the
 prediction layout an estimator builds once and keeps), :func:`unstack_trees`.
@@ -71,14 +82,14 @@ Estimators: :class:`DecisionTreeClassifier`, :class:`DecisionTreeRegressor`.
 """
 
 from ._binning import BinEdges, bin_data, fit_bin_edges
-from ._criteria import (EPSILON, ClassificationCriterion, Criterion, RegressionCriterion,
+from ._criteria import (CATEGORY_EPS, EPSILON, ClassificationCriterion, Criterion, RegressionCriterion,
                         classification_channels, fixed_point_scale, regression_channels, to_fixed)
 from ._grower import grow_tree, leaf_of_rows
 from ._tree import TREE_FIELDS, PackedTrees, Tree, predict_trees, stack_trees, unstack_trees
 
 __all__ = [
     "BinEdges", "fit_bin_edges", "bin_data",
-    "EPSILON", "Criterion", "ClassificationCriterion", "RegressionCriterion",
+    "EPSILON", "CATEGORY_EPS", "Criterion", "ClassificationCriterion", "RegressionCriterion",
     "classification_channels", "regression_channels", "fixed_point_scale", "to_fixed",
     "grow_tree", "leaf_of_rows", "Tree", "TREE_FIELDS", "stack_trees", "unstack_trees", "predict_trees",
     "PackedTrees",

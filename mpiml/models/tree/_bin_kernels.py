@@ -18,7 +18,7 @@ Every kernel is compiled with ``nogil=True`` so that thread ranks run them in pa
 and with ``cache=True`` so that the compilation is paid once per machine.
 """
 
-__all__ = ["build_bin_lookup", "bin_columns", "bin_rows"]
+__all__ = ["build_bin_lookup", "bin_columns", "bin_rows", "bin_special"]
 
 import numpy as np
 from llvmlite import ir
@@ -345,3 +345,16 @@ def bin_rows(X, ints, floats, cells, edges, out):
         for f in range(n_features):
             _bin_feature(X, f, np.uint64(r0), np.uint64(r1), out[:, f], ints, floats, cells,
                          edges)
+
+
+@njit(nogil=True, cache=True)
+def bin_special(X, f, code_bins, categorical, missing_bin, out):
+    """Bins of feature ``f`` of ``X`` into ``out`` (n,): NaN in ``missing_bin``; a
+    categorical feature's code ``c`` in ``code_bins[c]`` (a numeric feature's other values
+    keep the bins :func:`bin_columns` gave them)."""
+    for i in range(X.shape[0]):
+        x = X[i, f]
+        if x != x:
+            out[i] = missing_bin
+        elif categorical:
+            out[i] = code_bins[np.int64(x)]

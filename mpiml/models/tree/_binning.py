@@ -5,26 +5,44 @@ __all__ = ["BinEdges", "fit_bin_edges", "bin_data"]
 import numpy as np
 
 from ...comm.partition import block_range
-from ._bin_kernels import bin_columns, build_bin_lookup
+from ._bin_kernels import bin_columns, bin_special, build_bin_lookup
 
 DEFAULT_SAMPLE_SIZE = 200_000
 
 
 class BinEdges:
-    """Upper edges of every feature's bins.
+    """Bins of every feature: upper edges of numeric ones, category codes of categorical
+    ones, and a missing-value bin where the training data has missing values.
 
     Attributes
     ----------
     edges : list of ndarray, float64
-        ``edges[f]`` is sorted, of length ``n_bins[f] - 1``: value x of feature f falls
-        in bin ``b`` = number of edges strictly below x, so ``x <= edges[f][b]`` exactly
-        when x's bin is ``<= b``. NaN falls in the last bin.
+        ``edges[f]`` is sorted: a numeric value x of feature f falls in bin ``b`` = number
+        of edges strictly below x, so ``x <= edges[f][b]`` exactly when x's bin is
+        ``<= b``. Empty for a categorical feature.
+    categorical : ndarray of shape (n_features,), bool
+    code_bins : list of (ndarray of int64 or None)
+        For a categorical feature, the bin of each category code (``bin = code`` unless
+        the feature has more categories than bins: see :func:`fit_bin_edges`).
+    missing : ndarray of shape (n_features,), bool
+        Whether the feature has a missing-value bin: the last one,
+        ``n_value_bins[f]``, where NaN falls.
+    n_value_bins : ndarray of shape (n_features,), int64
     n_bins : ndarray of shape (n_features,), int64
+        ``n_value_bins + missing``.
     """
 
-    def __init__(self, edges):
+    def __init__(self, edges, missing=None, code_bins=None):
         self.edges = [np.asarray(e, dtype=np.float64) for e in edges]
-        self.n_bins = np.array([len(e) + 1 for e in self.edges], dtype=np.int64)
+        n = len(self.edges)
+        self.code_bins = list(code_bins) if code_bins is not None else [None] * n
+        self.categorical = np.array([c is not None for c in self.code_bins], dtype=bool)
+        self.missing = (np.zeros(n, dtype=bool) if missing is None
+                        else np.asarray(missing, dtype=bool))
+        self.n_value_bins = np.array(
+            [len(e) + 1 if c is None else int(c.max(initial=0)) + 1
+             for e, c in zip(self.edges, self.code_bins)], dtype=np.int64)
+        self.n_bins = self.n_value_bins + self.missing
 
     @property
     def n_features(self):
@@ -35,6 +53,17 @@ class BinEdges:
         """Histogram width: the largest bin count of any feature (at least 1)."""
         return int(self.n_bins.max(initial=1))
 
+    @property
+    def special(self):
+        """Whether any feature is categorical or has a missing-value bin."""
+        return bool(self.missing.any() or self.categorical.any())
+
+    @property
+    def bitset_words(self):
+        """uint32 words of a categorical split's set of left category codes."""
+        longest = max((len(c) for c in self.code_bins if c is not None), default=0)
+        return -(-longest // 32)
+
     def threshold(self, feature, threshold_bin):
         """The float threshold of a split ``bin <= threshold_bin`` of ``feature``."""
         return float(self.edges[feature][threshold_bin])
@@ -43,16 +72,16 @@ class BinEdges:
         """``(edges (n_features, 2**d - 1) float64 padded with +inf, n_edges (n_features,) int64)``."""
         longest = max((len(e) for e in self.edges), default=0)
         width = (1 << int(longest).bit_length()) - 1 if longest else 1  # 2**d - 1 >= longest
-        table = np.full((self.n_features, width), np.inf)
+        table = np.full((self.n_features, max(width, self.max_n_bins)), np.inf)
         for f, e in enumerate(self.edges):
             table[f, :len(e)] = e
-        return table, self.n_bins - 1
+        return table, self.n_value_bins - 1
 
     def lookup(self):
         """The edges as :func:`~._bin_kernels.build_bin_lookup` arranges them for binning."""
         table = np.concatenate(self.edges) if self.edges else np.empty(0)
         starts = np.zeros(self.n_features + 1, dtype=np.int64)
-        np.cumsum(self.n_bins - 1, out=starts[1:])
+        np.cumsum([len(e) for e in self.edges], out=starts[1:])
         return build_bin_lookup(table, starts)
 
 
@@ -74,13 +103,22 @@ def _feature_edges(column, max_bins):
     return np.unique(edges)
 
 
-def fit_bin_edges(X, max_bins=255, *, comm=None, sample_size=DEFAULT_SAMPLE_SIZE, seed=0):
-    """Bin edges of every feature, equal on every rank for any row distribution.
+def fit_bin_edges(X, max_bins=255, *, comm=None, sample_size=DEFAULT_SAMPLE_SIZE, seed=0,
+                  n_categories=None):
+    """Bins of every feature, equal on every rank for any row distribution.
 
-    Collective when ``comm`` is given. The edges are computed from a sample of at most
+    Collective when ``comm`` is given. Numeric edges are computed from a sample of at most
     ``sample_size`` rows chosen by *global* row index (seeded by ``seed``), gathered in
     global order onto every rank; each rank computes the edges of its block of features
     and the blocks are allgathered.
+
+    A feature with a missing value (NaN) on any rank gets a missing-value bin, the last
+    one. A categorical feature (``n_categories[f] = K > 0``; values are category codes
+    0..K-1) is binned by its code. At most ``min(max_bins, 255)`` bins hold categories
+    (with the missing bin, 256 bins fit a uint8): a feature with more categories keeps
+    the ``cap - 1`` most frequent ones (counted over every rank; equal counts: the lower
+    code first) in bins of their own, in code order, and puts the others in one shared
+    last bin.
 
     Parameters
     ----------
@@ -91,6 +129,9 @@ def fit_bin_edges(X, max_bins=255, *, comm=None, sample_size=DEFAULT_SAMPLE_SIZE
         ``None``: one rank holds every row.
     sample_size : int
     seed : int
+    n_categories : ndarray of shape (n_features,), int, optional
+        Vocabulary size of each categorical feature, 0 for a numeric one (default: all
+        numeric).
 
     Returns
     -------
@@ -104,6 +145,11 @@ def fit_bin_edges(X, max_bins=255, *, comm=None, sample_size=DEFAULT_SAMPLE_SIZE
     else:
         counts = comm.allgather(X.shape[0])
         rank, size = comm.rank, comm.size
+    n_categories = (np.zeros(n_features, dtype=np.int64) if n_categories is None
+                    else np.asarray(n_categories, dtype=np.int64))
+    missing = _global_sum(np.isnan(X).sum(axis=0).astype(np.int64), comm) > 0
+    cap = min(int(max_bins), 255)
+    value_bins = cap if missing.any() else int(max_bins)
     n_total = int(sum(counts))
     offset = int(sum(counts[:rank]))
     if n_total > sample_size:
@@ -120,10 +166,51 @@ def fit_bin_edges(X, max_bins=255, *, comm=None, sample_size=DEFAULT_SAMPLE_SIZE
         sample = np.empty((chosen.size, n_features))
         comm.Allgatherv(local.reshape(-1), [sample.reshape(-1), rows_per_rank * n_features])
     f0, f1 = block_range(n_features, size, rank)
-    mine = [_feature_edges(sample[:, f], max_bins) for f in range(f0, f1)]
-    if comm is None or size == 1:
-        return BinEdges(mine)
-    return BinEdges([e for block in comm.allgather(mine) for e in block])
+    mine = [np.empty(0) if n_categories[f] else
+            _feature_edges(sample[:, f], value_bins if missing[f] else max_bins)
+            for f in range(f0, f1)]
+    if comm is not None and size > 1:
+        mine = [e for block in comm.allgather(mine) for e in block]
+    return BinEdges(mine, missing, _category_bins(X, n_categories, cap, comm))
+
+
+def _global_sum(local, comm):
+    if comm is None or comm.size == 1:
+        return local
+    total = np.empty_like(local)
+    comm.Allreduce(np.ascontiguousarray(local), total)
+    return total
+
+
+def _category_bins(X, n_categories, cap, comm):
+    """Each categorical feature's code -> bin map (None for a numeric feature). Collective
+    when a feature has more than ``cap`` categories (their counts are summed)."""
+    wide = np.flatnonzero(n_categories > cap)
+    frequency = {}
+    if wide.size:
+        local = np.concatenate([_code_counts(X[:, f], n_categories[f]) for f in wide])
+        total = _global_sum(local, comm)
+        at = np.concatenate(([0], np.cumsum(n_categories[wide])))
+        frequency = {f: total[at[i]:at[i + 1]] for i, f in enumerate(wide)}
+    maps = []
+    for f, k in enumerate(n_categories):
+        if k <= 0:
+            maps.append(None)
+        elif k <= cap:
+            maps.append(np.arange(k, dtype=np.int64))
+        else:
+            count = frequency[f]
+            by_count = np.lexsort((np.arange(k), -count))   # most frequent, then lowest code
+            kept = np.sort(by_count[:cap - 1])
+            code_bin = np.full(k, cap - 1, dtype=np.int64)
+            code_bin[kept] = np.arange(cap - 1)
+            maps.append(code_bin)
+    return maps
+
+
+def _code_counts(column, k):
+    codes = column[~np.isnan(column)].astype(np.int64)
+    return np.bincount(codes, minlength=k).astype(np.int64)[:k]
 
 
 def bin_data(X, bin_edges):
@@ -141,4 +228,8 @@ def bin_data(X, bin_edges):
     X = np.ascontiguousarray(X, dtype=np.float64)
     out = np.empty((X.shape[1], X.shape[0]), dtype=np.uint8)
     bin_columns(X, *bin_edges.lookup(), out)
+    for f in np.flatnonzero(bin_edges.missing | bin_edges.categorical):
+        codes = bin_edges.code_bins[f]
+        bin_special(X, f, np.empty(0, np.int64) if codes is None else codes,
+                    codes is not None, bin_edges.n_value_bins[f], out[f])
     return out

@@ -6,6 +6,7 @@ import math
 import numbers
 
 import numpy as np
+from scipy import sparse
 
 from ...checks import (check_choice, check_float, check_int, check_random_state, encode_classes,
                        resolve_seed, validate_fit_data)
@@ -47,6 +48,21 @@ def check_tree_params(est):
         "max_leaf_nodes": check_int("max_leaf_nodes", est.max_leaf_nodes, low=2, allow_none=True),
         "max_bins": check_int("max_bins", est.max_bins, low=2, high=256),
     }
+
+
+def fit_table(est, X, comm):
+    """Collective: ``est._fit_X(X, comm)`` (arrays, DataFrames, Tables to the float matrix
+    trees learn from), except for input that ``validate_fit_data`` refuses with the
+    message scikit-learn expects (sparse matrices, arrays of 0 features)."""
+    if sparse.issparse(X) or (isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == 0):
+        return X
+    return est._fit_X(X, comm)
+
+
+def allow_nan_tags(tags):
+    """scikit-learn tags of a tree model: missing values (NaN) are data, not an error."""
+    tags.input_tags.allow_nan = True
+    return tags
 
 
 def check_max_features(value):
@@ -197,7 +213,15 @@ def tree_model_meta(model):
             "max_features_": model.max_features_}
     if not model._regression:
         meta["classes"] = classes_to_json(model.classes_)
+    if getattr(model, "feature_names_in_", None) is not None:
+        meta["feature_names"] = [str(name) for name in model.feature_names_in_]
     return meta
+
+
+def restore_feature_names(est, meta):
+    """Set ``feature_names_in_`` from :func:`tree_model_meta`'s ``meta`` (where it has them)."""
+    if "feature_names" in meta:
+        est.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
 
 
 def gather_rows(comm, *arrays):
@@ -234,6 +258,9 @@ class _BaseDecisionTree(BaseEstimator):
     _regression = False
     _criteria = ("gini", "entropy")
 
+    def __sklearn_tags__(self):
+        return allow_nan_tags(super().__sklearn_tags__())
+
     def _check_params(self):
         """Validate every parameter (no data needed); returns the tree parameters."""
         params = check_tree_params(self)
@@ -244,9 +271,10 @@ class _BaseDecisionTree(BaseEstimator):
         c = resolve_comm(comm)
         params = checked_params(self, c)
         parallel = self.parallel
+        X = fit_table(self, X, c)
         X, y, sample_weight, n_total = validate_fit_data(X, y, c, sample_weight,
                                                          numeric_y=self._regression,
-                                                         estimator=self)
+                                                         estimator=self, allow_nan=True)
         seed = resolve_seed(self.random_state, c)
         if self._regression:
             check_regression_target(y, sample_weight, n_total, c)
@@ -263,7 +291,8 @@ class _BaseDecisionTree(BaseEstimator):
             X, targets, weights = X[kept], targets[kept], weights[kept]
         n_features = X.shape[1]
         k = resolve_max_features(params["max_features"], n_features)
-        edges = fit_bin_edges(X, params["max_bins"], comm=c)
+        edges = fit_bin_edges(X, params["max_bins"], comm=c,
+                              n_categories=self.feature_schema_.n_categories)
         binned = bin_data(X, edges)
         channel_comm = c
         if parallel == "feature" and c.size > 1:
@@ -284,7 +313,7 @@ class _BaseDecisionTree(BaseEstimator):
     def apply(self, X):
         """Leaf index of each row. Local. ndarray (n,) int64."""
         check_is_fitted(self, "tree_")
-        return self.tree_.apply(self._check_predict_X(X))
+        return self.tree_.apply(self._check_predict_X(X, allow_nan=True))
 
     def get_depth(self):
         check_is_fitted(self, "tree_")
@@ -307,10 +336,12 @@ class _BaseDecisionTree(BaseEstimator):
         if params.get("class_weight") == "dict":
             params["class_weight"] = None
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
-        est.tree_ = Tree(**{name: np.asarray(arrays[f"tree_{name}"]) for name in TREE_FIELDS})
+        est.tree_ = Tree(**{name: np.asarray(arrays[f"tree_{name}"]) for name in TREE_FIELDS
+                            if f"tree_{name}" in arrays})
         est.n_features_in_ = int(meta["n_features_in_"])
         est.max_features_ = int(meta["max_features_"])
         est.n_outputs_ = 1
+        restore_feature_names(est, meta)
         est.feature_importances_ = normalised_importances(est.tree_.feature_gains(est.n_features_in_))
         if not cls._regression:
             est.classes_ = classes_from_json(meta["classes"])
@@ -335,12 +366,18 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
     max_leaf_nodes : int or None
         Best-first growth up to this many leaves.
     max_bins : int, 2..256
-        Bins per feature (thresholds are quantile bin edges).
+        Bins per feature (thresholds are quantile bin edges; at most 255 when the
+        feature has missing values, which take a bin of their own).
     class_weight : None, "balanced" or dict
     random_state : int or None
     parallel : {"data", "feature"}
         ``"data"``: rows stay sharded, histograms are reduce-scattered by feature.
         ``"feature"``: every rank gathers every row and scores its block of features.
+    categorical_features : "from_dtype", None, array of int, str or bool
+        Which features are categorical (as scikit-learn's HistGradientBoosting):
+        ``"from_dtype"`` takes pandas ``category``/object/string columns (and a
+        :class:`~mpiml.data.tables.Table`'s categorical columns). X may hold NaN (missing
+        values); see the README on missing values and category-subset splits.
 
     Attributes
     ----------
@@ -355,7 +392,8 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
 
     def __init__(self, criterion="gini", max_depth=None, min_samples_split=2, min_samples_leaf=1,
                  min_impurity_decrease=0.0, max_features=None, max_leaf_nodes=None, max_bins=255,
-                 class_weight=None, random_state=None, parallel="data"):
+                 class_weight=None, random_state=None, parallel="data",
+                 categorical_features="from_dtype"):
         self.criterion = criterion
         self.max_depth = max_depth
         self.min_samples_split = min_samples_split
@@ -367,6 +405,7 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
         self.class_weight = class_weight
         self.random_state = random_state
         self.parallel = parallel
+        self.categorical_features = categorical_features
 
     @collective
     def fit(self, X, y, sample_weight=None, *, comm=None):
@@ -377,7 +416,7 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
     def predict_proba(self, X):
         """Class probabilities, ndarray of shape (n, n_classes). Local."""
         check_is_fitted(self, "tree_")
-        return self.tree_.predict(self._check_predict_X(X))
+        return self.tree_.predict(self._check_predict_X(X, allow_nan=True))
 
     def predict(self, X):
         """Predicted class labels, ndarray of shape (n,). Local."""
@@ -400,7 +439,8 @@ class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
 
     def __init__(self, criterion="squared_error", max_depth=None, min_samples_split=2,
                  min_samples_leaf=1, min_impurity_decrease=0.0, max_features=None,
-                 max_leaf_nodes=None, max_bins=255, random_state=None, parallel="data"):
+                 max_leaf_nodes=None, max_bins=255, random_state=None, parallel="data",
+                 categorical_features="from_dtype"):
         self.criterion = criterion
         self.max_depth = max_depth
         self.min_samples_split = min_samples_split
@@ -411,6 +451,7 @@ class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
         self.max_bins = max_bins
         self.random_state = random_state
         self.parallel = parallel
+        self.categorical_features = categorical_features
 
     @collective
     def fit(self, X, y, sample_weight=None, *, comm=None):
@@ -420,4 +461,4 @@ class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
     def predict(self, X):
         """Predicted values, ndarray of shape (n,). Local."""
         check_is_fitted(self, "tree_")
-        return self.tree_.predict(self._check_predict_X(X))[:, 0]
+        return self.tree_.predict(self._check_predict_X(X, allow_nan=True))[:, 0]

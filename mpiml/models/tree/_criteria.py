@@ -18,6 +18,7 @@ Interface (what :func:`grow_tree` calls)::
 """
 
 __all__ = ["Criterion", "ClassificationCriterion", "RegressionCriterion", "EPSILON",
+           "category_keys", "CATEGORY_EPS",
            "fixed_point_scale", "to_fixed", "classification_channels", "regression_channels"]
 
 import math
@@ -28,6 +29,8 @@ from ...comm.ops import MAX
 from ._split_kernels import ENTROPY, GINI, SQUARED_ERROR, gain_table, node_stats
 
 EPSILON = float(np.finfo(np.float64).eps)
+#: added to the hessian sum of the gradient statistic that orders categories
+CATEGORY_EPS = 1e-9
 _FIXED_BITS = 62
 
 
@@ -139,6 +142,14 @@ class ClassificationCriterion(_KernelCriterion):
         """Real class weights of channel sums (..., C) -> (..., n_classes)."""
         return np.asarray(sums[..., self._classes], dtype=np.float64) / self.scale
 
+    def category_keys(self, sums, parent):
+        """The fraction of class 1 (two classes), else of the node's majority class (the
+        first of the largest weight), in each category."""
+        weights = self.class_weights(np.asarray(sums))
+        k = 1 if self.n_outputs == 2 else int(np.argmax(self.class_weights(np.asarray(parent))))
+        total = weights.sum(axis=1)
+        return weights[:, k] / np.where(total > 0, total, 1.0)
+
 
 class RegressionCriterion(_KernelCriterion):
     """Squared error on fixed-point channels ``[count, w, w*y, w*y^2]``.
@@ -152,6 +163,22 @@ class RegressionCriterion(_KernelCriterion):
     def __init__(self, scales):
         self.scales = tuple(float(s) for s in scales)
         self.kernel = (SQUARED_ERROR, 0, 1, np.array(self.scales), 0)
+
+    def category_keys(self, sums, parent):
+        """The mean target of each category."""
+        sums = np.asarray(sums)
+        w = sums[:, 1] / self.scales[0]
+        return (sums[:, 2] / self.scales[1]) / np.where(w > 0, w, 1.0)
+
+
+def category_keys(criterion, sums, parent):
+    """Sort keys of a node's categories from their channel sums (n, C): a categorical split
+    sends a prefix of the categories in this order left. A criterion gives its own with a
+    ``category_keys(sums, parent)`` method; without one, categories keep their code order.
+    Elementwise on exact sums, so the same on every rank."""
+    if hasattr(criterion, "category_keys"):
+        return np.nan_to_num(np.asarray(criterion.category_keys(sums, parent), dtype=np.float64))
+    return np.zeros(len(sums))
 
 
 def classification_channels(y_codes, n_classes, weights=None, *, comm=None):

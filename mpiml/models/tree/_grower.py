@@ -23,10 +23,10 @@ __all__ = ["grow_tree", "leaf_of_rows"]
 import numpy as np
 
 from ...comm.partition import block_counts, block_range
-from ._criteria import EPSILON
+from ._criteria import EPSILON, category_keys
 from ._kernels import build_histograms, build_histograms_rows
-from ._split_kernels import (fill_leaves, partition_batch, sample_features, scan_histogram,
-                             search_local)
+from ._split_kernels import (fill_leaves, partition_batch, partition_table, sample_features,
+                             scan_histogram, search_local)
 from ._tree import TREE_FIELDS, Tree
 
 _MODES = ("data", "feature")
@@ -36,6 +36,11 @@ _KEEP_HIST_ROWS = 1024    # smaller open nodes drop their histogram: both childr
 # most these fractions of the local rows (measured on 1M x 28); the feature-major one in
 # between
 _ROW_MAJOR_DENSE, _ROW_MAJOR_SPARSE = 0.15, 0.025
+_MASK_WORDS = 4           # int64 words of a candidate's left bins (256 bins at most)
+# kinds of the candidates of a feature searched as "virtual" features: a numeric feature
+# with missing values right (its bins as they are) or left (the missing bin merged into
+# bin 0), a categorical feature with missing values right or left (bins in sorted order)
+_AS_IS, _MISSING_LEFT, _CATEGORY_RIGHT, _CATEGORY_LEFT = range(4)
 
 
 class _Grower:
@@ -61,8 +66,11 @@ class _Grower:
         self.n_bins = bin_edges.max_n_bins
         self.bins_per_feature = bin_edges.n_bins
         self.edge_table = bin_edges.padded()[0]
+        self.bin_edges = bin_edges
+        # categorical features and missing-value bins are searched through histograms
+        self.special = bin_edges.special
         self.n_channels = channels.shape[1]
-        self.local = self.comm is None and criterion.kernel is not None
+        self.local = self.comm is None and criterion.kernel is not None and not self.special
         size, rank = (self.comm.size, self.comm.rank) if self.comm else (1, 0)
         self.size = size
         f0, f1 = block_range(self.n_features, size, rank)
@@ -92,6 +100,13 @@ class _Grower:
             "cand_gain": np.full(capacity, -np.inf), "cand_feature": np.zeros(capacity, np.int64),
             "cand_bin": np.zeros(capacity, np.int64), "cand_left": np.zeros((capacity, c), np.int64),
             "open": np.zeros(capacity, bool),
+            "missing_left": np.zeros(capacity, np.uint8),
+            "categorical": np.zeros(capacity, np.uint8),
+            "cat_bitset": np.zeros((capacity, self.bin_edges.bitset_words), np.uint32),
+            # missing values the candidate saw: 0 none (the larger child gets them), 1 left,
+            # 2 right; the bins a categorical candidate sends left, as 256 bits
+            "cand_missing": np.zeros(capacity, np.int64),
+            "cand_mask": np.zeros((capacity, _MASK_WORDS), np.int64),
         }
         if self.n_nodes:
             for name, arr in fresh.items():
@@ -122,10 +137,12 @@ class _Grower:
             ok &= self.depth[ids] < self.max_depth
         return ids[ok]
 
-    def _set_candidates(self, ids, gain, feature, bin_, left):
+    def _set_candidates(self, ids, gain, feature, bin_, left, missing=0, mask=0):
         gain = np.where(np.isnan(gain), -np.inf, gain)
         self.cand_gain[ids], self.cand_feature[ids], self.cand_bin[ids] = gain, feature, bin_
         self.cand_left[ids] = left
+        self.cand_missing[ids] = missing
+        self.cand_mask[ids] = mask
         self.open[ids] = (gain > -np.inf) & (gain >= self.min_gain)
 
     # -- local engine ----------------------------------------------------------------
@@ -198,49 +215,121 @@ class _Grower:
         return mask
 
     def _local_best(self, nid):
-        """This rank's best split of a node over its owned features."""
+        """This rank's best split of a node over its owned features: ``(gain, f, b, left
+        sums, missing, left-bin mask)`` (see ``cand_missing``, ``cand_mask``)."""
         none = (-np.inf, 0, 0, np.zeros(self.n_channels, dtype=np.int64))
         if len(self.owned) == 0 or self.n_bins < 2:
-            return none
+            return none + (0, None)
+        if not self.special:
+            gain, j, b, left = self._scan(self.hists[nid], nid, self.bins_per_feature[self.owned],
+                                          self._feature_mask(nid)[self.owned])
+            return gain, int(self.owned[j]), b, left, 0, None
+        return self._special_best(nid)
+
+    def _special_best(self, nid):
+        """Best split over owned features with missing-value bins or categories: each such
+        feature is searched as one or two "virtual" features whose bins are ordered so
+        that every candidate (missing values left or right; a prefix of the categories
+        sorted by :func:`category_keys`) is a prefix of bins, with the criterion's own
+        scan. Candidates are met feature by feature, missing right before missing left."""
+        hist, sums = self.hists[nid], self.sums[nid]
+        edges = self.bin_edges
+        rows, feats, kinds, orders, counts = [], [], [], [], []
+        for j, f in enumerate(self.owned):
+            h = hist[j]
+            nv = int(edges.n_value_bins[f])
+            m = nv if edges.missing[f] else -1
+            seen = m >= 0 and h[m].any()
+            if edges.categorical[f]:
+                present = np.flatnonzero(h[:nv].any(axis=1))
+                keys = category_keys(self.criterion, h[present], sums)
+                order = present[np.lexsort((present, keys))]
+                right = h[order]
+                if seen:
+                    right = np.concatenate([right, h[m:m + 1]])
+                variants = [(_CATEGORY_RIGHT, right)]
+                if seen and order.size:
+                    moved = h[order].copy()
+                    moved[0] += h[m]
+                    variants.append((_CATEGORY_LEFT, moved))
+            else:
+                order = None
+                variants = [(_AS_IS, h)]
+                if seen:
+                    moved = h[:m].copy()
+                    moved[0] += h[m]
+                    variants.append((_MISSING_LEFT, moved))
+            for kind, v in variants:
+                if v.shape[0] >= 2:
+                    rows.append(v), feats.append(f), kinds.append(kind), orders.append(order)
+                    counts.append(v.shape[0])
+        if not rows:
+            return (-np.inf, 0, 0, np.zeros(self.n_channels, dtype=np.int64), 0, None)
+        virtual = np.zeros((len(rows), self.n_bins, self.n_channels), dtype=np.int64)
+        for i, v in enumerate(rows):
+            virtual[i, :v.shape[0]] = v
+        feats = np.asarray(feats, dtype=np.int64)
+        mask = self._feature_mask(nid)[feats]
+        gain, v, b, left = self._scan(virtual, nid, np.asarray(counts, dtype=np.int64), mask)
+        if gain == -np.inf:
+            return (gain, 0, 0, left, 0, None)
+        f, kind = int(feats[v]), kinds[v]
+        nv = int(edges.n_value_bins[f])
+        m = nv if edges.missing[f] else -1
+        seen = m >= 0 and bool(hist[list(self.owned).index(f), m].any())
+        missing = 0 if not seen else (1 if kind in (_MISSING_LEFT, _CATEGORY_LEFT) else 2)
+        bins_left = None
+        if kind in (_CATEGORY_RIGHT, _CATEGORY_LEFT):
+            bins_left = orders[v][:b + 1]
+        return gain, f, int(b), left, missing, bins_left
+
+    def _scan(self, hist, nid, n_bins, allowed):
+        """``(gain, j, b, left)``: the criterion's first best candidate (in (row, bin)
+        order) of the histograms ``hist`` (n, B, C) whose row j has ``n_bins[j]`` bins
+        and is searched where ``allowed[j]``."""
+        none = (-np.inf, 0, 0, np.zeros(self.n_channels, dtype=np.int64))
         crit, sums = self.criterion, self.sums[nid]
         if crit.kernel is not None:
             kind, first, n_classes, scales, count_channel = crit.kernel
             left = np.zeros(self.n_channels, dtype=np.int64)
-            gain, f, b = scan_histogram(self.hists[nid], sums, self.owned, self.bins_per_feature,
-                                        kind, first, n_classes, scales, count_channel,
-                                        self.min_samples_leaf, self._feature_mask(nid), left)
-            return (gain, f, b, left) if gain > -np.inf else none
+            gain, j, b = scan_histogram(hist, sums, np.arange(hist.shape[0], dtype=np.int64),
+                                        n_bins, kind, first, n_classes, scales, count_channel,
+                                        self.min_samples_leaf, allowed, left)
+            return (gain, int(j), int(b), left) if gain > -np.inf else none
         if hasattr(crit, "best_split"):
-            mask = (self._feature_mask(nid)[self.owned] if self.k_features < self.n_features
-                    else np.ones(len(self.owned), dtype=bool))
-            best = crit.best_split(self.hists[nid], sums, self.min_samples_leaf, mask)
+            best = crit.best_split(hist, sums, self.min_samples_leaf, allowed)
             if best is None:
                 return none
-            gain, f, b, left = best
-            return float(gain), int(self.owned[f]), int(b), left
-        left = np.cumsum(self.hists[nid][:, :-1, :], axis=1)
+            gain, j, b, left = best
+            return float(gain), int(j), int(b), left
+        left = np.cumsum(hist[:, :-1, :], axis=1)
         right = sums - left
         gain = np.asarray(crit.split_gain(left, right, sums), dtype=np.float64)
         valid = ((crit.n_samples(left) >= self.min_samples_leaf)
                  & (crit.n_samples(right) >= self.min_samples_leaf) & ~np.isnan(gain))
-        if self.k_features < self.n_features:
-            valid &= self._feature_mask(nid)[self.owned][:, None]
+        valid &= allowed[:, None]
         gain = np.where(valid, gain, -np.inf)
         k = int(np.argmax(gain))
-        f, b = divmod(k, self.n_bins - 1)
-        if gain[f, b] == -np.inf:
+        j, b = divmod(k, hist.shape[1] - 1)
+        if gain[j, b] == -np.inf:
             return none
-        return float(gain[f, b]), int(self.owned[f]), int(b), left[f, b]
+        return float(gain[j, b]), int(j), int(b), left[j, b]
 
     def _search_hist(self, ids):
         """Best split of each node over all features, identical on every rank. Collective."""
-        width = 3 + self.n_channels
+        c = self.n_channels
+        width = 4 + c + _MASK_WORDS
         mine = np.zeros((len(ids), width), dtype=np.int64)
         for slot, nid in enumerate(ids):
-            gain, f, b, left = self._local_best(nid)
+            gain, f, b, left, missing, bins_left = self._local_best(nid)
             mine[slot, 0] = np.float64(gain).view(np.int64)
             mine[slot, 1:3] = (f, b)
-            mine[slot, 3:] = left
+            mine[slot, 3:3 + c] = left
+            mine[slot, 3 + c] = missing
+            if bins_left is not None:
+                bits = np.zeros(64 * _MASK_WORDS, dtype=bool)
+                bits[bins_left] = True
+                mine[slot, 4 + c:] = np.packbits(bits, bitorder="little").view(np.int64)
         if self.comm is None:
             every = mine[None]
         else:
@@ -251,7 +340,8 @@ class _Grower:
         winner = np.lexsort((every[:, :, 2], every[:, :, 1], -gains), axis=0)[0]
         pick = every[winner, np.arange(len(ids))]
         self._set_candidates(np.asarray(ids), gains[winner, np.arange(len(ids))],
-                             pick[:, 1], pick[:, 2], pick[:, 3:])
+                             pick[:, 1], pick[:, 2], pick[:, 3:3 + c], pick[:, 3 + c],
+                             pick[:, 4 + c:])
 
     # -- growth ----------------------------------------------------------------------
 
@@ -305,20 +395,68 @@ class _Grower:
         features, bins = self.cand_feature[chosen], self.cand_bin[chosen]
         starts, stops = self.start[chosen], self.stop[chosen]
         n_left = np.empty(len(chosen), np.int64)
-        partition_batch(self.rows, starts, stops, features, bins, self.binned, self.buffer, n_left)
-        mids = starts + n_left
         left_sums = self.cand_left[chosen]
+        missing_left = self._missing_sides(chosen, left_sums)
+        if self.special:
+            table, categorical = self._left_tables(chosen, missing_left)
+            partition_table(self.rows, starts, stops, features, table, self.binned, self.buffer,
+                            n_left)
+            self._record_categories(chosen, table, categorical)
+        else:
+            partition_batch(self.rows, starts, stops, features, bins, self.binned, self.buffer,
+                            n_left)
+        self.missing_left[chosen] = missing_left
+        mids = starts + n_left
         child_starts = np.column_stack([starts, mids]).reshape(-1)
         child_stops = np.column_stack([mids, stops]).reshape(-1)
         child_sums = np.stack([left_sums, self.sums[chosen] - left_sums], axis=1).reshape(-1, self.n_channels)
         depth = np.repeat(self.depth[chosen] + 1, 2)
         children = self._add_nodes(child_starts, child_stops, child_sums, depth).reshape(-1, 2)
         self.feature[chosen], self.threshold_bin[chosen] = features, bins
-        self.threshold[chosen] = self.edge_table[features, bins]
+        self.threshold[chosen] = np.where(self.categorical[chosen] != 0, np.nan,
+                                          self.edge_table[features, np.maximum(bins, 0)])
         self.left[chosen], self.right[chosen] = children[:, 0], children[:, 1]
         self.gain[chosen] = self.cand_gain[chosen]
         self.open[chosen] = False
         self._search_children(chosen, children)
+
+    def _missing_sides(self, chosen, left_sums):
+        """Where each split sends missing values: the learned side, or, where the node
+        had no missing value of the feature, the child with more rows (ties: right)."""
+        learned = self.cand_missing[chosen]
+        n_left = self.criterion.n_samples(left_sums)
+        n_right = self.n_node_samples[chosen] - n_left
+        return np.where(learned == 0, n_left > n_right, learned == 1).astype(np.uint8)
+
+    def _left_tables(self, chosen, missing_left):
+        """``(table (S, B) uint8, categorical (S,) bool)``: which bins go left at each
+        split (numeric: the bins up to the threshold bin; categorical: the candidate's
+        bins; the missing bin: ``missing_left``)."""
+        edges = self.bin_edges
+        features = self.cand_feature[chosen]
+        table = np.zeros((len(chosen), self.n_bins), dtype=np.uint8)
+        categorical = edges.categorical[features]
+        for i, f in enumerate(features):
+            nv = edges.n_value_bins[f]
+            if categorical[i]:
+                bits = np.unpackbits(self.cand_mask[chosen[i]].view(np.uint8), bitorder="little")
+                table[i, :nv] = bits[:nv]
+            else:
+                table[i, :self.cand_bin[chosen[i]] + 1] = 1
+            if edges.missing[f]:
+                table[i, nv] = missing_left[i]
+        return table, categorical
+
+    def _record_categories(self, chosen, table, categorical):
+        """Store each categorical split's left category codes as a bitset over the codes
+        (a code sharing the "other" bin goes where that bin goes)."""
+        self.categorical[chosen] = categorical
+        words = self.cat_bitset.shape[1]
+        for i in np.flatnonzero(categorical):
+            code_bins = self.bin_edges.code_bins[self.cand_feature[chosen[i]]]
+            bits = np.zeros(32 * words, dtype=bool)
+            bits[:code_bins.size] = table[i, code_bins] != 0
+            self.cat_bitset[chosen[i]] = np.packbits(bits, bitorder="little").view(np.uint32)
 
     def grow(self):
         if self.rows.shape[0] == self.channels.shape[0]:  # all rows: sum without a copy

@@ -4,7 +4,7 @@ Every kernel is compiled with ``nogil=True`` so that thread ranks run them in
 parallel, and with ``cache=True`` so that the compilation is paid once per machine.
 """
 
-__all__ = ["build_histograms", "build_histograms_rows", "apply_tree", "predict_packed",
+__all__ = ["build_histograms", "build_histograms_rows", "apply_tree", "predict_walk", "predict_packed",
            "pack_forest", "NODE_NARROW", "NODE_WIDE"]
 
 import numpy as np
@@ -188,17 +188,57 @@ def build_histograms_rows(binned_rows, channels, rows, start, stop, out, slot):
                 hist[f, b, c] += channels[r, c]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _goes_left(x, node, threshold, missing_left, categorical, bitset):
+    """Whether raw value ``x`` goes left at ``node``: NaN by the learned side, a category
+    code by the node's set of left codes, a number by ``x <= threshold``."""
+    if x != x:
+        return missing_left[node] != 0
+    if categorical[node] != 0:
+        c = np.int64(x)
+        word = c >> 5
+        if c < 0 or word >= bitset.shape[1]:
+            return False
+        return (bitset[node, word] >> np.uint32(c & 31)) & np.uint32(1) != 0
+    return x <= threshold[node]
+
+
 @njit(nogil=True, cache=True)
-def apply_tree(feature, threshold, left, right, X, out):
+def apply_tree(feature, threshold, missing_left, categorical, bitset, left, right, X, out):
     """Leaf index of every row of ``X`` (float64, (n, n_features)) into ``out`` (int64)."""
     for i in range(X.shape[0]):
         node = 0
         while left[node] >= 0:
-            if X[i, feature[node]] <= threshold[node]:
+            if _goes_left(X[i, feature[node]], node, threshold, missing_left, categorical,
+                          bitset):
                 node = left[node]
             else:
                 node = right[node]
         out[i] = node
+
+
+@njit(nogil=True, cache=True)
+def predict_walk(feature, threshold, missing_left, categorical, bitset, left, right, value,
+                 offsets, X, rows, out):
+    """Add each tree's leaf values, in tree order, to ``out[i]`` for the rows ``i`` in
+    ``rows``, walking the stacked trees on raw values (the same sums as
+    :func:`predict_packed`)."""
+    n_out = value.shape[1]
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        for t in range(offsets.shape[0] - 1):
+            base = offsets[t]
+            if offsets[t + 1] == base:
+                continue
+            node = base
+            while left[node] >= 0:
+                if _goes_left(X[i, feature[node]], node, threshold, missing_left, categorical,
+                              bitset):
+                    node = base + left[node]
+                else:
+                    node = base + right[node]
+            for k in range(n_out):
+                out[i, k] += value[node, k]
 
 
 #: Nodes of a packed forest, in depth-first order: a node's left child is the next slot,

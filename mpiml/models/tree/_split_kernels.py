@@ -11,7 +11,7 @@ scales of w, w*y, w*y^2 for regression) and ``count_channel`` (-1: the sum of al
 """
 
 __all__ = ["GINI", "ENTROPY", "SQUARED_ERROR", "gain_table", "node_stats", "sample_features",
-           "search_local", "scan_histogram", "partition_batch", "fill_leaves"]
+           "search_local", "scan_histogram", "partition_batch", "partition_table", "fill_leaves"]
 
 import numpy as np
 from numba import njit
@@ -303,6 +303,28 @@ def partition_batch(rows, starts, stops, features, bins, binned, buffer, n_left)
             # branch-free: write both places, advance one (the test is a coin flip)
             r = rows[j]
             go_left = np.int64(col[r] <= threshold)
+            rows[start + nl] = r
+            buffer[nr] = r
+            nl += go_left
+            nr += 1 - go_left
+        for j in range(nr):
+            rows[start + nl + j] = buffer[j]
+        n_left[i] = nl
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def partition_table(rows, starts, stops, features, table, binned, buffer, n_left):
+    """Stable partition of each node segment by ``table[i, bin]`` (1: left) of
+    ``features[i]``; the left counts go to ``n_left``."""
+    for i in range(starts.shape[0]):
+        col = binned[features[i]]
+        goes = table[i]
+        start = starts[i]
+        nl = 0
+        nr = 0
+        for j in range(start, stops[i]):
+            r = rows[j]
+            go_left = np.int64(goes[col[r]])
             rows[start + nl] = r
             buffer[nr] = r
             nl += go_left

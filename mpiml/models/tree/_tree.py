@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ._bin_kernels import bin_rows, build_bin_lookup
-from ._kernels import NODE_NARROW, NODE_WIDE, apply_tree, pack_forest, predict_packed
+from ._kernels import (NODE_NARROW, NODE_WIDE, apply_tree, pack_forest, predict_packed,
+                       predict_walk)
 
 #: name -> dtype of every per-node array ("value" is 2-D: (n_nodes, n_outputs)).
 TREE_FIELDS = {
@@ -22,7 +23,23 @@ TREE_FIELDS = {
     "impurity": np.float64,
     "gain": np.float64,           # gain of the node's split (0 at a leaf)
     "depth": np.int64,
+    "missing_left": np.uint8,     # 1: a missing value (NaN) goes left, else right
+    "categorical": np.uint8,      # 1: a category-subset split (threshold NaN)
+    "cat_bitset": np.uint32,      # 2-D (n_nodes, words): bit c set = category code c goes left
 }
+
+#: fields that version-1 model files lack, and their defaults for ``n`` nodes
+_LATER_FIELDS = {
+    "missing_left": lambda n: np.zeros(n, np.uint8),
+    "categorical": lambda n: np.zeros(n, np.uint8),
+    "cat_bitset": lambda n: np.zeros((n, 0), np.uint32),
+}
+
+
+def _with_defaults(arrays):
+    n = len(arrays["feature"])
+    return {name: arrays[name] if name in arrays else _LATER_FIELDS[name](n)
+            for name in TREE_FIELDS}
 
 
 class Tree:
@@ -33,10 +50,13 @@ class Tree:
     """
 
     def __init__(self, **arrays):
+        arrays = _with_defaults(arrays)
         for name, dtype in TREE_FIELDS.items():
             setattr(self, name, np.ascontiguousarray(arrays[name], dtype=dtype))
         if self.value.ndim == 1:
             self.value = self.value.reshape(-1, 1)
+        if self.cat_bitset.ndim == 1:
+            self.cat_bitset = self.cat_bitset.reshape(self.n_nodes, -1)
 
     @property
     def n_nodes(self):
@@ -62,7 +82,8 @@ class Tree:
         """Leaf index of each row. X: ndarray (n, n_features) -> int64 (n,). Local."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         out = np.empty(X.shape[0], dtype=np.int64)
-        apply_tree(self.feature, self.threshold, self.left, self.right, X, out)
+        apply_tree(self.feature, self.threshold, self.missing_left, self.categorical,
+                   self.cat_bitset, self.left, self.right, X, out)
         return out
 
     def predict(self, X):
@@ -83,14 +104,25 @@ def stack_trees(trees):
     """Concatenate trees: (dict name -> array over all nodes, offsets (n_trees + 1,) int64)."""
     offsets = np.zeros(len(trees) + 1, dtype=np.int64)
     np.cumsum([t.n_nodes for t in trees], out=offsets[1:])
-    arrays = {name: np.concatenate([getattr(t, name) for t in trees]) if trees else
-              np.empty((0,) if name != "value" else (0, 1), dtype=dtype)
+    words = max((t.cat_bitset.shape[1] for t in trees), default=0)
+    empty = {"value": (0, 1), "cat_bitset": (0, 0)}
+    arrays = {name: np.concatenate([_field(t, name, words) for t in trees]) if trees else
+              np.empty(empty.get(name, (0,)), dtype=dtype)
               for name, dtype in TREE_FIELDS.items()}
     return arrays, offsets
 
 
+def _field(tree, name, words):
+    arr = getattr(tree, name)
+    if name == "cat_bitset" and arr.shape[1] < words:
+        arr = np.pad(arr, ((0, 0), (0, words - arr.shape[1])))
+    return arr
+
+
 def unstack_trees(arrays, offsets):
-    """Inverse of :func:`stack_trees`: list of Tree."""
+    """Inverse of :func:`stack_trees`: list of Tree (arrays of version-1 files, without the
+    missing-value and categorical fields, give numeric splits sending NaN right)."""
+    arrays = _with_defaults(arrays)
     return [Tree(**{name: arrays[name][offsets[t]:offsets[t + 1]] for name in TREE_FIELDS})
             for t in range(len(offsets) - 1)]
 
@@ -114,15 +146,28 @@ class PackedTrees:
 
     def __init__(self, arrays, offsets, *, wide=False):
         offsets = np.asarray(offsets, dtype=np.int64)
+        arrays = _with_defaults(arrays)
         n_nodes = int(offsets[-1])
         feature = np.ascontiguousarray(arrays["feature"][:n_nodes], dtype=np.int64)
-        threshold = np.asarray(arrays["threshold"][:n_nodes], dtype=np.float64)
+        threshold = np.ascontiguousarray(arrays["threshold"][:n_nodes], dtype=np.float64)
         left = np.ascontiguousarray(arrays["left"][:n_nodes], dtype=np.int64)
         right = np.ascontiguousarray(arrays["right"][:n_nodes], dtype=np.int64)
         value = np.ascontiguousarray(arrays["value"][:n_nodes], dtype=np.float64)
         value = value.reshape(n_nodes, -1)
         self.n_outputs = value.shape[1]
         self.n_features = int(feature.max(initial=-1)) + 1
+        # the plain walk of raw values: rows with a missing value where some split sends
+        # it left, and every row once any split is categorical
+        missing_left = np.ascontiguousarray(arrays["missing_left"][:n_nodes], dtype=np.uint8)
+        categorical = np.ascontiguousarray(arrays["categorical"][:n_nodes], dtype=np.uint8)
+        bitset = np.ascontiguousarray(arrays["cat_bitset"][:n_nodes], dtype=np.uint32)
+        self._walk = (feature, threshold, missing_left, categorical,
+                      bitset.reshape(n_nodes, -1), left, right, value, offsets)
+        inner = left >= 0
+        self.walk_all = bool((categorical[inner] != 0).any())
+        self.walk_missing = bool((missing_left[inner] != 0).any())
+        if self.walk_all:
+            return
 
         # per feature, its sorted distinct thresholds; a node's bound is its rank + 1
         inner = np.flatnonzero(left >= 0)
@@ -168,6 +213,17 @@ class PackedTrees:
         if X.shape[1] < self.n_features:
             raise ValueError(f"X has {X.shape[1]} features; the trees split on feature "
                              f"{self.n_features - 1}")
+        if self.walk_all:
+            predict_walk(*self._walk, X, np.arange(X.shape[0]), out)
+            return out
+        if self.walk_missing:
+            nan_rows = np.flatnonzero(np.isnan(X[:, :self.n_features]).any(axis=1))
+            if nan_rows.size:
+                keep = out[nan_rows].copy()
+                self.predict(np.ascontiguousarray(np.nan_to_num(X, nan=0.0)), out, threads)
+                out[nan_rows] = keep
+                predict_walk(*self._walk, X, nan_rows, out)
+                return out
         chunks = _row_chunks(X.shape[0], len(self.roots), _prediction_threads(threads))
         if len(chunks) == 1:
             self._predict_rows(X, out)
