@@ -490,19 +490,26 @@ class LinearRegression(RegressorMixin, _LinearModel):
     def _solve_normal(self, X, target, w, comm, total):
         d = X.shape[1]
         m = d + 1
-        buf = np.zeros(m * m + m + 1)
-        A = buf[:m * m].reshape(m, m)
-        b = buf[m * m:m * m + m]
-        for lo in range(0, X.shape[0], _CHUNK):
-            Xt = np.empty((min(_CHUNK, X.shape[0] - lo), m))
-            Xt[:, :d] = (X[lo:lo + _CHUNK] - self.mean_) / self.scale_
-            Xt[:, d] = 1.0 if self.fit_intercept else 0.0
-            yt = target[lo:lo + _CHUNK, 0]
-            Xw = Xt if w is None else Xt * w[lo:lo + _CHUNK, None]
-            A += Xw.T @ Xt
-            b += Xw.T @ yt
-            buf[-1] += (yt ** 2).sum() if w is None else w[lo:lo + _CHUNK] @ yt ** 2
-        buf = _allreduce(comm, buf)
+        width = m * m + m + 1
+
+        def gram(Xb, tb, wb):
+            """``[X^T W X, X^T W y, y^T W y]`` of one block (standardised, with the
+            intercept column), a chunk of rows at a time."""
+            part = np.zeros(width)
+            A = part[:m * m].reshape(m, m)
+            b = part[m * m:m * m + m]
+            for lo in range(0, Xb.shape[0], _CHUNK):
+                Xt = np.empty((min(_CHUNK, Xb.shape[0] - lo), m))
+                Xt[:, :d] = (Xb[lo:lo + _CHUNK] - self.mean_) / self.scale_
+                Xt[:, d] = 1.0 if self.fit_intercept else 0.0
+                yt = tb[lo:lo + _CHUNK, 0]
+                Xw = Xt if wb is None else Xt * wb[lo:lo + _CHUNK, None]
+                A += Xw.T @ Xt
+                b += Xw.T @ yt
+                part[-1] += (yt ** 2).sum() if wb is None else wb[lo:lo + _CHUNK] @ yt ** 2
+            return part
+        # fixed row blocks: the same normal equations, bit for bit, for any rank count
+        buf = RowBlocks(comm, (X, target, w), width).sums(gram, width)
         A = buf[:m * m].reshape(m, m) / total
         b = buf[m * m:m * m + m] / total
         A[np.arange(d), np.arange(d)] += self.alpha
