@@ -212,6 +212,16 @@ def test_numeric_data_without_missing_values_is_not_expanded():
     assert_allclose(model.predict(holed), model.predict(want), rtol=1e-12)
 
 
+def test_imputation_is_the_weighted_mean_of_present_values():
+    model = MLPRegressor(max_iter=1).fit(TRAIN, Y_TRAIN, sample_weight=W_TRAIN)
+    impute = dict(zip(TRAIN.columns, model.preprocessor_.impute))
+    for c in ["size", "temp", "x"]:
+        present = TRAIN[c].notna().to_numpy()
+        assert_allclose(impute[c], np.average(TRAIN[c][present], weights=W_TRAIN[present]),
+                        rtol=1e-13)
+    assert impute["void"] == 0.0
+
+
 def test_text_in_a_numeric_column_names_row_and_feature():
     model = LinearRegression().fit(TRAIN, Y_TRAIN)
     bad = TEST.head(6).astype({"size": object})

@@ -31,9 +31,10 @@ where it is.
 Solvers
 -------
 ``normal`` (LinearRegression only, the default): the normal equations from one
-Allreduce of ``X^T W X`` and ``X^T W y`` (standardised, so well scaled), solved by least
-squares on every rank. It moves ``(n_features + 1)^2`` numbers; for many thousands of
-features prefer ``lbfgs``.
+Allreduce of the ``X^T W X`` and ``X^T W y`` of each fixed row block (standardised, so
+well scaled; the same bits for any rank count), solved by least squares on every rank.
+It moves ``(n_features + 1)^2`` numbers per block; for many thousands of features
+prefer ``lbfgs``.
 ``gd``: full-batch gradient descent with step ``learning_rate``.
 ``sgd``: mini-batches of ``batch_size`` global rows; each epoch visits the rows in an
 order drawn from ``(random_state, epoch)`` over the global row index, so the batches are
