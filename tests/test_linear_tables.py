@@ -22,7 +22,7 @@ import mpiml
 from mpiml.comm import self_comm
 from mpiml.comm.partition import block_range
 from mpiml.data.tables import Table
-from mpiml.errors import DataError, MpimlError
+from mpiml.errors import DataError
 from mpiml.models.linear import LinearRegression, LogisticRegression
 from mpiml.models.mlp import MLPClassifier, MLPRegressor
 
@@ -113,7 +113,7 @@ def _sk_frame(df):
     no column missing everywhere (SimpleImputer would drop it)."""
     out = df.drop(columns="void").copy()
     for c in CATEGORICAL:
-        out[c] = out[c].map(lambda v: "__missing__" if v is None or v is pd.NA or v != v else v)
+        out[c] = out[c].map(lambda v: "__missing__" if pd.isna(v) else v)
     return out
 
 
