@@ -220,3 +220,15 @@ def test_collective_save(spmd, tmp_path):
     assert io.read_manifest(os.path.join(directory, "m.mpiml"))["ranks"] == len(results)
     results = spmd(_collective_save, directory, False)
     assert all(r.startswith("error") and "does not exist" in r for r in results)
+
+
+def test_file_written_before_tables_loads_and_predicts_exactly():
+    # tests/data/v1_logistic.mpiml predates the preprocessing stage: it loads as a model
+    # of numeric features with the identity stage and predicts the bits it was saved with
+    data = os.path.join(os.path.dirname(__file__), "data")
+    model = mpiml.load(os.path.join(data, "v1_logistic.mpiml"))
+    inputs = np.load(os.path.join(data, "v1_inputs.npz"))
+    assert model.preprocessor_.identity
+    assert_array_equal(model.predict_proba(inputs["X"]), inputs["logistic"])
+    with pytest.raises(mpiml.DataError, match="saved before"):
+        model.predict(np.where(np.arange(3) == 1, np.nan, inputs["X"][:2]))

@@ -4,9 +4,17 @@ Every rank holds a block of rows. Each evaluation of the objective computes the 
 sum and gradient of each fixed global block of rows (:class:`RowBlocks`) and combines
 them with ONE ``Allreduce``; every rank then takes the same step, so every rank holds
 the same model. The full-batch solvers (``gd``, ``lbfgs``) give the same bits for any
-rank count and either backend. Features are
-standardised with a mean and scale computed collectively (stored as ``mean_`` and
-``scale_``); ``coef_`` and ``intercept_`` are given in the original feature units.
+rank count and either backend.
+
+``X`` may be an array (NaN missing), a pandas DataFrame or a
+:class:`~mpiml.data.tables.Table` with categorical features and missing values. The
+collective stage of :mod:`mpiml.models._preprocess` (saved in the model) expands it:
+one-hot columns for categories, mean imputation with a missing indicator for numeric
+features; for numeric data without missing values it is the identity. The expanded
+columns are standardised with a mean and scale computed collectively (stored as
+``mean_`` and ``scale_``); ``coef_`` and ``intercept_`` are given in the units of the
+expanded columns, named by ``expanded_feature_names_`` (the original features where
+nothing was expanded).
 
 Objectives (``W`` = total sample weight, ``theta`` = coefficients on standardised
 features, ``coef`` = the same coefficients in raw feature units; the intercept is not
@@ -23,9 +31,10 @@ where it is.
 Solvers
 -------
 ``normal`` (LinearRegression only, the default): the normal equations from one
-Allreduce of ``X^T W X`` and ``X^T W y`` (standardised, so well scaled), solved by least
-squares on every rank. It moves ``(n_features + 1)^2`` numbers; for many thousands of
-features prefer ``lbfgs``.
+Allreduce of the ``X^T W X`` and ``X^T W y`` of each fixed row block (standardised, so
+well scaled; the same bits for any rank count), solved by least squares on every rank.
+It moves ``(n_features + 1)^2`` numbers per block; for many thousands of features
+prefer ``lbfgs``.
 ``gd``: full-batch gradient descent with step ``learning_rate``.
 ``sgd``: mini-batches of ``batch_size`` global rows; each epoch visits the rows in an
 order drawn from ``(random_state, epoch)`` over the global row index, so the batches are
@@ -41,13 +50,14 @@ from collections import deque
 import numpy as np
 
 from ..checks import (check_bool, check_choice, check_float, check_int, encode_classes,
-                      resolve_seed, validate_fit_data)
+                      resolve_seed)
 from ..comm import collective_error, global_offset, resolve_comm
 from ..comm.rowblocks import RowBlocks
 from ..errors import DataError, InvalidParameterError
 from ..progress import as_progress
 from ._base import (BaseEstimator, ClassifierMixin, EpochStopper, RegressorMixin, check_is_fitted,
                     checked_params, classes_from_json, classes_to_json, collective)
+from ._preprocess import TablePreprocessing
 
 _CHUNK = 65536
 
@@ -158,7 +168,7 @@ def _epoch_batches(n_total, batch_size, seed, epoch, offset, n_local):
         yield local[lo:lo + batch_size][sel]
 
 
-class _LinearModel(BaseEstimator):
+class _LinearModel(TablePreprocessing, BaseEstimator):
     """What LinearRegression and LogisticRegression share: solvers, scaling, state."""
 
     _solvers = ("gd", "sgd", "lbfgs")
@@ -234,14 +244,10 @@ class _LinearModel(BaseEstimator):
     def _fit(self, X, y, sample_weight, comm, progress, feature_names=None):
         comm = resolve_comm(comm)
         checked_params(self, comm)
-        X, y, w, n_total = validate_fit_data(X, y, comm, sample_weight,
-                                             numeric_y=self._task == "regression",
-                                             estimator=self)
+        X, y, w, n_total = self._fit_table(X, y, sample_weight, comm, feature_names)
         target, k = self._prepare_target(y, comm)
         d = X.shape[1]
         self._shape = (d, k)
-        self.n_features_in_ = d
-        self._record_fit(comm, feature_names)
         # Full-batch sums over fixed row blocks: the same, bit for bit, for any P.
         blocks = RowBlocks(comm, (X, target, w), 1 + (d + 1) * k)
         self.mean_, self.scale_, total = standardize_stats(
@@ -339,6 +345,7 @@ class _LinearModel(BaseEstimator):
         arrays = {"coef_": np.asarray(self.coef_, dtype=np.float64),
                   "intercept_": np.asarray(self.intercept_, dtype=np.float64),
                   "mean_": self.mean_, "scale_": self.scale_}
+        self._stage_state(meta, arrays)
         return meta, arrays
 
     @classmethod
@@ -358,12 +365,13 @@ class _LinearModel(BaseEstimator):
         model.mean_ = arrays["mean_"]
         model.scale_ = arrays["scale_"]
         model._check_params()
-        d = model.n_features_in_
+        model._stage_from_state(meta, arrays)
+        d = model.preprocessor_.n_features_out
         outputs = 1 if model._task == "regression" else len(model.classes_)
         rows = 1 if outputs <= 2 else outputs
         if (model.coef_.shape not in ((d,), (rows, d)) or model.intercept_.size != rows
                 or model.mean_.shape != (d,) or model.scale_.shape != (d,)):
-            raise ValueError("array shapes do not match n_features_in_ and classes_")
+            raise ValueError("array shapes do not match the expanded features and classes_")
         return model
 
 
@@ -388,12 +396,25 @@ class LinearRegression(RegressorMixin, _LinearModel):
     fit_intercept, standardize : bool, default True
     random_state : int or None
         Seeds the sgd row order.
+    categorical_features : "from_dtype", array-like of int or str, or bool mask
+        Features read as categories: by default the text and ``category`` columns of a
+        DataFrame or Table; indices, names or a mask mark integer-coded columns of an
+        array (as in scikit-learn's HistGradientBoosting).
 
     Attributes
     ----------
-    coef_ : ndarray of shape (n_features,)
+    coef_ : ndarray of shape (n_expanded,)
+        Coefficients of the expanded columns, in their units (``n_expanded`` is
+        ``n_features_in_`` for numeric data without missing values).
     intercept_ : float
-    mean_, scale_ : ndarray of shape (n_features,)
+    expanded_feature_names_ : ndarray of str, shape (n_expanded,)
+        The columns ``coef_`` is over: ``feature`` (numeric, missing values imputed by
+        the mean), ``feature=category`` (one-hot) and ``feature_missing`` (indicator).
+    preprocessor_ : Preprocessor
+        The fitted one-hot / imputation stage (:mod:`mpiml.models._preprocess`).
+    feature_schema_ : Schema
+        Kinds and vocabularies of the input features.
+    mean_, scale_ : ndarray of shape (n_expanded,)
         Standardisation computed over all ranks' rows.
     n_iter_ : int
     loss_ : float
@@ -405,7 +426,8 @@ class LinearRegression(RegressorMixin, _LinearModel):
 
     def __init__(self, *, alpha=0.0, solver="normal", max_iter=1000, tol=1e-8,
                  learning_rate=0.1, batch_size=256, n_iter_no_change=5, fit_intercept=True,
-                 standardize=True, random_state=None):
+                 standardize=True, random_state=None,
+                 categorical_features="from_dtype"):
         self.alpha = alpha
         self.solver = solver
         self.max_iter = max_iter
@@ -416,6 +438,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
         self.fit_intercept = fit_intercept
         self.standardize = standardize
         self.random_state = random_state
+        self.categorical_features = categorical_features
 
     def _check_penalty(self):
         check_float("alpha", self.alpha, low=0)
@@ -430,7 +453,9 @@ class LinearRegression(RegressorMixin, _LinearModel):
 
         Parameters
         ----------
-        X : ndarray of shape (n_local, n_features)
+        X : ndarray of shape (n_local, n_features), DataFrame or Table
+            NaN, None and ``pd.NA`` are missing values; text and ``category`` columns
+            are categorical (see ``categorical_features``).
         y : ndarray of shape (n_local,)
         sample_weight : ndarray of shape (n_local,), optional
         comm : Communicator, optional
@@ -466,19 +491,26 @@ class LinearRegression(RegressorMixin, _LinearModel):
     def _solve_normal(self, X, target, w, comm, total):
         d = X.shape[1]
         m = d + 1
-        buf = np.zeros(m * m + m + 1)
-        A = buf[:m * m].reshape(m, m)
-        b = buf[m * m:m * m + m]
-        for lo in range(0, X.shape[0], _CHUNK):
-            Xt = np.empty((min(_CHUNK, X.shape[0] - lo), m))
-            Xt[:, :d] = (X[lo:lo + _CHUNK] - self.mean_) / self.scale_
-            Xt[:, d] = 1.0 if self.fit_intercept else 0.0
-            yt = target[lo:lo + _CHUNK, 0]
-            Xw = Xt if w is None else Xt * w[lo:lo + _CHUNK, None]
-            A += Xw.T @ Xt
-            b += Xw.T @ yt
-            buf[-1] += (yt ** 2).sum() if w is None else w[lo:lo + _CHUNK] @ yt ** 2
-        buf = _allreduce(comm, buf)
+        width = m * m + m + 1
+
+        def gram(Xb, tb, wb):
+            """``[X^T W X, X^T W y, y^T W y]`` of one block (standardised, with the
+            intercept column), a chunk of rows at a time."""
+            part = np.zeros(width)
+            A = part[:m * m].reshape(m, m)
+            b = part[m * m:m * m + m]
+            for lo in range(0, Xb.shape[0], _CHUNK):
+                Xt = np.empty((min(_CHUNK, Xb.shape[0] - lo), m))
+                Xt[:, :d] = (Xb[lo:lo + _CHUNK] - self.mean_) / self.scale_
+                Xt[:, d] = 1.0 if self.fit_intercept else 0.0
+                yt = tb[lo:lo + _CHUNK, 0]
+                Xw = Xt if wb is None else Xt * wb[lo:lo + _CHUNK, None]
+                A += Xw.T @ Xt
+                b += Xw.T @ yt
+                part[-1] += (yt ** 2).sum() if wb is None else wb[lo:lo + _CHUNK] @ yt ** 2
+            return part
+        # fixed row blocks: the same normal equations, bit for bit, for any rank count
+        buf = RowBlocks(comm, (X, target, w), width).sums(gram, width)
         A = buf[:m * m].reshape(m, m) / total
         b = buf[m * m:m * m + m] / total
         A[np.arange(d), np.arange(d)] += self.alpha
@@ -496,8 +528,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
     def predict(self, X):
         """Local: predictions for this rank's rows, ndarray of shape (n_samples,)."""
         check_is_fitted(self, "coef_")
-        X = self._check_predict_X(X)
-        return X @ self.coef_ + self.intercept_
+        return self._expand_X(X) @ self.coef_ + self.intercept_
 
     @classmethod
     def _from_state(cls, meta, arrays):
@@ -527,14 +558,19 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
     n_iter_no_change : int, default 5
     fit_intercept, standardize : bool, default True
     random_state : int or None
+    categorical_features : "from_dtype", array-like of int or str, or bool mask
+        See :class:`LinearRegression`.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         Collected from every rank.
-    coef_ : ndarray of shape (1, n_features) for two classes, else (n_classes, n_features)
+    coef_ : ndarray of shape (1, n_expanded) for two classes, else (n_classes, n_expanded)
+        Over the columns of ``expanded_feature_names_`` (see :class:`LinearRegression`).
     intercept_ : ndarray of shape (1,) or (n_classes,)
-    mean_, scale_ : ndarray of shape (n_features,)
+    expanded_feature_names_, preprocessor_, feature_schema_
+        See :class:`LinearRegression`.
+    mean_, scale_ : ndarray of shape (n_expanded,)
     n_iter_ : int
     loss_ : float
     """
@@ -543,7 +579,8 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
 
     def __init__(self, *, C=1.0, solver="lbfgs", max_iter=100, tol=1e-4,
                  learning_rate=0.5, batch_size=256, n_iter_no_change=5, fit_intercept=True,
-                 standardize=True, random_state=None):
+                 standardize=True, random_state=None,
+                 categorical_features="from_dtype"):
         self.C = C
         self.solver = solver
         self.max_iter = max_iter
@@ -554,6 +591,7 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         self.fit_intercept = fit_intercept
         self.standardize = standardize
         self.random_state = random_state
+        self.categorical_features = categorical_features
 
     def _check_penalty(self):
         if self.C != np.inf:  # C=inf: no penalty (scikit-learn's penalty=None)
@@ -608,8 +646,7 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
     def decision_function(self, X):
         """Local: ndarray of shape (n_samples,) for two classes, else (n_samples, n_classes)."""
         check_is_fitted(self, "coef_")
-        X = self._check_predict_X(X)
-        Z = X @ self.coef_.T + self.intercept_
+        Z = self._expand_X(X) @ self.coef_.T + self.intercept_
         return Z[:, 0] if Z.shape[1] == 1 else Z
 
     def predict_proba(self, X):

@@ -10,8 +10,12 @@ global blocks, and the model is the same bits for any rank count.
 
 Objective per batch: ``mean_i loss_i + alpha / 2 * sum ||W_l||^2`` (biases are not
 penalised); half squared error for regression, log-loss (logistic output for two
-classes, softmax otherwise) for classification. Inputs are standardised with a mean
-and scale computed over all ranks (``mean_``, ``scale_``).
+classes, softmax otherwise) for classification. ``X`` may be an array (NaN missing), a
+DataFrame or a :class:`~mpiml.data.tables.Table`: the collective stage of
+:mod:`mpiml.models._preprocess` (saved in the model) one-hot encodes categories and
+imputes missing numbers with an indicator, then the expanded inputs are standardised
+with a mean and scale computed over all ranks (``mean_``, ``scale_``); ``coefs_[0]``
+has one row per column of ``expanded_feature_names_``.
 """
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -19,13 +23,14 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 import numpy as np
 
 from ..checks import (check_bool, check_choice, check_float, check_int, check_int_tuple,
-                      encode_classes, resolve_seed, validate_fit_data)
+                      encode_classes, resolve_seed)
 from ..comm import collective_error, global_offset, resolve_comm
 from ..comm.rowblocks import RowBlocks
 from ..errors import InvalidParameterError
 from ..progress import as_progress
 from ._base import (BaseEstimator, ClassifierMixin, EpochStopper, RegressorMixin, check_is_fitted,
                     checked_params, classes_from_json, classes_to_json, collective)
+from ._preprocess import TablePreprocessing
 from .linear import LogisticRegression, _epoch_batches, standardize_stats
 
 _ACTIVATIONS = ("relu", "tanh")
@@ -45,11 +50,11 @@ def _views(flat, spans):
     return [(flat[a:b].reshape(i, o), flat[b:c]) for a, b, c, i, o in spans]
 
 
-class _MLP(BaseEstimator):
+class _MLP(TablePreprocessing, BaseEstimator):
     def __init__(self, *, hidden_layer_sizes=(100,), activation="relu", solver="adam",
                  alpha=1e-4, batch_size=200, learning_rate_init=1e-3, max_iter=200, tol=1e-4,
                  n_iter_no_change=10, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 standardize=True, random_state=None):
+                 standardize=True, random_state=None, categorical_features="from_dtype"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -65,6 +70,7 @@ class _MLP(BaseEstimator):
         self.epsilon = epsilon
         self.standardize = standardize
         self.random_state = random_state
+        self.categorical_features = categorical_features
 
     def _check_params(self):
         hidden = check_int_tuple("hidden_layer_sizes", self.hidden_layer_sizes)
@@ -121,13 +127,9 @@ class _MLP(BaseEstimator):
     def _fit(self, X, y, sample_weight, comm, progress, feature_names):
         comm = resolve_comm(comm)
         hidden = checked_params(self, comm)
-        X, y, w, n_total = validate_fit_data(X, y, comm, sample_weight,
-                                             numeric_y=self._task == "regression",
-                                             estimator=self)
+        X, y, w, n_total = self._fit_table(X, y, sample_weight, comm, feature_names)
         target, n_out = self._prepare_target(y, comm)
         d = X.shape[1]
-        self.n_features_in_ = d
-        self._record_fit(comm, feature_names)
         self.mean_, self.scale_, _ = standardize_stats(X, w, comm, scale=self.standardize,
                                                        center=self.standardize)
         sizes = (d,) + hidden + (n_out,)
@@ -222,8 +224,7 @@ class _MLP(BaseEstimator):
 
     def _output(self, X):
         check_is_fitted(self, "coefs_")
-        X = self._check_predict_X(X)
-        return self._forward(X, list(zip(self.coefs_, self.intercepts_)))[-1]
+        return self._forward(self._expand_X(X), list(zip(self.coefs_, self.intercepts_)))[-1]
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -241,6 +242,7 @@ class _MLP(BaseEstimator):
         if hasattr(self, "classes_"):
             meta["classes_"] = classes_to_json(self.classes_)
         arrays = {"params": self._theta, "mean_": self.mean_, "scale_": self.scale_}
+        self._stage_state(meta, arrays)
         return meta, arrays
 
     @classmethod
@@ -264,9 +266,11 @@ class _MLP(BaseEstimator):
         if "classes_" in meta:
             model.classes_ = classes_from_json(meta["classes_"])
         model._check_params()
+        model._stage_from_state(meta, arrays)
         outputs = len(model.classes_) if model._task == "classification" else 1
-        if sizes[-1] != (1 if outputs <= 2 else outputs) or sizes[0] != model.n_features_in_:
-            raise ValueError("the layer sizes do not match n_features_in_ and classes_")
+        if (sizes[-1] != (1 if outputs <= 2 else outputs)
+                or sizes[0] != model.preprocessor_.n_features_out):
+            raise ValueError("the layer sizes do not match the expanded features and classes_")
         model._set_params(theta, sizes)
         return model
 
@@ -294,12 +298,23 @@ _PARAMS_DOC = """
     standardize : bool, default True
     random_state : int or None
         Seeds the initial weights and the batch order (shared by every rank).
+    categorical_features : "from_dtype", array-like of int or str, or bool mask
+        Features read as categories: by default the text and ``category`` columns of a
+        DataFrame or Table; indices, names or a mask mark integer-coded array columns.
 
     Attributes
     ----------
     coefs_ : list of ndarray of shape (fan_in, fan_out)
+        ``coefs_[0]`` has one row per expanded input column.
     intercepts_ : list of ndarray of shape (fan_out,)
-    mean_, scale_ : ndarray of shape (n_features,)
+    expanded_feature_names_ : ndarray of str, shape (n_expanded,)
+        The input columns after the stage: ``feature``, ``feature=category`` (one-hot)
+        and ``feature_missing`` (indicator); the features themselves for numeric data
+        without missing values.
+    preprocessor_ : Preprocessor
+        The fitted one-hot / imputation stage.
+    feature_schema_ : Schema
+    mean_, scale_ : ndarray of shape (n_expanded,)
     loss_curve_ : list of float
         Mean training loss of each epoch.
     n_iter_ : int
@@ -317,7 +332,9 @@ class MLPClassifier(ClassifierMixin, _MLP):
 
         Parameters
         ----------
-        X : ndarray of shape (n_local, n_features)
+        X : ndarray of shape (n_local, n_features), DataFrame or Table
+            NaN, None and ``pd.NA`` are missing values; text and ``category`` columns
+            are categorical.
         y : ndarray of shape (n_local,)
         sample_weight : ndarray of shape (n_local,), optional
         comm : Communicator, optional
