@@ -21,6 +21,7 @@ __all__ = ["NUMERIC", "TEXT", "CODED", "NUMBER_TEXT", "feature_kinds", "instance
 
 import json
 import re
+import sys
 
 import numpy as np
 
@@ -83,8 +84,9 @@ def _column(values, feature, kind, where, missing_ok):
             out = np.array(values, dtype=np.float64)   # None -> NaN
         except OverflowError:  # an integer beyond float64: the loop below names it
             out = None
-        if out is not None and (np.isfinite(out).all() or all(
-                v is None or _is_number(v) for v in values)):
+        # the float64 limit is also where an integer beyond it lands: then check one by one
+        if out is not None and not (np.abs(out) >= sys.float_info.max).any() and (
+                np.isfinite(out).all() or all(v is None or _is_number(v) for v in values)):
             return out
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
