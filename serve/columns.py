@@ -20,15 +20,24 @@ __all__ = ["NUMERIC", "TEXT", "CODED", "NUMBER_TEXT", "feature_kinds", "instance
            "v2_feature_columns", "model_input", "matrix_to_input"]
 
 import json
+import math
 import re
 import sys
 
 import numpy as np
 
-from .binary import HEADER
 from .errors import ApiError
-from .validation import (V2_DTYPES, _check_rows, _flat_values, _is_number, _json_tensor_data,
-                         _objects_to_rows, _tensor_header)
+from .validation import (
+    V2_DTYPES,
+    _check_rows,
+    _flat_values,
+    _is_number,
+    _json_tensor_data,
+    _objects_to_rows,
+    _shown,
+    _tensor_header,
+    binary_data_size,
+)
 
 NUMERIC, TEXT, CODED = "numeric", "text", "coded"
 
@@ -44,11 +53,6 @@ def feature_kinds(schema):
     """NUMERIC, TEXT or CODED for each feature of ``schema`` (a :class:`mpiml.data.tables.Schema`)."""
     return [NUMERIC if not f.is_categorical else TEXT if f.text else CODED
             for f in schema.features]
-
-
-def _shown(value):
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _wrong_kind(where, i, feature, kind, value):
@@ -220,28 +224,14 @@ def v2_feature_columns(inputs, schema, feature_names, max_rows, missing_ok, raw=
 def _feature_tensor(tensor, k, name, shape, datatype, params, kind, missing_ok, maybe_bool, binary):
     where = f"input {name!r}, "
     count = shape[0]
-    if "binary_data_size" not in params:
-        if "data" not in tensor:
-            raise ApiError(400, "MISSING_FIELD",
-                           f"inputs[{k}] has no 'data' field (nor parameters.binary_data_size)")
+    size = binary_data_size(tensor, k, name, params, binary)
+    if size is None:
         if not isinstance(tensor["data"], list):
             raise ApiError(400, "INVALID_TENSOR", f"input {name!r}: data must be a list")
         values = _flat_values(tensor["data"], name, shape)
         if datatype == "BYTES":
             return _json_strings(values, name, kind, where, missing_ok)
         return _json_numbers(values, name, shape, datatype, where, missing_ok, maybe_bool)
-    size = params["binary_data_size"]
-    if type(size) is not int or size < 0:
-        raise ApiError(400, "INVALID_BINARY_DATA",
-                       f"input {name!r}: parameters.binary_data_size must be a non-negative "
-                       f"integer, got {json.dumps(size)[:40]}")
-    if binary is None:
-        raise ApiError(400, "INVALID_BINARY_DATA",
-                       f"input {name!r} has parameters.binary_data_size, but the request has no "
-                       f"binary data: send the JSON header's length in {HEADER}")
-    if "data" in tensor:
-        raise ApiError(400, "INVALID_TENSOR",
-                       f"input {name!r} has both 'data' and parameters.binary_data_size")
     if datatype == "BYTES":
         strings = binary.read_bytes(name, count, size)
         return np.array(strings, dtype=object) if kind == TEXT else _coded_strings(strings)
@@ -264,7 +254,7 @@ def _json_strings(values, name, kind, where, missing_ok):
 
 def _json_numbers(values, name, shape, datatype, where, missing_ok, maybe_bool):
     """A numeric JSON tensor of one feature: ``null`` and NaN are missing."""
-    missing = np.fromiter((v is None or (type(v) is float and v != v) for v in values),
+    missing = np.fromiter((v is None or (type(v) is float and math.isnan(v)) for v in values),
                           dtype=bool, count=len(values))
     if missing.any():
         if not missing_ok:

@@ -17,7 +17,7 @@ import urllib.parse
 
 import numpy as np
 
-from .columns import CODED, NUMBER_TEXT, NUMERIC, TEXT, feature_kinds
+from .columns import NUMBER_TEXT, NUMERIC, TEXT, feature_kinds
 from .validation import V2_DTYPES
 
 DOC_ROWS = 2

@@ -76,10 +76,14 @@ def _check_rows(n_rows, max_rows):
                        f"{n_rows} rows exceed the limit of {max_rows} rows per request (MPIML_MAX_ROWS)")
 
 
+def _shown(value):
+    """A JSON value as an error message quotes it: at most 40 characters."""
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _bad_value(where, value):
-    shown = json.dumps(value) if not isinstance(value, float) else repr(value)
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
+    shown = _shown(value)
     if type(value) is int:
         return ApiError(400, "INVALID_VALUE", f"{where}: value {shown} is beyond the float64 range")
     if isinstance(value, float) and not math.isfinite(value):
@@ -279,21 +283,15 @@ def _tensor_header(tensor, k):
     return name, shape, datatype, params
 
 
-def _tensor_to_array(tensor, k, max_rows, maybe_bool, binary):
-    """Validate one v2 input tensor and return (name, ndarray of shape (rows, cols))."""
-    name, shape, datatype, params = _tensor_header(tensor, k)
-    n_rows = shape[0]
-    n_cols = shape[1] if len(shape) == 2 else 1
-    size = params.get("binary_data_size")
+def binary_data_size(tensor, k, name, params, binary):
+    """The checked ``parameters.binary_data_size`` of input ``k``, or None for an input
+    with JSON ``data`` (then present)."""
     if "binary_data_size" not in params:
         if "data" not in tensor:
             raise ApiError(400, "MISSING_FIELD",
                            f"inputs[{k}] has no 'data' field (nor parameters.binary_data_size)")
-        if datatype == "BYTES":
-            _refuse_bytes(name)
-        arr = _json_tensor_data(tensor["data"], name, shape, datatype, maybe_bool)
-        _check_rows(n_rows, max_rows)
-        return name, arr
+        return None
+    size = params["binary_data_size"]
     if type(size) is not int or size < 0:
         raise ApiError(400, "INVALID_BINARY_DATA",
                        f"input {name!r}: parameters.binary_data_size must be a non-negative "
@@ -305,6 +303,21 @@ def _tensor_to_array(tensor, k, max_rows, maybe_bool, binary):
     if "data" in tensor:
         raise ApiError(400, "INVALID_TENSOR",
                        f"input {name!r} has both 'data' and parameters.binary_data_size")
+    return size
+
+
+def _tensor_to_array(tensor, k, max_rows, maybe_bool, binary):
+    """Validate one v2 input tensor and return (name, ndarray of shape (rows, cols))."""
+    name, shape, datatype, params = _tensor_header(tensor, k)
+    n_rows = shape[0]
+    n_cols = shape[1] if len(shape) == 2 else 1
+    size = binary_data_size(tensor, k, name, params, binary)
+    if size is None:
+        if datatype == "BYTES":
+            _refuse_bytes(name)
+        arr = _json_tensor_data(tensor["data"], name, shape, datatype, maybe_bool)
+        _check_rows(n_rows, max_rows)
+        return name, arr
     if datatype == "BYTES":
         binary.read_bytes(name, n_rows * n_cols, size)
         _refuse_bytes(name)

@@ -14,7 +14,7 @@ import mpiml
 
 pytest.importorskip("schemathesis")
 pytest.importorskip("gunicorn")
-from serving import Server, fit_categorical, categorical_frame  # noqa: E402
+from serving import Server, categorical_frame, fit_categorical  # noqa: E402
 
 UNDER_MPI = any(v in os.environ for v in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"))
 pytestmark = pytest.mark.skipif(UNDER_MPI, reason="the server tests run once, outside mpiexec")
