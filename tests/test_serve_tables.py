@@ -207,6 +207,60 @@ def test_v2_errors(client):
            "categorical", "one input per feature")
 
 
+def _binary_body(tensors):
+    """A v2 body with binary tensor data: [(name, datatype, shape, raw bytes)]."""
+    header = {"inputs": [{"name": n, "datatype": d, "shape": s,
+                          "parameters": {"binary_data_size": len(b)}} for n, d, s, b in tensors]}
+    head = json.dumps(header).encode()
+    return {"data": head + b"".join(t[3] for t in tensors),
+            "headers": {"Content-Type": "application/octet-stream",
+                        "Inference-Header-Content-Length": str(len(head))}}
+
+
+def _strings(values):
+    return b"".join(len(v.encode()).to_bytes(4, "little") + v.encode() for v in values)
+
+
+def test_v2_binary_tensors(client, models):
+    _, paths = models
+    rows = [{"color": "red", "size": None, "zip": 20.0, "weight": 1.0},
+            {"color": None, "size": 0.5, "zip": None, "weight": -2.0},
+            {"color": "mauve", "size": 1.5, "zip": 10.0, "weight": None}]
+    size = np.array([np.nan, 0.5, 1.5])
+    weight = np.array([1.0, -2.0, np.nan], dtype=np.float32)
+    tensors = [("weight", "FP32", [3, 1], weight.tobytes()),
+               ("color", "BYTES", [3], _strings(["red", "", "mauve"])),   # "": missing
+               ("zip", "BYTES", [3], _strings(["20", "NA", "10.0"])),
+               ("size", "FP64", [3], size.tobytes())]
+    resp = client.post("/v2/models/colors/infer", **_binary_body(tensors))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    labels, proba = _expected(paths["colors"], rows)
+    outputs = {o["name"]: o for o in resp.get_json()["outputs"]}
+    assert outputs["predict"]["data"] == labels.tolist()
+    assert np.array_equal(np.array(outputs["predict_proba"]["data"]).reshape(-1, 2), proba)
+    inf = [*tensors[:3], ("size", "FP64", [3], np.array([0.0, np.inf, 1.0]).tobytes())]
+    _error(client.post("/v2/models/colors/infer", **_binary_body(inf)), 400, "INVALID_VALUE",
+           "'size'", "row 1", "not finite")
+    as_bytes = [*tensors[:3], ("size", "BYTES", [3], _strings(["1", "2", "3"]))]
+    _error(client.post("/v2/models/colors/infer", **_binary_body(as_bytes)), 400,
+           "INVALID_DATATYPE", "'size'", "numeric")
+
+
+def test_model_without_missing_values_refuses_null(models):
+    directory, _ = models
+    app = create_app(Settings(models_dir=str(directory), warmup=False))
+    app.extensions["mpiml"].get("colors").accepts_missing = False
+    local = app.test_client()
+    row = {"color": "red", "size": None, "zip": 10, "weight": 0}
+    _error(_predict(local, "colors", [row]), 400, "INVALID_VALUE", "row 0", "'size'",
+           "missing values")
+    spec = local.get("/openapi.json").get_json()
+    objects = spec["paths"]["/v1/models/colors:predict"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]["properties"]["instances"]["anyOf"][1]
+    assert objects["items"]["properties"]["size"]["type"] == ["number"]
+    assert objects["items"]["properties"]["color"]["type"] == ["string"]
+
+
 # -- metadata --------------------------------------------------------------------------
 
 def test_metadata_lists_kinds_and_categories(client):
