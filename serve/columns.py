@@ -27,17 +27,9 @@ import sys
 import numpy as np
 
 from .errors import ApiError
-from .validation import (
-    V2_DTYPES,
-    _check_rows,
-    _flat_values,
-    _is_number,
-    _json_tensor_data,
-    _objects_to_rows,
-    _shown,
-    _tensor_header,
-    binary_data_size,
-)
+from .validation import (V2_DTYPES, _check_row_shape, _check_rows, _flat_values, _is_number,
+                         _json_tensor_data, _shown, _tensor_header, binary_data_size,
+                         instance_rows)
 
 NUMERIC, TEXT, CODED = "numeric", "text", "coded"
 
@@ -138,22 +130,10 @@ def matrix_to_input(X, schema):
 def instances_to_columns(instances, schema, feature_names, max_rows, missing_ok):
     """v1 ``instances`` (rows as lists in the model's feature order, or objects keyed by
     feature name) as a dict of columns keyed by the schema's feature names."""
-    if not isinstance(instances, list):
-        raise ApiError(400, "INVALID_SHAPE",
-                       f"'instances' must be a list of rows, got {type(instances).__name__}")
-    if not instances:
-        raise ApiError(400, "INVALID_SHAPE", "'instances' is empty; send at least one row")
-    _check_rows(len(instances), max_rows)
-    if isinstance(instances[0], dict):
-        instances = _objects_to_rows(instances, feature_names)
+    instances = instance_rows(instances, feature_names, max_rows)
     n = schema.n_features
     for i, row in enumerate(instances):
-        if not isinstance(row, list):
-            raise ApiError(400, "INVALID_SHAPE",
-                           f"instances[{i}] must be a list of {n} values, got {type(row).__name__}")
-        if len(row) != n:
-            raise ApiError(400, "WRONG_FEATURE_COUNT",
-                           f"instances[{i}] has {len(row)} values; the model expects {n} features")
+        _check_row_shape(row, i, n, "instances", "values")
     cells = [list(c) for c in zip(*instances)]
     return {feature: _column(values, feature, kind, "instances: ", missing_ok)
             for feature, kind, values in zip(schema.names, feature_kinds(schema), cells)}

@@ -103,16 +103,21 @@ def _column_label(j, feature_names):
     return f"column {j}"
 
 
+def _check_row_shape(row, i, n_features, field, what):
+    """Row ``i`` of ``field`` must be a list of ``n_features`` values (``what`` names them)."""
+    if not isinstance(row, list):
+        raise ApiError(400, "INVALID_SHAPE",
+                       f"{field}[{i}] must be a list of {n_features} {what}, got {type(row).__name__}")
+    if len(row) != n_features:
+        raise ApiError(400, "WRONG_FEATURE_COUNT",
+                       f"{field}[{i}] has {len(row)} values; the model expects {n_features} features")
+
+
 def _scan_rows(rows, n_features, feature_names, field, missing_ok=False):
     """Slow path: find and name the first malformed row or value (``null`` is a missing
     value where ``missing_ok``)."""
     for i, row in enumerate(rows):
-        if not isinstance(row, list):
-            raise ApiError(400, "INVALID_SHAPE",
-                           f"{field}[{i}] must be a list of {n_features} numbers, got {type(row).__name__}")
-        if len(row) != n_features:
-            raise ApiError(400, "WRONG_FEATURE_COUNT",
-                           f"{field}[{i}] has {len(row)} values; the model expects {n_features} features")
+        _check_row_shape(row, i, n_features, field, "numbers")
         for j, v in enumerate(row):
             if not _is_number(v) and not (missing_ok and v is None):
                 raise _bad_value(f"row {i}, {_column_label(j, feature_names)}", v)
@@ -123,6 +128,20 @@ def _finite_or_raise(X, feature_names):
     if not finite.all():
         i, j = map(int, np.argwhere(~finite)[0])
         raise _bad_value(f"row {i}, {_column_label(j, feature_names)}", float(X[i, j]))
+
+
+def instance_rows(instances, feature_names, max_rows):
+    """v1 ``instances`` as a non-empty list of at most ``max_rows`` rows, objects keyed by
+    feature name turned into lists in the model's order (the values still unchecked)."""
+    if not isinstance(instances, list):
+        raise ApiError(400, "INVALID_SHAPE",
+                       f"'instances' must be a list of rows, got {type(instances).__name__}")
+    if not instances:
+        raise ApiError(400, "INVALID_SHAPE", "'instances' is empty; send at least one row")
+    _check_rows(len(instances), max_rows)
+    if isinstance(instances[0], dict):
+        return _objects_to_rows(instances, feature_names)
+    return instances
 
 
 def instances_to_matrix(instances, n_features, feature_names, max_rows, raw=b"", missing_ok=False):
@@ -143,14 +162,7 @@ def instances_to_matrix(instances, n_features, feature_names, max_rows, raw=b"",
     -------
     X : ndarray of shape (n_rows, n_features), float64
     """
-    if not isinstance(instances, list):
-        raise ApiError(400, "INVALID_SHAPE",
-                       f"'instances' must be a list of rows, got {type(instances).__name__}")
-    if not instances:
-        raise ApiError(400, "INVALID_SHAPE", "'instances' is empty; send at least one row")
-    _check_rows(len(instances), max_rows)
-    if isinstance(instances[0], dict):
-        instances = _objects_to_rows(instances, feature_names)
+    instances = instance_rows(instances, feature_names, max_rows)
     try:
         X = np.array(instances)
     except (ValueError, OverflowError):  # ragged nesting, integers beyond float64

@@ -90,6 +90,14 @@ class Server:
         self.http.close()
 
 
+def triton_client(server):
+    """A ``tritonclient.http`` client of ``server`` (a :class:`Server`)."""
+    import tritonclient.http as http
+
+    return http.InferenceServerClient(server.url.removeprefix("http://"),
+                                      network_timeout=120.0, connection_timeout=60.0)
+
+
 def fit_categorical(estimator, frame, y):
     """``estimator`` fitted on the pandas DataFrame ``frame`` (text and ``category``
     columns categorical) as an estimator that takes categorical features does it: its

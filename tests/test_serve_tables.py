@@ -13,7 +13,7 @@ import pytest
 import mpiml
 
 pytest.importorskip("flask")
-from serving import Server, categorical_frame, save_categorical_models  # noqa: E402
+from serving import Server, categorical_frame, save_categorical_models, triton_client  # noqa: E402
 
 from serve.app import Settings, create_app  # noqa: E402
 
@@ -319,8 +319,7 @@ def triton(models, tmp_path_factory):
     http = pytest.importorskip("tritonclient.http")
     directory, _ = models
     server = Server(directory, tmp_path_factory.mktemp("log") / "gunicorn.log", workers=1)
-    client = http.InferenceServerClient(server.url.removeprefix("http://"),
-                                        network_timeout=120.0, connection_timeout=60.0)
+    client = triton_client(server)
     yield http, client
     client.close()
     server.stop()
