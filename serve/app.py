@@ -31,8 +31,9 @@ from .openapi import openapi_spec
 from .registry import ModelRegistry
 from .fastjson import read_instances
 from .binary import HEADER, encode_tensor
-from .validation import (instances_to_matrix, parse_json_bytes, read_json_bytes, read_v2_body,
-                         v2_inputs_to_matrix)
+from .columns import instances_to_columns, matrix_to_input, model_input, v2_feature_columns
+from .validation import (_tensor_header, instances_to_matrix, parse_json_bytes, read_json_bytes,
+                         read_v2_body, v2_inputs_to_matrix)
 
 log = logging.getLogger("mpiml.serve")
 
@@ -180,7 +181,13 @@ _LABELS_FROM_PROBA = frozenset({"decision_tree_classifier", "random_forest_class
                                 "gbdt_classifier"})
 
 
+def _n_rows(X):
+    return len(next(iter(X.values()))) if isinstance(X, dict) else len(X)
+
+
 def _predict(entry, X, want_proba):
+    """Labels and (``want_proba``) probabilities of ``X``: a float64 matrix, or a dict of
+    columns by feature name (:mod:`serve.columns`)."""
     model = entry.model
     try:
         if want_proba and entry.manifest.get("model_type") in _LABELS_FROM_PROBA:
@@ -191,7 +198,7 @@ def _predict(entry, X, want_proba):
             proba = model.predict_proba(X) if want_proba else None
     except ValueError as exc:  # the estimator's own input checks (mpiml DataError is one)
         raise ApiError(400, "INVALID_INPUT", f"model {entry.name!r} refused the input: {exc}") from None
-    g.rows = len(X)
+    g.rows = _n_rows(X)
     return np.asarray(predictions), (None if proba is None else np.asarray(proba))
 
 
@@ -240,13 +247,11 @@ def _register_routes(app, registry, settings):
     def predict_v1(name):
         entry = _require_model(registry, name)
         raw = read_json_bytes()
-        X = read_instances(raw, entry.n_features, settings.max_rows)   # plain numeric rows
+        X = None
+        if not entry.has_categorical:
+            X = read_instances(raw, entry.n_features, settings.max_rows)   # plain numeric rows
         if X is None:
-            body = parse_json_bytes(raw)
-            if "instances" not in body:
-                raise ApiError(400, "MISSING_FIELD", "request body has no 'instances' field")
-            X = instances_to_matrix(body["instances"], entry.n_features, entry.feature_names,
-                                    settings.max_rows, raw)
+            X = _v1_model_input(entry, raw, settings.max_rows)
         predictions, proba = _predict(entry, X, entry.is_classifier)
         out = {"predictions": jsonio.as_json_array(predictions)}
         if proba is not None:
@@ -275,7 +280,6 @@ def _register_routes(app, registry, settings):
     @app.get("/v2/models/<model:name>")
     def v2_model_metadata(name):
         entry = _require_model(registry, name)
-        n = entry.n_features
         outputs = [{"name": "predict", "datatype": entry.predict_datatype, "shape": [-1]}]
         if entry.is_classifier:
             outputs.append({"name": "predict_proba", "datatype": "FP64",
@@ -284,7 +288,7 @@ def _register_routes(app, registry, settings):
             "name": entry.name,
             "versions": [entry.version],
             "platform": f"mpiml/{entry.manifest.get('model_type')}",
-            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, n]}],
+            "inputs": _v2_inputs_metadata(entry),
             "outputs": outputs,
             "parameters": {"sha256": entry.sha256, "task": entry.manifest.get("task"),
                            "feature_names": entry.feature_names, "classes": entry.classes},
@@ -310,8 +314,7 @@ def _register_routes(app, registry, settings):
         if "inputs" not in body:
             raise ApiError(400, "MISSING_FIELD", "request body has no 'inputs' field")
         wanted = _requested_outputs(body, entry)
-        X = v2_inputs_to_matrix(body["inputs"], entry.n_features, entry.feature_names,
-                                settings.max_rows, raw, binary)
+        X = _v2_model_input(entry, body["inputs"], settings.max_rows, raw, binary)
         predictions, proba = _predict(entry, X, "predict_proba" in wanted)
         tensors = []
         if "predict" in wanted:
@@ -344,6 +347,55 @@ def _register_routes(app, registry, settings):
     @app.get("/openapi.json")
     def openapi():
         return _json(openapi_spec(registry, settings.max_rows))
+
+
+def _v2_inputs_metadata(entry):
+    """The all-features tensor (all-numeric models), then one tensor per named feature
+    with its kind (and categories) in ``parameters``."""
+    inputs = []
+    if not entry.has_categorical:
+        inputs.append({"name": "input-0", "datatype": "FP64", "shape": [-1, entry.n_features]})
+    if entry.feature_names is not None:
+        for name, feature, info in zip(entry.feature_names, entry.schema.features, entry.features()):
+            parameters = {k: v for k, v in info.items() if k != "name"}
+            inputs.append({"name": name, "datatype": "BYTES" if feature.text else "FP64",
+                           "shape": [-1], "parameters": parameters})
+    return inputs
+
+
+def _v1_model_input(entry, raw, max_rows):
+    body = parse_json_bytes(raw)
+    if "instances" not in body:
+        raise ApiError(400, "MISSING_FIELD", "request body has no 'instances' field")
+    instances = body["instances"]
+    if entry.has_categorical:
+        return instances_to_columns(instances, entry.schema, entry.feature_names, max_rows,
+                                    entry.accepts_missing)
+    X = instances_to_matrix(instances, entry.n_features, entry.feature_names, max_rows, raw,
+                            entry.accepts_missing)
+    return matrix_to_input(X, entry.schema)
+
+
+def _v2_model_input(entry, inputs, max_rows, raw, binary):
+    """The model's input from v2 ``inputs``: the one all-features tensor of an all-numeric
+    model, or one tensor per feature."""
+    if not isinstance(inputs, list) or not inputs:
+        raise ApiError(400, "MISSING_FIELD", "'inputs' must be a non-empty list of tensors")
+    name, shape, _, _ = _tensor_header(inputs[0], 0)
+    n_cols = shape[1] if len(shape) == 2 else 1
+    if len(inputs) == 1 and (n_cols != 1 or entry.n_features == 1):
+        if entry.has_categorical and (n_cols != 1 or name not in (entry.feature_names or ())):
+            categorical = [f.name for f in entry.schema.features if f.is_categorical]
+            raise ApiError(400, "INVALID_TENSOR",
+                           f"input {name!r}: model {entry.name!r} has categorical features "
+                           f"{categorical}, so it takes one input per feature, named after it, of "
+                           "shape [rows] (BYTES for categorical features), not one tensor of all "
+                           "features")
+        if not entry.has_categorical:
+            return v2_inputs_to_matrix(inputs, entry.n_features, max_rows, raw, binary)
+    columns = v2_feature_columns(inputs, entry.schema, entry.feature_names, max_rows,
+                                 entry.accepts_missing, raw, binary)
+    return model_input(columns, entry.schema)
 
 
 def _flag(container, key, flag, where):

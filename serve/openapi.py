@@ -17,6 +17,7 @@ import urllib.parse
 
 import numpy as np
 
+from .columns import NUMBER_TEXT, NUMERIC, TEXT, feature_kinds
 from .validation import V2_DTYPES
 
 DOC_ROWS = 2
@@ -37,7 +38,8 @@ def _answer(description, schema=ERROR):
 
 _ERRORS = {
     "400": _answer("Malformed request: bad JSON, missing field, wrong feature count or names, "
-                   "non-numeric, NaN or infinite value (the message names row and column)"),
+                   "a value of the wrong kind for its feature, NaN or infinite value (the "
+                   "message names row and feature)"),
     "404": _answer("Unknown model or route"),
     "405": _answer("Method not allowed on this route (the Allow header lists the allowed ones)"),
     "413": _answer("Body larger than MPIML_MAX_BODY_BYTES or more rows than MPIML_MAX_ROWS"),
@@ -80,6 +82,12 @@ _SCHEMAS = {
         "model_type": {"type": ["string", "null"]}, "task": {"type": ["string", "null"]},
         "n_features": {"type": ["integer", "null"]},
         "feature_names": {"type": ["array", "null"], "items": _STRING},
+        "features": {"type": ["array", "null"], "description": "Each feature's kind and, for a "
+                     "categorical one, its categories", "items": _obj(["name", "kind"], {
+                         "name": _STRING, "kind": {"enum": ["numeric", "categorical"]},
+                         "categories": {"type": "array"}})},
+        "accepts_missing": {"type": "boolean",
+                            "description": "Whether null (a missing value) is taken"},
         "classes": {"type": ["array", "null"]}, "params": {"type": "object"},
         "created": {"type": ["string", "null"]}, "error": _STRING, "error_code": _STRING}),
     "Ready": _obj(["ready", "models"], {
@@ -108,16 +116,39 @@ def _model_ref(entry):
                                                 "sha256": _STRING}, extra=False)
 
 
+def _cell_schema(feature, kind, accepts_missing):
+    """The JSON values that a v1 row takes for one feature."""
+    null = ["null"] if accepts_missing else []
+    if kind == NUMERIC:
+        return {**NUMBER, "type": ["number", *null]}
+    categories = feature.categories.tolist()
+    if kind == TEXT:
+        return {"type": ["string", *null], "examples": categories,
+                "description": f"Categorical: one of {categories}; any other string is an "
+                               "unknown category, read as a missing value"}
+    return {**NUMBER, "type": ["number", "string", *null], "examples": categories,
+            "description": f"Categorical with numeric categories {categories}: a number or a "
+                           f"string spelling one ({NUMBER_TEXT}); anything else is an unknown "
+                           "category, read as a missing value"}
+
+
 def _predict_v1(entry):
-    n, names = entry.n_features, entry.feature_names
-    row = {"type": "array", "minItems": n, "maxItems": n, "items": NUMBER}
+    n, names, schema = entry.n_features, entry.feature_names, entry.schema
+    cells = [_cell_schema(f, kind, entry.accepts_missing)
+             for f, kind in zip(schema.features, feature_kinds(schema))]
+    if entry.has_categorical:
+        row = {"type": "array", "minItems": n, "maxItems": n, "prefixItems": cells, "items": False}
+    else:
+        row = {"type": "array", "minItems": n, "maxItems": n, "items": cells[0]}
     forms = [{"type": "array", "minItems": 1, "items": row}]
     if names is not None:
         forms.append({"type": "array", "minItems": 1,
-                      "items": _obj(names, {f: NUMBER for f in names}, extra=False)})
+                      "items": _obj(names, dict(zip(names, cells)), extra=False)})
+    missing = " null is a missing value." if entry.accepts_missing else ""
     request = _obj(["instances"], {"instances": {
         "description": f"Rows of the {n} features, as lists in the model's order"
-                       + (f" ({', '.join(names)}) or as objects keyed by feature name" if names else ""),
+                       + (f" ({', '.join(names)}) or as objects keyed by feature name" if names else "")
+                       + "; categorical cells are strings." + missing,
         "anyOf": forms}})
     properties = {"predictions": {"type": "array", "minItems": 1, "items": _label_schema(entry)},
                   "model": _model_ref(entry)}
@@ -169,6 +200,37 @@ def _tensor_forms(entry, max_rows):
     return forms
 
 
+def _feature_tensor_forms(entry, max_rows):
+    """The inputs of a model with categorical features: one tensor per feature, listed
+    in the model's order, each of every datatype its kind takes, all with the same 1 to
+    DOC_ROWS rows, with flat data. (The server also takes them in any order, and nested
+    data of shape [rows, 1]: JSON Schema would spell that with more branches than
+    schemathesis's canonical form holds.)"""
+    schema = entry.schema
+    params = {"type": "object", "properties": {"binary_data_size": {"not": {}}},
+              "description": "binary_data_size only with the binary tensor data extension"}
+    per_rows = []
+    for rows in range(1, min(max_rows, DOC_ROWS) + 1):
+        tensors = []
+        for name, kind in zip(entry.feature_names, feature_kinds(schema)):
+            datatypes = (["BYTES"] if kind == TEXT else list(V2_DTYPES) if kind == NUMERIC
+                         else ["BYTES", *V2_DTYPES])
+            forms = []
+            for datatype in datatypes:
+                item = dict(_STRING if datatype == "BYTES" else _item_schema(datatype))
+                if entry.accepts_missing:
+                    item["type"] = [item["type"], "null"]
+                forms.append(_obj(["name", "shape", "datatype", "data"], {
+                    "name": {"const": name}, "datatype": {"const": datatype}, "parameters": params,
+                    "shape": {"enum": [[rows], [rows, 1]]},
+                    "data": {"type": "array", "minItems": rows, "maxItems": rows, "items": item}}))
+            tensors.append({"anyOf": forms})
+        n = len(tensors)
+        per_rows.append({"type": "array", "minItems": n, "maxItems": n, "prefixItems": tensors,
+                         "items": False})
+    return per_rows
+
+
 def _output_schema(entry, name):
     if name == "predict":
         datatype, item = entry.predict_datatype, _label_schema(entry)
@@ -184,21 +246,38 @@ def _output_schema(entry, name):
     return as_json, as_binary
 
 
+def _inputs_schema(entry, max_rows):
+    if entry.has_categorical:
+        return {"anyOf": _feature_tensor_forms(entry, max_rows)}
+    return {"type": "array", "minItems": 1, "maxItems": 1,
+            "items": {"anyOf": _tensor_forms(entry, max_rows)}}
+
+
 def _infer_v2(entry, max_rows):
     names = ["predict"] + (["predict_proba"] if entry.is_classifier else [])
     binary_flag = {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}
     request = _obj(["inputs"], {
         "id": _STRING,
         "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
-        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"anyOf": _tensor_forms(entry, max_rows)}},
+        "inputs": _inputs_schema(entry, max_rows),
         "outputs": {"type": "array", "items": _obj(["name"], {"name": {"enum": names},
                                                               "parameters": binary_flag})},
     })
-    request["description"] = (
-        f"One input of shape [rows, {entry.n_features}] (flat row-major or nested data); "
-        "the server also takes one input per feature named after it of shape [rows], and "
-        "binary tensor data (application/octet-stream with Inference-Header-Content-Length, "
-        "each input's bytes counted by parameters.binary_data_size)")
+    if entry.has_categorical:
+        request["description"] = (
+            "One input per feature, named after it, of shape [rows] or [rows, 1], in any "
+            "order: BYTES (strings) for categorical features (numbers too where the "
+            "categories are numeric), a numeric datatype for numeric ones; null is a missing "
+            "value, and so is NaN in numeric data. The server also takes binary tensor data "
+            "(application/octet-stream with Inference-Header-Content-Length, each input's bytes "
+            "counted by parameters.binary_data_size)")
+    else:
+        request["description"] = (
+            f"One input of shape [rows, {entry.n_features}] (flat row-major or nested data); "
+            "the server also takes one input per feature named after it of shape [rows] "
+            "(null or NaN missing), and binary tensor data (application/octet-stream with "
+            "Inference-Header-Content-Length, each input's bytes counted by "
+            "parameters.binary_data_size)")
     json_outputs = [_output_schema(entry, name)[0] for name in names]
     response = _obj(["model_name", "model_version", "id", "parameters", "outputs"], {
         "model_name": {"const": entry.name}, "model_version": _STRING, "id": _STRING,

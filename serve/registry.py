@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mpiml.data.tables import Schema
 from mpiml.io import file_sha256, load
 
 log = logging.getLogger("mpiml.serve")
@@ -39,6 +40,7 @@ class ModelEntry:
     loaded_at: float = 0.0
     error: str = ""          # why the file (or its latest version) could not be loaded
     stat_key: tuple = ()     # (inode, size, mtime_ns) of the file that was loaded
+    accepts_missing: bool = True   # whether predict takes a row of missing values
 
     @property
     def ready(self):
@@ -59,6 +61,32 @@ class ModelEntry:
     def feature_names(self):
         names = self.manifest.get("feature_names_in_")
         return None if names is None else [str(n) for n in names]
+
+    @property
+    def schema(self):
+        """The model's :class:`~mpiml.data.tables.Schema` (kinds and vocabularies)."""
+        schema = getattr(self.model, "feature_schema_", None)
+        if schema is None and self.n_features:
+            schema = Schema.numeric(self.n_features, self.feature_names)
+        return schema
+
+    @property
+    def has_categorical(self):
+        schema = self.schema
+        return schema is not None and schema.has_categorical
+
+    def features(self):
+        """Each feature's name, kind and (categorical) categories, as JSON values."""
+        schema = self.schema
+        if schema is None:
+            return None
+        out = []
+        for feature in schema.features:
+            item = {"name": feature.name, "kind": feature.kind}
+            if feature.is_categorical:
+                item["categories"] = feature.categories.tolist()
+            out.append(item)
+        return out
 
     @property
     def classes(self):
@@ -90,6 +118,8 @@ class ModelEntry:
                 "task": m.get("task"),
                 "n_features": self.n_features,
                 "feature_names": self.feature_names,
+                "features": self.features(),
+                "accepts_missing": self.accepts_missing,
                 "classes": self.classes,
                 "params": m.get("params", {}),
                 "created": m.get("created"),
@@ -217,6 +247,7 @@ class ModelRegistry:
                 entry = ModelEntry(name, path, model=model, manifest=manifest, sha256=sha,
                                    version=_version_of(manifest, sha), loaded_at=time.time(),
                                    stat_key=key)
+                entry.accepts_missing = self._accepts_missing(entry)
                 if self.warmup:
                     self._warm(entry)
                 log.info("model %s: loaded %s (%s, version %s, sha256 %s) in %.3f s",
@@ -234,6 +265,24 @@ class ModelRegistry:
             return kept
         log.error("model %s: failed to load: %s", name, err)
         return ModelEntry(name, path, error=err, stat_key=key)
+
+    @staticmethod
+    def _accepts_missing(entry):
+        """Whether the model predicts a row whose every cell is missing (else the server
+        refuses ``null``, and its OpenAPI document does not offer it)."""
+        schema = entry.schema
+        if schema is None:
+            return False
+        row = {f.name: np.array([None], dtype=object) if f.text else np.array([np.nan])
+               for f in schema.features}
+        try:
+            with np.errstate(all="ignore"):   # NaN predictions are an answer, not a refusal
+                entry.model.predict(row)
+                if entry.is_classifier:
+                    entry.model.predict_proba(row)
+        except Exception:  # noqa: BLE001 - any refusal means: no missing values
+            return False
+        return True
 
     @staticmethod
     def _warm(entry):

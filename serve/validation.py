@@ -76,10 +76,14 @@ def _check_rows(n_rows, max_rows):
                        f"{n_rows} rows exceed the limit of {max_rows} rows per request (MPIML_MAX_ROWS)")
 
 
+def _shown(value):
+    """A JSON value as an error message quotes it: at most 40 characters."""
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _bad_value(where, value):
-    shown = json.dumps(value) if not isinstance(value, float) else repr(value)
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
+    shown = _shown(value)
     if type(value) is int:
         return ApiError(400, "INVALID_VALUE", f"{where}: value {shown} is beyond the float64 range")
     if isinstance(value, float) and not math.isfinite(value):
@@ -99,17 +103,23 @@ def _column_label(j, feature_names):
     return f"column {j}"
 
 
-def _scan_rows(rows, n_features, feature_names, field):
-    """Slow path: find and name the first malformed row or value."""
+def _check_row_shape(row, i, n_features, field, what):
+    """Row ``i`` of ``field`` must be a list of ``n_features`` values (``what`` names them)."""
+    if not isinstance(row, list):
+        raise ApiError(400, "INVALID_SHAPE",
+                       f"{field}[{i}] must be a list of {n_features} {what}, got {type(row).__name__}")
+    if len(row) != n_features:
+        raise ApiError(400, "WRONG_FEATURE_COUNT",
+                       f"{field}[{i}] has {len(row)} values; the model expects {n_features} features")
+
+
+def _scan_rows(rows, n_features, feature_names, field, missing_ok=False):
+    """Slow path: find and name the first malformed row or value (``null`` is a missing
+    value where ``missing_ok``)."""
     for i, row in enumerate(rows):
-        if not isinstance(row, list):
-            raise ApiError(400, "INVALID_SHAPE",
-                           f"{field}[{i}] must be a list of {n_features} numbers, got {type(row).__name__}")
-        if len(row) != n_features:
-            raise ApiError(400, "WRONG_FEATURE_COUNT",
-                           f"{field}[{i}] has {len(row)} values; the model expects {n_features} features")
+        _check_row_shape(row, i, n_features, field, "numbers")
         for j, v in enumerate(row):
-            if not _is_number(v):
+            if not _is_number(v) and not (missing_ok and v is None):
                 raise _bad_value(f"row {i}, {_column_label(j, feature_names)}", v)
 
 
@@ -120,8 +130,23 @@ def _finite_or_raise(X, feature_names):
         raise _bad_value(f"row {i}, {_column_label(j, feature_names)}", float(X[i, j]))
 
 
-def instances_to_matrix(instances, n_features, feature_names, max_rows, raw=b""):
-    """Convert v1 ``instances`` to a float64 matrix of shape (n_rows, n_features).
+def instance_rows(instances, feature_names, max_rows):
+    """v1 ``instances`` as a non-empty list of at most ``max_rows`` rows, objects keyed by
+    feature name turned into lists in the model's order (the values still unchecked)."""
+    if not isinstance(instances, list):
+        raise ApiError(400, "INVALID_SHAPE",
+                       f"'instances' must be a list of rows, got {type(instances).__name__}")
+    if not instances:
+        raise ApiError(400, "INVALID_SHAPE", "'instances' is empty; send at least one row")
+    _check_rows(len(instances), max_rows)
+    if isinstance(instances[0], dict):
+        return _objects_to_rows(instances, feature_names)
+    return instances
+
+
+def instances_to_matrix(instances, n_features, feature_names, max_rows, raw=b"", missing_ok=False):
+    """Convert v1 ``instances`` of an all-numeric model to a float64 matrix of shape
+    (n_rows, n_features); ``null`` is NaN (a missing value) where ``missing_ok``.
 
     Parameters
     ----------
@@ -137,22 +162,15 @@ def instances_to_matrix(instances, n_features, feature_names, max_rows, raw=b"")
     -------
     X : ndarray of shape (n_rows, n_features), float64
     """
-    if not isinstance(instances, list):
-        raise ApiError(400, "INVALID_SHAPE",
-                       f"'instances' must be a list of rows, got {type(instances).__name__}")
-    if not instances:
-        raise ApiError(400, "INVALID_SHAPE", "'instances' is empty; send at least one row")
-    _check_rows(len(instances), max_rows)
-    if isinstance(instances[0], dict):
-        instances = _objects_to_rows(instances, feature_names)
+    instances = instance_rows(instances, feature_names, max_rows)
     try:
         X = np.array(instances)
     except (ValueError, OverflowError):  # ragged nesting, integers beyond float64
         X = None
     if (X is None or X.dtype.kind not in "iuf" or X.ndim != 2 or X.shape[1] != n_features
             or b"true" in raw or b"false" in raw or _may_hold_huge_integers(X)):
-        _scan_rows(instances, n_features, feature_names, "instances")
-        X = np.array(instances, dtype=np.float64)
+        _scan_rows(instances, n_features, feature_names, "instances", missing_ok)
+        return np.array(instances, dtype=np.float64)   # finite numbers, None -> NaN
     X = np.asarray(X, dtype=np.float64)
     _finite_or_raise(X, feature_names)
     return X
@@ -277,21 +295,15 @@ def _tensor_header(tensor, k):
     return name, shape, datatype, params
 
 
-def _tensor_to_array(tensor, k, max_rows, maybe_bool, binary):
-    """Validate one v2 input tensor and return (name, ndarray of shape (rows, cols))."""
-    name, shape, datatype, params = _tensor_header(tensor, k)
-    n_rows = shape[0]
-    n_cols = shape[1] if len(shape) == 2 else 1
-    size = params.get("binary_data_size")
+def binary_data_size(tensor, k, name, params, binary):
+    """The checked ``parameters.binary_data_size`` of input ``k``, or None for an input
+    with JSON ``data`` (then present)."""
     if "binary_data_size" not in params:
         if "data" not in tensor:
             raise ApiError(400, "MISSING_FIELD",
                            f"inputs[{k}] has no 'data' field (nor parameters.binary_data_size)")
-        if datatype == "BYTES":
-            _refuse_bytes(name)
-        arr = _json_tensor_data(tensor["data"], name, shape, datatype, maybe_bool)
-        _check_rows(n_rows, max_rows)
-        return name, arr
+        return None
+    size = params["binary_data_size"]
     if type(size) is not int or size < 0:
         raise ApiError(400, "INVALID_BINARY_DATA",
                        f"input {name!r}: parameters.binary_data_size must be a non-negative "
@@ -303,6 +315,21 @@ def _tensor_to_array(tensor, k, max_rows, maybe_bool, binary):
     if "data" in tensor:
         raise ApiError(400, "INVALID_TENSOR",
                        f"input {name!r} has both 'data' and parameters.binary_data_size")
+    return size
+
+
+def _tensor_to_array(tensor, k, max_rows, maybe_bool, binary):
+    """Validate one v2 input tensor and return (name, ndarray of shape (rows, cols))."""
+    name, shape, datatype, params = _tensor_header(tensor, k)
+    n_rows = shape[0]
+    n_cols = shape[1] if len(shape) == 2 else 1
+    size = binary_data_size(tensor, k, name, params, binary)
+    if size is None:
+        if datatype == "BYTES":
+            _refuse_bytes(name)
+        arr = _json_tensor_data(tensor["data"], name, shape, datatype, maybe_bool)
+        _check_rows(n_rows, max_rows)
+        return name, arr
     if datatype == "BYTES":
         binary.read_bytes(name, n_rows * n_cols, size)
         _refuse_bytes(name)
@@ -403,55 +430,16 @@ def _tensor_value(v, idx, name, shape, datatype, dtype):
     return v
 
 
-def v2_inputs_to_matrix(inputs, n_features, feature_names, max_rows, raw=b"", binary=None):
-    """Convert v2 ``inputs`` to one matrix of shape (n_rows, n_features).
-
-    Either one tensor of shape [rows, n_features], or one tensor per feature
-    (named after the model's feature names) of shape [rows] or [rows, 1]; each in JSON
-    ``data`` or in ``binary`` (the binary tensor data extension). One JSON tensor keeps
-    its dtype; binary data and feature tensors become float64.
+def v2_inputs_to_matrix(inputs, n_features, max_rows, raw=b"", binary=None):
+    """Convert the one v2 input tensor of shape [rows, n_features] (all features, in the
+    model's order) to a matrix: in JSON ``data`` it keeps its dtype, binary data
+    becomes float64. (One tensor per feature: :func:`serve.columns.v2_feature_columns`.)
     """
-    if not isinstance(inputs, list) or not inputs:
-        raise ApiError(400, "MISSING_FIELD", "'inputs' must be a non-empty list of tensors")
     maybe_bool = b"true" in raw or b"false" in raw
-    arrays = [_tensor_to_array(t, k, max_rows, maybe_bool, binary) for k, t in enumerate(inputs)]
+    name, X = _tensor_to_array(inputs[0], 0, max_rows, maybe_bool, binary)
     if binary is not None:
         binary.finish()
-    if len(arrays) == 1 and (arrays[0][1].shape[1] != 1 or n_features == 1):
-        name, X = arrays[0]
-        if X.shape[1] != n_features:
-            raise ApiError(400, "WRONG_FEATURE_COUNT",
-                           f"input {name!r} has {X.shape[1]} columns; the model expects {n_features} features")
-        return X
-    return _feature_tensors_to_matrix(arrays, n_features, feature_names)
-
-
-def _feature_tensors_to_matrix(arrays, n_features, feature_names):
-    if feature_names is None:
-        raise ApiError(400, "UNKNOWN_FEATURE",
-                       "one tensor per feature needs feature names, and this model has none; "
-                       f"send one input of shape [rows, {n_features}]")
-    by_name = {}
-    for name, arr in arrays:
-        if arr.shape[1] != 1:
-            raise ApiError(400, "INVALID_SHAPE",
-                           f"input {name!r}: with one tensor per feature each must be [rows] or [rows, 1]")
-        by_name[name] = arr[:, 0]
-    unknown = sorted(set(by_name) - set(feature_names))
-    missing = [f for f in feature_names if f not in by_name]
-    if unknown or missing or len(by_name) != len(arrays):
-        parts = []
-        if unknown:
-            parts.append(f"unknown feature names {unknown}")
-        if missing:
-            parts.append(f"missing features {missing}")
-        if len(by_name) != len(arrays):
-            parts.append("duplicate input names")
-        raise ApiError(400, "UNKNOWN_FEATURE", "inputs: " + "; ".join(parts))
-    rows = {len(v) for v in by_name.values()}
-    if len(rows) != 1:
-        raise ApiError(400, "INVALID_SHAPE", "inputs: every feature tensor must have the same number of rows")
-    X = np.empty((rows.pop(), len(feature_names)))
-    for j, feature in enumerate(feature_names):
-        X[:, j] = by_name[feature]
+    if X.shape[1] != n_features:
+        raise ApiError(400, "WRONG_FEATURE_COUNT",
+                       f"input {name!r} has {X.shape[1]} columns; the model expects {n_features} features")
     return X

@@ -1,4 +1,5 @@
-"""A real Gunicorn model server for tests, on a free loopback port."""
+"""A real Gunicorn model server for tests, on a free loopback port, and models with
+categorical features to serve."""
 
 import os
 import re
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,3 +88,76 @@ class Server:
                 self.proc.wait()
         self._log.close()
         self.http.close()
+
+
+def triton_client(server):
+    """A ``tritonclient.http`` client of ``server`` (a :class:`Server`)."""
+    import tritonclient.http as http
+
+    return http.InferenceServerClient(server.url.removeprefix("http://"),
+                                      network_timeout=120.0, connection_timeout=60.0)
+
+
+def fit_categorical(estimator, frame, y):
+    """``estimator`` fitted on the pandas DataFrame ``frame`` (text and ``category``
+    columns categorical) as an estimator that takes categorical features does it: its
+    ``feature_schema_`` holds the kinds and vocabularies, and ``predict(frame)`` encodes
+    with it.
+
+    Today's estimators learn from the encoded matrix (category indices), with the schema
+    set afterwards; once they fit tables themselves this is ``estimator.fit(frame, y)``.
+    """
+    from mpiml.comm import resolve_comm
+    from mpiml.data.tables import fit_schema
+
+    X, schema, names = fit_schema(frame, resolve_comm(None))
+    estimator.fit(X, y, feature_names=names)
+    estimator.feature_schema_ = schema
+    estimator.is_categorical_ = schema.is_categorical.copy()
+    return estimator
+
+
+def categorical_frame(n, seed=0, missing=0.0):
+    """A table of a text categorical ``color``, a numeric ``size``, a categorical
+    ``zip`` with numeric categories and a numeric ``weight``; ``missing`` of the cells
+    (any feature) are missing. Returns (frame, labels)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    color = rng.choice(np.array(["blue", "green", "red"], dtype=object), n)
+    size = np.round(rng.normal(size=n), 3)
+    zip_code = rng.choice([10.0, 20.0, 30.0], n)
+    weight = np.round(rng.normal(size=n) * 10, 2)
+    labels = np.where((color == "red") ^ (size > 0) ^ (zip_code == 20.0), "yes", "no")
+    columns = {"color": color, "size": size, "zip": zip_code, "weight": weight}
+    if missing:
+        for name, col in columns.items():
+            hole = rng.random(n) < missing
+            columns[name] = np.where(hole, None, col).astype(object) if col.dtype == object \
+                else np.where(hole, np.nan, col)
+    frame = pd.DataFrame({"color": pd.Series(columns["color"], dtype=object),
+                          "size": columns["size"],
+                          "zip": pd.Categorical(columns["zip"], categories=[10.0, 20.0, 30.0]),
+                          "weight": columns["weight"]})
+    return frame, labels
+
+
+def save_categorical_models(directory):
+    """Save ``colors.mpiml`` (boosted classifier) and ``colors_reg.mpiml`` (boosted
+    regressor) fitted on :func:`categorical_frame`; returns {name: path}."""
+    import mpiml
+    from mpiml.models.gbdt import GradientBoostingClassifier, GradientBoostingRegressor
+
+    frame, labels = categorical_frame(300, seed=1)
+    target = frame["size"].to_numpy() * 2 + (frame["color"] == "red").to_numpy()
+    models = {
+        "colors": fit_categorical(GradientBoostingClassifier(n_estimators=6, max_leaf_nodes=6),
+                                  frame, labels),
+        "colors_reg": fit_categorical(GradientBoostingRegressor(n_estimators=6, max_leaf_nodes=6),
+                                      frame, target),
+    }
+    paths = {}
+    for name, model in models.items():
+        paths[name] = Path(directory) / f"{name}.mpiml"
+        mpiml.save(model, paths[name])
+    return paths

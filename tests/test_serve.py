@@ -166,7 +166,10 @@ def test_model_metadata(server, models):
     assert lin["feature_names"] is None and lin["classes"] is None
     v2 = server.get("/v2/models/logistic").json()
     assert v2["name"] == "logistic" and v2["versions"] == [info["version"]]
-    assert v2["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    assert v2["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}] + [
+        {"name": f, "datatype": "FP64", "shape": [-1], "parameters": {"kind": "numeric"}}
+        for f in FEATURES]
+    assert info["features"] == [{"name": f, "kind": "numeric"} for f in FEATURES]
     assert [o["name"] for o in v2["outputs"]] == ["predict", "predict_proba"]
     assert v2["outputs"][0]["datatype"] == "BYTES"
     assert server.get("/v2/models/logistic/ready").json() == {"name": "logistic", "ready": True}
@@ -308,7 +311,7 @@ ERROR_CASES = [
      400, "UNKNOWN_FEATURE", ["without feature names"]),
     ("post", "/v1/models/logistic:predict", {"json": {"instances": [ROW_OK, [1, "x", 3, 4]]}},
      400, "INVALID_VALUE", ["row 1", "column 1", "income", "not a number"]),
-    ("post", "/v1/models/logistic:predict", {"json": {"instances": [ROW_OK, ROW_OK, [1, 2, None, 4]]}},
+    ("post", "/v1/models/logistic:predict", {"json": {"instances": [ROW_OK, ROW_OK, [1, 2, {}, 4]]}},
      400, "INVALID_VALUE", ["row 2", "column 2", "not a number"]),
     ("post", "/v1/models/logistic:predict", {"json": {"instances": [[True, 2, 3, 4]]}},
      400, "INVALID_VALUE", ["row 0", "column 0", "not a number"]),

@@ -1,6 +1,7 @@
 """schemathesis against a live Gunicorn server: every request that ``/openapi.json``
 allows is answered 2xx, every other one 4xx, and every answer (status, content type,
-headers, body) is one that the document lists."""
+headers, body) is one that the document lists; with all-numeric models and a model with
+categorical features."""
 
 import os
 import subprocess
@@ -13,7 +14,7 @@ import mpiml
 
 pytest.importorskip("schemathesis")
 pytest.importorskip("gunicorn")
-from serving import Server  # noqa: E402
+from serving import Server, categorical_frame, fit_categorical  # noqa: E402
 
 UNDER_MPI = any(v in os.environ for v in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"))
 pytestmark = pytest.mark.skipif(UNDER_MPI, reason="the server tests run once, outside mpiexec")
@@ -34,6 +35,9 @@ def _models(directory):
     mpiml.save(GradientBoostingClassifier(n_estimators=4, max_leaf_nodes=5).fit(
         X, (X[:, 1] > 0).astype(np.int64)), directory / "boost.mpiml")
     mpiml.save(LinearRegression().fit(X, X @ [1.0, 2.0, -1.0]), directory / "price.mpiml")
+    frame, labels = categorical_frame(200, seed=2)
+    mpiml.save(fit_categorical(GradientBoostingClassifier(n_estimators=4, max_leaf_nodes=5),
+                               frame, labels), directory / "colors.mpiml")
 
 
 @pytest.mark.timeout(240)

@@ -11,7 +11,7 @@ import mpiml
 
 triton = pytest.importorskip("tritonclient.http")
 pytest.importorskip("gunicorn")
-from serving import Server  # noqa: E402
+from serving import Server, triton_client  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 UNDER_MPI = any(v in os.environ for v in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"))
@@ -40,8 +40,7 @@ def served(tmp_path_factory):
         paths[name] = directory / f"{name}.mpiml"
         mpiml.save(model, paths[name])
     server = Server(directory, tmp_path_factory.mktemp("log") / "gunicorn.log", workers=2)
-    client = triton.InferenceServerClient(server.url.removeprefix("http://"),
-                                          network_timeout=120.0, connection_timeout=60.0)
+    client = triton_client(server)
     yield client, paths
     client.close()
     server.stop()
