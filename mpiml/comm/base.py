@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import CommError
 from .ops import ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, MAX, SUM
+from .shared import check_shared_args
 
 _KINDS = "biufc"  # bool, signed, unsigned, float, complex
 
@@ -190,9 +191,9 @@ class Communicator:
         Parameters
         ----------
         shape : int or tuple of int
-            The same on every rank.
+            The same on every rank of a node (each node may ask for its own).
         dtype : dtype
-            A numeric dtype, the same on every rank.
+            A numeric dtype, the same on every rank of a node.
         root : int
             The node rank that holds the memory; must exist on every node.
 
@@ -201,30 +202,35 @@ class Communicator:
         SharedArray
             Its ``array`` attribute is the ndarray of shape ``shape``.
         """
-        from .shared import check_shared_args
         error = None
         try:
             shape, dtype, root = check_shared_args(shape, dtype, root)
         except CommError as exc:
             error = exc
         node = self.node_comm()
+        mine = np.zeros(8, dtype=np.int64)
         if error is None:
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            mine = np.array([nbytes, -nbytes, root, -root, dtype.itemsize, -dtype.itemsize,
-                             root >= node.size, 0], dtype=np.int64)
+            mine[:7] = [nbytes, -nbytes, root, -root, dtype.itemsize, -dtype.itemsize,
+                        root >= node.size]
         else:
-            mine = np.array([0, 0, 0, 0, 0, 0, 0, 1], dtype=np.int64)
-        agreed = np.empty_like(mine)
-        self.Allreduce(mine, agreed, op=MAX)
+            mine[7] = 1
+        on_node = np.empty_like(mine)
+        node.Allreduce(mine, on_node, op=MAX)
+        verdict = np.array([3 if on_node[7] else 2 if (on_node[0] != -on_node[1]
+                                                       or on_node[2] != -on_node[3]
+                                                       or on_node[4] != -on_node[5])
+                            else 1 if on_node[6] else 0], dtype=np.int64)
+        anywhere = np.empty_like(verdict)
+        self.Allreduce(verdict, anywhere, op=MAX)    # every rank of every node decides alike
         if error is not None:
             raise error
-        if agreed[7]:
-            raise CommError("shared_array: another rank passed a bad shape, dtype or root")
-        if agreed[0] != -agreed[1] or agreed[2] != -agreed[3] or agreed[4] != -agreed[5]:
-            raise CommError("shared_array: every rank must pass the same shape, dtype and root")
-        if agreed[6]:
-            raise CommError(f"shared_array: root {root} is not a rank of every node "
-                            f"(this node has {node.size})")
+        if anywhere[0]:
+            raise CommError({
+                3: "shared_array: another rank passed a bad shape, dtype or root",
+                2: "shared_array: every rank of a node must pass the same shape, dtype and root",
+                1: f"shared_array: root {root} is not a rank of every node (the smallest "
+                   f"node has fewer ranks)"}[int(anywhere[0])])
         return self._allocate_shared(node, shape, dtype, root)
 
     def argmax(self, value, index):

@@ -5,6 +5,7 @@ This is the only module of mpiml that imports mpi4py. Importing it initialises M
 
 __all__ = ["MPICommunicator", "world", "library_version"]
 
+import atexit
 import os
 import time
 
@@ -38,6 +39,9 @@ from .ops import (ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, IN_PLACE, MAX, MIN, PRO
 from .shared import SharedArray, WindowRegistry  # noqa: E402
 
 _ABORT_GRACE_SECONDS = 0.3
+# the windows of every communicator that made one, in that order (the same on every
+# rank); kept after the communicator is gone: its windows are freed before MPI_Finalize
+_REGISTRIES = []
 _MPI_OPS = {SUM.name: MPI.SUM, PROD.name: MPI.PROD, MIN.name: MPI.MIN, MAX.name: MPI.MAX}
 
 
@@ -223,6 +227,8 @@ class MPICommunicator(Communicator):
     def _allocate_shared(self, node, shape, dtype, root):
         """An MPI-3 shared window over ``node``: ``root`` allocates every byte, the other
         ranks allocate none and map root's segment (``Shared_query``)."""
+        if not self._windows.live and self._windows not in _REGISTRIES:
+            _REGISTRIES.append(self._windows)
         self._windows.collect(node)    # windows no rank of the node uses any more
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if nbytes == 0:
@@ -238,6 +244,18 @@ class MPICommunicator(Communicator):
 
     def Abort(self, errorcode=1):
         self._comm.Abort(int(errorcode))
+
+
+@atexit.register
+def _free_windows_at_exit():
+    """Free every shared window still allocated, before mpi4py's ``MPI_Finalize``.
+
+    Every rank that exits normally holds the same windows (allocations and frees are
+    collective) in communicators made in the same order, so the collective frees match.
+    Python's exit handlers run before the one that finalizes MPI.
+    """
+    for registry in _REGISTRIES:
+        registry.free_all()
 
 
 _WORLD = None

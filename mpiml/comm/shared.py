@@ -23,8 +23,9 @@ The memory lives while the handle or any numpy view of ``array`` lives on some r
 :meth:`SharedArray.free` (collective) releases it at once and refuses while views remain.
 Without it, on MPI, a window whose handle and views are gone on every rank of the node
 is freed at the next ``shared_array`` call on the same communicator (freeing a window is
-collective, so it cannot happen whenever a rank's garbage collector decides), and at the
-end of the job in any case. MPICH removes a window's file from ``/dev/shm`` as soon as
+collective, so it cannot happen whenever a rank's garbage collector decides); every window
+left is freed when the interpreter exits, before ``MPI_Finalize`` (which fails on a
+network device that still holds a window's memory). MPICH removes a window's file from ``/dev/shm`` as soon as
 every rank has mapped it: a job that fails leaves none behind.
 """
 
@@ -86,6 +87,11 @@ class WindowRegistry:
     def forget(self, key):
         self.released.discard(key)
         return self.live.pop(key)
+
+    def free_all(self):
+        """Collective over each window's node: free every window left (at the end)."""
+        for key in list(self.live):
+            self.forget(key).Free()
 
     def collect(self, node):
         """Collective over ``node``: free the windows that no rank of it uses any more.
