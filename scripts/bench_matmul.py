@@ -128,8 +128,9 @@ print(json.dumps([flops / best[0], flops / max(best[1], 1e-9)]))
 
 
 def numpy_add(n, dtype, repeat):
-    """numpy ``A + B`` in a fresh process: best seconds, and the process's memory (RSS,
-    PSS) once A, B and C are held."""
+    """numpy ``A + B`` in a fresh process: best seconds of ``A + B`` (a new C each time)
+    and of ``np.add(A, B, out=C)`` (into a C already touched, as apps/matmul.py does), and
+    the process's memory (RSS, PSS) once A, B and C are held."""
     code = f"""
 import json, sys, time
 import numpy as np
@@ -138,14 +139,18 @@ from mpiml.comm import process_memory
 rng = np.random.default_rng(0)
 a = rng.standard_normal(({n}, {n})).astype("{dtype}")
 b = rng.standard_normal(({n}, {n})).astype("{dtype}")
-best = float("inf")
+best = in_place = float("inf")
 for _ in range({repeat}):
     start = time.perf_counter()
     c = a + b
     best = min(best, time.perf_counter() - start)
     if _ < {repeat} - 1:
         del c
-print(json.dumps([best, *process_memory()]))
+for _ in range({repeat}):
+    start = time.perf_counter()
+    np.add(a, b, out=c)
+    in_place = min(in_place, time.perf_counter() - start)
+print(json.dumps([best, in_place, *process_memory()]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=_env(), check=True)
@@ -183,12 +188,15 @@ def bench_add(args):
           f"{'x numpy':>7} {'gather s':>8} {'node PSS MiB':>12} {'x numpy':>7}  per rank MiB")
     results = []
     for n in args.sizes:
-        seconds, _, pss = numpy_add(n, args.dtype, args.repeat)
+        seconds, in_place, _, pss = numpy_add(n, args.dtype, args.repeat)
         moved = 3 * n * n * np.dtype(args.dtype).itemsize / 1e9
-        print(f"{n:>6} {1:>3} {'numpy':<8} {'-':<8} {seconds:>8.4f} {moved / seconds:>6.2f} "
+        print(f"{n:>6} {1:>3} {'numpy':<8} {'A + B':<8} {seconds:>8.4f} {moved / seconds:>6.2f} "
               f"{1.0:>7.2f} {'-':>8} {pss / mib:>12.0f} {1.0:>7.2f}", flush=True)
+        print(f"{n:>6} {1:>3} {'numpy':<8} {'out=C':<8} {in_place:>8.4f} "
+              f"{moved / in_place:>6.2f} {in_place / seconds:>7.2f}", flush=True)
         results.append({"op": "add", "impl": "numpy", "n": n, "ranks": 1, "seconds": seconds,
-                        "pss_bytes": [pss], "node_pss_bytes": [pss], "dtype": args.dtype})
+                        "in_place_seconds": in_place, "pss_bytes": [pss],
+                        "node_pss_bytes": [pss], "dtype": args.dtype})
         for p in args.ranks:
             for backend in args.backends:
                 for shared in (False, True):

@@ -193,3 +193,19 @@ def test_add_summary_names_the_layout_and_memory():
     for text in ("add:", "one shared array per node", "C(300x300) = A + B", "GB/s",
                  "no copy", "node total"):
         assert text in proc.stdout
+
+
+@pytest.mark.timeout(150)
+def test_benchmark_add_compares_shared_private_and_numpy(tmp_path):
+    out = tmp_path / "add.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_matmul.py"), "--op",
+                           "add", "--sizes", "96", "--ranks", "1,2", "--backends", "threads",
+                           "--repeat", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, env=_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert [r["impl"] for r in results] == ["numpy"] + ["mpiml"] * 4
+    assert [(r["ranks"], r["shared"]) for r in results[1:]] == [
+        (1, False), (1, True), (2, False), (2, True)]
+    assert all(r["node_pss_bytes"][0] > 0 and r["memory_ratio"] > 0 for r in results[1:])
+    assert "shared" in proc.stdout and "private" in proc.stdout and "numpy" in proc.stdout
