@@ -32,6 +32,7 @@ every rank has mapped it: a job that fails leaves none behind.
 __all__ = ["SharedArray", "process_memory", "node_memory"]
 
 import math
+import os
 import sys
 import weakref
 
@@ -236,7 +237,6 @@ def node_memory(comm):
         process count once). PSS sums to the node's real use; RSS counts shared pages
         once per process that maps them.
     """
-    import os
     node = comm.node_comm()
     leader = node.allreduce(comm.rank, op=MIN)
     rss, pss = process_memory()

@@ -135,8 +135,8 @@ class DistributedMatrix:
         self.shape = shape
         self.local = local
         self._storage = storage
-        self._handle = handle          # the SharedArray that owns storage (None: threads
-        self.storage_origin = origin   # views of a root's array, or not shared)
+        self._handle = handle          # the SharedArray that owns storage, if any
+        self.storage_origin = origin   # global (row, col) of storage[0, 0]
         self.row_range = block_range(shape[0], grid.shape[0], grid.row)
         self.col_range = block_range(shape[1], grid.shape[1], grid.col)
 
@@ -145,11 +145,9 @@ class DistributedMatrix:
         """A matrix whose blocks live in one shared array per node (collective)."""
         (br0, br1), (bc0, bc1) = _node_box(shape, grid)
         handle = grid.comm.shared_array((br1 - br0, bc1 - bc0), dtype)
-        (r0, r1), (c0, c1) = (block_range(shape[0], grid.shape[0], grid.row),
-                              block_range(shape[1], grid.shape[1], grid.col))
-        storage = handle.array
-        return cls(grid, shape, storage[r0 - br0:r1 - br0, c0 - bc0:c1 - bc0], storage,
-                   handle, (br0, bc0))
+        out = cls(grid, shape, None, None, handle, (br0, bc0))
+        out.local, out._storage = _views_of(handle, out)
+        return out
 
     # -- metadata ------------------------------------------------------------------------
 
@@ -192,10 +190,8 @@ class DistributedMatrix:
         if self._handle is None:
             self.local = self._storage = None
             return
-        local, storage = self.local, self._storage
-        self.local = self._storage = None
+        self.local = self._storage = None      # this matrix's views of the storage
         try:
-            del local, storage
             self._handle.free()
         except BaseException:
             self.local, self._storage = _views_of(self._handle, self)
