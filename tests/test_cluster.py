@@ -10,7 +10,8 @@ no ``ip``, namespaces not permitted) every test is skipped with the reason.
 
 Run as a script, this file is the SPMD program some tests start on the cluster:
 ``mpiexec ... python tests/test_cluster.py probe BRIDGE_ADDRESS`` (where each rank runs,
-and proof that its messages cross hosts) or ``... matmul ALGO OUT.npy``.
+and proof that its messages cross hosts), ``... matmul ALGO OUT.npy`` or
+``... shared OUT.npz`` (shared-memory matrices: one array per host).
 """
 
 import contextlib
@@ -127,6 +128,49 @@ def _matmul_main(algo, out):
         if comm.rank == 0:
             np.save(out, c)
             np.testing.assert_allclose(c, a @ b, rtol=1e-12, atol=1e-12)
+
+    mpiml.run(body)
+
+
+SHARED_SHAPES = ((67, 45, 52), (1, 3, 1))   # the second leaves blocks empty on a 2x2 grid
+
+
+def _shared_main(out):
+    """Shared and private matrices on a 2x2 grid; rank 0 saves every result to ``out``
+    (an .npz) with each rank's node size and node-array shape; every rank saves the
+    /dev/shm paths it maps to ``out.segments-RANK.json``."""
+    import mpiml
+    from mpiml.linalg import DistributedMatrix, ProcessGrid, add, cannon, scale, summa
+
+    def results(grid, shape, shared):
+        m, k, n = shape
+        a = DistributedMatrix.random((m, k), grid, seed=3, shared=shared)
+        b = DistributedMatrix.random((k, n), grid, seed=4, shared=shared)
+        a2 = DistributedMatrix.fromfunction(lambda i, j: i - 0.5 * j, (m, k), grid,
+                                            shared=shared)
+        made = {"a": a, "b": b, "add": add(a, a2, alpha=2, beta=-1), "scale": scale(a, 3.0),
+                "summa": summa(a, b, panel=7), "cannon": cannon(a, b)}
+        assert all(x.shared == shared for x in made.values())
+        return {name: x.gather() for name, x in made.items()}, a
+
+    def body(comm):
+        grid = ProcessGrid.square(comm)
+        saved = {}
+        for index, shape in enumerate(SHARED_SHAPES):
+            private, _ = results(grid, shape, False)
+            shared, a = results(grid, shape, True)
+            layout = comm.gather([len(grid.node_ranks()), *a.storage.shape])
+            if comm.rank == 0:
+                for name in shared:
+                    np.testing.assert_allclose(shared[name], private[name], rtol=1e-13,
+                                               atol=1e-13)
+                    saved[f"{index}_{name}"] = shared[name]
+                saved[f"{index}_layout"] = np.array(layout)
+        maps = sorted({line.split()[5] for line in open("/proc/self/maps")
+                       if len(line.split()) >= 6 and line.split()[5].startswith("/dev/shm/")})
+        Path(f"{out}.segments-{comm.rank}.json").write_text(json.dumps(maps))
+        if comm.rank == 0:
+            np.savez(out, **saved)
 
     mpiml.run(body)
 
@@ -394,6 +438,30 @@ def test_linalg_matmul_across_hosts_matches_one_host(cluster, tmp_path, algo):
 
 
 @pytest.mark.timeout(240)
+def test_shared_matrices_across_hosts_match_one_host(cluster, tmp_path):
+    program = [sys.executable, Path(__file__), "shared"]
+    across, one = tmp_path / "across.npz", tmp_path / "one.npz"
+    _ok(cluster.run(NPROCS, [*program, across], timeout=110))
+    _ok(_local_run(NPROCS, [*program, one], timeout=110))
+    across, one = np.load(across), np.load(one)
+    for index, (m, k, n) in enumerate(SHARED_SHAPES):
+        # each test host has its own array, for its grid row: the rows of two blocks
+        rows = [m - m // 2, m // 2]
+        assert across[f"{index}_layout"].tolist() == [[SLOTS, rows[r // SLOTS], k]
+                                                      for r in range(NPROCS)]
+        assert one[f"{index}_layout"].tolist() == [[NPROCS, m, k]] * NPROCS
+        a, b = one[f"{index}_a"], one[f"{index}_b"]
+        for name in ("a", "b", "add", "scale", "summa", "cannon"):
+            np.testing.assert_array_equal(across[f"{index}_{name}"], one[f"{index}_{name}"],
+                                          err_msg=name)
+        np.testing.assert_allclose(one[f"{index}_summa"], a @ b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(one[f"{index}_cannon"], a @ b, rtol=1e-12, atol=1e-12)
+    for path in tmp_path.glob("*.segments-*.json"):
+        left = [p for p in json.loads(path.read_text()) if os.path.exists(p)]
+        assert not left, f"{path.name}: segments left in /dev/shm: {left}"
+
+
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("algo", ["summa", "cannon"])
 def test_matmul_app_across_hosts_matches_one_host(cluster, algo):
     _need_app("matmul.py", 3)
@@ -582,5 +650,8 @@ if __name__ == "__main__":
         _probe_main(sys.argv[2])
     elif sys.argv[1:2] == ["matmul"]:
         _matmul_main(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["shared"]:
+        _shared_main(sys.argv[2])
     else:
-        sys.exit(f"usage: {sys.argv[0]} probe BRIDGE_ADDRESS | matmul ALGO OUT.npy")
+        sys.exit(f"usage: {sys.argv[0]} probe BRIDGE_ADDRESS | matmul ALGO OUT.npy | "
+                 f"shared OUT.npz")

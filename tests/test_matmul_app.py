@@ -99,6 +99,10 @@ def test_default_run_prints_a_human_summary():
     (["--repeat", "0"], "--repeat"),
     (["--seed", "-1"], "--seed"),
     (["--algo", "cannon", "--panel", "8"], "--panel"),
+    (["--op", "sub"], "--op"),
+    (["--op", "add", "--k", "5"], "--k"),
+    (["--op", "add", "--algo", "cannon"], "--algo"),
+    (["--op", "add", "--panel", "4"], "--panel"),
 ])
 def test_bad_input_is_one_line_and_status_2(args, text):
     proc = _run(args)
@@ -147,3 +151,61 @@ def test_more_ranks_than_rows_and_columns(algo):
                            "--dtype", "complex128", "--check", "--json"]))
     assert report["grid"] == [3, 3] and report["rel_err"] < 1e-14
     assert report["comm_bytes"] == report["comm_bytes_model"]
+
+
+MEMORY_FIELDS = {"rss_bytes", "pss_bytes", "nodes", "node_rss_bytes", "node_pss_bytes"}
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("launch, ranks", [(["--threads", "3"], None), ([], 2), ([], 4)])
+def test_add_shared_and_private_blocks(launch, ranks):
+    args = launch + ["--op", "add", "--m", "1024", "--n", "1000", "--check", "--json"]
+    private = _report(_run(args, ranks=ranks))
+    shared = _report(_run(args + ["--shared"], ranks=ranks))
+    size = ranks or 3
+    for report, is_shared in ((private, False), (shared, True)):
+        assert MEMORY_FIELDS <= set(report)
+        assert (report["op"], report["shared"], report["ranks"]) == ("add", is_shared, size)
+        assert report["grid"] == [size, 1] and report["rel_err"] == 0.0
+        assert len(report["pss_bytes"]) == size and len(report["node_pss_bytes"]) == 1
+        assert report["gather_copied"] is not is_shared
+    # rank 0 gathered a private copy of C (8 MB); the shared C is the node's array
+    matrix = 1024 * 1000 * 8
+    assert private["node_pss_bytes"][0] - shared["node_pss_bytes"][0] > matrix // 2
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("launch, ranks", [(["--threads", "4"], None), ([], 4)])
+def test_matmul_shared_blocks_match_private_ones(launch, ranks):
+    args = launch + ["--algo", "cannon", "--m", "50", "--k", "31", "--n", "17", "--check",
+                     "--json"]
+    private = _report(_run(args, ranks=ranks))
+    shared = _report(_run(args + ["--shared"], ranks=ranks))
+    assert shared["shared"] and not private["shared"] and MEMORY_FIELDS <= set(shared)
+    assert shared["rel_err"] < 1e-13 and private["rel_err"] < 1e-13
+    assert shared["comm_bytes"] == private["comm_bytes"] == shared["comm_bytes_model"]
+
+
+@pytest.mark.timeout(150)
+def test_add_summary_names_the_layout_and_memory():
+    proc = _run(["--threads", "2", "--op", "add", "--n", "300", "--shared"])
+    assert proc.returncode == 0, proc.stderr
+    for text in ("add:", "one shared array per node", "C(300x300) = A + B", "GB/s",
+                 "no copy", "node total"):
+        assert text in proc.stdout
+
+
+@pytest.mark.timeout(150)
+def test_benchmark_add_compares_shared_private_and_numpy(tmp_path):
+    out = tmp_path / "add.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_matmul.py"), "--op",
+                           "add", "--sizes", "96", "--ranks", "1,2", "--backends", "threads",
+                           "--repeat", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, env=_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert [r["impl"] for r in results] == ["numpy"] + ["mpiml"] * 4
+    assert [(r["ranks"], r["shared"]) for r in results[1:]] == [
+        (1, False), (1, True), (2, False), (2, True)]
+    assert all(r["node_pss_bytes"][0] > 0 and r["memory_ratio"] > 0 for r in results[1:])
+    assert "shared" in proc.stdout and "private" in proc.stdout and "numpy" in proc.stdout

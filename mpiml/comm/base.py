@@ -15,7 +15,8 @@ __all__ = ["Communicator", "as_buffer", "as_vector_spec"]
 import numpy as np
 
 from ..errors import CommError
-from .ops import ANY_SOURCE, ANY_TAG, SUM
+from .ops import ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, MAX, SUM
+from .shared import check_shared_args
 
 _KINDS = "biufc"  # bool, signed, unsigned, float, complex
 
@@ -163,6 +164,75 @@ class Communicator:
         self.Sendrecv(buf, dest, sendtag, incoming, source, recvtag)
         buf[...] = incoming
 
+    # -- node-shared memory (same on both backends; the allocation is the backend's) ------
+
+    def node_comm(self):
+        """The ranks of this communicator that share this rank's node (its memory).
+
+        Collective the first time it is called on a communicator (a ``Split_type`` with
+        :data:`COMM_TYPE_SHARED`, ordered by rank), then kept: the same object on every
+        later call. Its ``rank`` is this rank's place on the node. On the threads
+        backend every rank is on one node.
+        """
+        node = getattr(self, "_node", None)
+        if node is None:
+            node = self._node = self.Split_type(COMM_TYPE_SHARED, self.rank)
+        return node
+
+    def shared_array(self, shape, dtype=np.float64, root=0):
+        """Collective: one array per node, shared by the ranks of this communicator there.
+
+        Every rank of a node gets a view of the same buffer, allocated by the rank
+        ``root`` of :meth:`node_comm` (an MPI-3 shared window on MPI, one numpy array
+        on threads); each node has its own. Contents are undefined at first. Read what
+        another rank wrote only after a :meth:`SharedArray.fence` (see
+        :mod:`mpiml.comm.shared` for synchronisation and lifetime).
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            The same on every rank of a node (each node may ask for its own).
+        dtype : dtype
+            A numeric dtype, the same on every rank of a node.
+        root : int
+            The node rank that holds the memory; must exist on every node.
+
+        Returns
+        -------
+        SharedArray
+            Its ``array`` attribute is the ndarray of shape ``shape``.
+        """
+        error = None
+        try:
+            shape, dtype, root = check_shared_args(shape, dtype, root)
+        except CommError as exc:
+            error = exc
+        node = self.node_comm()
+        mine = np.zeros(8, dtype=np.int64)
+        if error is None:
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            mine[:7] = [nbytes, -nbytes, root, -root, dtype.itemsize, -dtype.itemsize,
+                        root >= node.size]
+        else:
+            mine[7] = 1
+        on_node = np.empty_like(mine)
+        node.Allreduce(mine, on_node, op=MAX)
+        verdict = np.array([3 if on_node[7] else 2 if (on_node[0] != -on_node[1]
+                                                       or on_node[2] != -on_node[3]
+                                                       or on_node[4] != -on_node[5])
+                            else 1 if on_node[6] else 0], dtype=np.int64)
+        anywhere = np.empty_like(verdict)
+        self.Allreduce(verdict, anywhere, op=MAX)    # every rank of every node decides alike
+        if error is not None:
+            raise error
+        if anywhere[0]:
+            raise CommError({
+                3: "shared_array: another rank passed a bad shape, dtype or root",
+                2: "shared_array: every rank of a node must pass the same shape, dtype and root",
+                1: f"shared_array: root {root} is not a rank of every node (the smallest "
+                   f"node has fewer ranks)"}[int(anywhere[0])])
+        return self._allocate_shared(node, shape, dtype, root)
+
     def argmax(self, value, index):
         """Collective arg-max of ``(value, index)`` pairs: the largest value wins and ties go
         to the lowest index (any comparable: an int or a tuple). Same answer on every rank."""
@@ -230,6 +300,12 @@ class Communicator:
         raise NotImplementedError
 
     def Split(self, color=0, key=0):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def Split_type(self, split_type=COMM_TYPE_SHARED, key=0):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _allocate_shared(self, node, shape, dtype, root):  # pragma: no cover - interface
         raise NotImplementedError
 
     def Abort(self, errorcode=1):  # pragma: no cover - interface

@@ -5,8 +5,11 @@ This is the only module of mpiml that imports mpi4py. Importing it initialises M
 
 __all__ = ["MPICommunicator", "world", "library_version"]
 
+import atexit
 import os
 import time
+
+import numpy as np
 
 
 def _yield_when_oversubscribed():
@@ -31,9 +34,14 @@ from mpi4py.util.dtlib import from_numpy_dtype  # noqa: E402
 
 from ..errors import CommError  # noqa: E402
 from .base import Communicator, as_buffer, as_vector_spec  # noqa: E402
-from .ops import ANY_SOURCE, ANY_TAG, IN_PLACE, MAX, MIN, PROD, SUM, check_op, fold  # noqa: E402
+from .ops import (ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, IN_PLACE, MAX, MIN, PROD,  # noqa: E402
+                  SUM, check_op, fold)
+from .shared import SharedArray, WindowRegistry  # noqa: E402
 
 _ABORT_GRACE_SECONDS = 0.3
+# the windows of every communicator that made one, in that order (the same on every
+# rank); kept after the communicator is gone: its windows are freed before MPI_Finalize
+_REGISTRIES = []
 _MPI_OPS = {SUM.name: MPI.SUM, PROD.name: MPI.PROD, MIN.name: MPI.MIN, MAX.name: MPI.MAX}
 
 
@@ -60,6 +68,7 @@ class MPICommunicator(Communicator):
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self._self_sends = []   # (request, buffer) of messages a rank sent to itself
+        self._windows = WindowRegistry()   # shared windows made by shared_array
 
     @property
     def mpi_comm(self):
@@ -209,12 +218,44 @@ class MPICommunicator(Communicator):
     def Dup(self):
         return MPICommunicator(self._comm.Dup())
 
+    def Split_type(self, split_type=COMM_TYPE_SHARED, key=0):
+        """Collective: the ranks that share this rank's node (``MPI.COMM_TYPE_SHARED``)."""
+        if split_type is not COMM_TYPE_SHARED:
+            raise CommError(f"Split_type: only COMM_TYPE_SHARED is supported, got {split_type!r}")
+        return MPICommunicator(self._comm.Split_type(MPI.COMM_TYPE_SHARED, int(key)))
+
+    def _allocate_shared(self, node, shape, dtype, root):
+        """An MPI-3 shared window over ``node``: ``root`` allocates every byte, the other
+        ranks allocate none and map root's segment (``Shared_query``)."""
+        if not self._windows.live and self._windows not in _REGISTRIES:
+            _REGISTRIES.append(self._windows)
+        self._windows.collect(node)    # windows no rank of the node uses any more
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes == 0:
+            return SharedArray(b"", shape, dtype, self, node, root)
+        window = MPI.Win.Allocate_shared(nbytes if node.rank == root else 0, dtype.itemsize,
+                                         comm=node.mpi_comm)
+        memory, _ = window.Shared_query(root)
+        return SharedArray(memory, shape, dtype, self, node, root, window, self._windows)
+
     def Free(self):
         """Release the underlying MPI communicator (collective)."""
         self._comm.Free()
 
     def Abort(self, errorcode=1):
         self._comm.Abort(int(errorcode))
+
+
+@atexit.register
+def _free_windows_at_exit():
+    """Free every shared window still allocated, before mpi4py's ``MPI_Finalize``.
+
+    Every rank that exits normally holds the same windows (allocations and frees are
+    collective) in communicators made in the same order, so the collective frees match.
+    Python's exit handlers run before the one that finalizes MPI.
+    """
+    for registry in _REGISTRIES:
+        registry.free_all()
 
 
 _WORLD = None
@@ -225,7 +266,32 @@ def world():
     global _WORLD
     if _WORLD is None:
         _WORLD = MPICommunicator(MPI.COMM_WORLD.Dup())
+        _unlink_node_segment_names()
     return _WORLD
+
+
+def _unlink_node_segment_names(maps="/proc/self/maps"):
+    """Remove the ``/dev/shm`` names of the segments MPICH made for its ranks on this node.
+
+    MPICH keeps the name of its intra-node segment (``/dev/shm/mpich_shm_*``) until
+    ``MPI_Finalize``, so a job that aborts leaves the file behind, one per node and
+    failed run. Every rank of the world has mapped it once the ``Dup`` above has
+    completed (it is collective), and MPICH never opens it again: the name can go now,
+    as the POSIX idiom for shared memory has it; the memory lives until the last rank
+    unmaps it. Each rank removes what it maps; the others find it gone.
+    """
+    try:
+        with open(maps) as table:
+            lines = table.readlines()
+    except OSError:             # not Linux: nothing to do
+        return
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 6 and fields[5].startswith("/dev/shm/mpich_shm_"):
+            try:
+                os.unlink(fields[5])
+            except OSError:
+                pass
 
 
 def world_abort(errorcode=1):

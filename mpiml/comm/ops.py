@@ -6,7 +6,8 @@ Python-object reductions (lowercase ``reduce``/``allreduce``) fold the values
 in rank order, so every rank and both backends obtain the same bits.
 """
 
-__all__ = ["Op", "fold", "SUM", "PROD", "MIN", "MAX", "MAXLOC", "MINLOC", "IN_PLACE", "ANY_SOURCE", "ANY_TAG"]
+__all__ = ["Op", "fold", "SUM", "PROD", "MIN", "MAX", "MAXLOC", "MINLOC", "IN_PLACE", "ANY_SOURCE", "ANY_TAG",
+           "COMM_TYPE_SHARED"]
 
 import numpy as np
 
@@ -93,6 +94,8 @@ class _Sentinel:
 IN_PLACE = _Sentinel("IN_PLACE")
 ANY_SOURCE = -1
 ANY_TAG = -1
+#: ``Split_type``: the ranks that share a node's memory (``MPI.COMM_TYPE_SHARED``).
+COMM_TYPE_SHARED = _Sentinel("COMM_TYPE_SHARED")
 
 
 def fold(op, values):

@@ -22,8 +22,9 @@ import numpy as np
 
 from ..errors import CollectiveMismatchError, CommError, RankAborted
 from .base import Communicator, as_buffer, as_vector_spec, describe
-from .ops import ANY_SOURCE, ANY_TAG, IN_PLACE, SUM, check_op, fold
+from .ops import ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, IN_PLACE, SUM, check_op, fold
 from .partition import block_range
+from .shared import SharedArray
 
 _POLL_SECONDS = 0.5
 _SPIN_SECONDS = 50e-6
@@ -457,6 +458,21 @@ class ThreadCommunicator(Communicator):
                     del g.pending[(sequence, color)]
             return ThreadCommunicator(slot[0], new_rank)
         return self._collective("Split()", (color, key), work)
+
+    def Split_type(self, split_type=COMM_TYPE_SHARED, key=0):
+        """Collective: the ranks that share this rank's node, ordered by ``(key, rank)``.
+        Thread ranks all share one process, so that is every rank of this communicator."""
+        if split_type is not COMM_TYPE_SHARED:
+            raise CommError(f"Split_type: only COMM_TYPE_SHARED is supported, got {split_type!r}")
+        return self.Split(0, key)
+
+    def _allocate_shared(self, node, shape, dtype, root):
+        """One numpy array, handed by ``root`` to every rank of ``node`` (no copy)."""
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        raw = np.empty(nbytes, np.uint8) if node.rank == root else None
+        raw = node._collective(f"shared_array(root={root}, {nbytes} bytes)", raw,
+                               lambda p: p[root])
+        return SharedArray(raw, shape, dtype, self, node, root)
 
     def Abort(self, errorcode=1):
         """End every rank of this run: they wake up with an error and ``run`` raises."""

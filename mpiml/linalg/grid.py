@@ -100,6 +100,7 @@ class ProcessGrid:
         self.row_comm = self.comm.Split(self.row, self.col)
         self.col_comm = self.comm.Split(self.col, self.row)
         self._workspace = {}
+        self._node_ranks = None
 
     @classmethod
     def square(cls, comm):
@@ -121,6 +122,16 @@ class ProcessGrid:
     @property
     def backend(self):
         return self.comm.backend
+
+    def node_ranks(self):
+        """The grid ranks on this rank's node (sharing its memory), in increasing order.
+
+        Collective the first time (every rank learns its node's members), then kept.
+        On the threads backend every rank is on one node.
+        """
+        if self._node_ranks is None:
+            self._node_ranks = tuple(self.comm.node_comm().allgather(self.rank))
+        return self._node_ranks
 
     def workspace(self, name, size, dtype):
         """Flat buffer of ``size`` elements of ``dtype``, kept between calls under ``name``

@@ -82,9 +82,22 @@ def _as_grid(grid):
     raise LinalgError(f"grid must be a ProcessGrid or a Communicator, got {type(grid).__name__}")
 
 
-def _shares_memory(grid):
-    """Thread ranks can share one array; MPI processes cannot."""
-    return grid.backend == "threads"
+def _shared_by_default(grid, *operands):
+    """Results are shared when the operands are, and always on the threads backend."""
+    return grid.backend == "threads" or any(x.shared for x in operands)
+
+
+def _node_box(shape, grid):
+    """Global ``((r0, r1), (c0, c1))`` of the smallest rectangle that holds the blocks of
+    every rank on this rank's node (collective the first time a grid is asked). On one
+    node that is the whole matrix; with consecutive ranks per node it is their blocks."""
+    pc = grid.shape[1]
+    rows = [r // pc for r in grid.node_ranks()]
+    cols = [r % pc for r in grid.node_ranks()]
+    return ((block_range(shape[0], grid.shape[0], min(rows))[0],
+             block_range(shape[0], grid.shape[0], max(rows))[1]),
+            (block_range(shape[1], grid.shape[1], min(cols))[0],
+             block_range(shape[1], grid.shape[1], max(cols))[1]))
 
 
 class DistributedMatrix:
@@ -105,18 +118,36 @@ class DistributedMatrix:
     row_range, col_range : tuple of int
         Global ``(start, stop)`` of this rank's rows and columns.
     shared : bool
-        True when the blocks of all ranks are views of one array in this process
-        (threads backend only). Then :meth:`gather` needs no copy, and operations
-        with ``out=`` such a matrix write the single shared result in place.
+        True when the blocks of the ranks of a node are views of one array in the
+        node's memory: one numpy array on the threads backend, an MPI-3 shared window
+        per node on MPI (see :meth:`Communicator.shared_array`). Operations with
+        ``out=`` such a matrix write the single result in place, and when the grid
+        lives on one node :meth:`gather` returns that array without a copy.
+    storage : ndarray or None
+        For a shared matrix, this node's array: the rows ``storage_origin[0]:`` and
+        columns ``storage_origin[1]:`` of the matrix that this node's blocks cover (the
+        whole matrix on one node). Read other ranks' parts only after a synchronisation
+        (:meth:`gather` does one).
     """
 
-    def __init__(self, grid, shape, local, storage=None):
+    def __init__(self, grid, shape, local, storage=None, handle=None, origin=(0, 0)):
         self.grid = grid
         self.shape = shape
         self.local = local
         self._storage = storage
+        self._handle = handle          # the SharedArray that owns storage, if any
+        self.storage_origin = origin   # global (row, col) of storage[0, 0]
         self.row_range = block_range(shape[0], grid.shape[0], grid.row)
         self.col_range = block_range(shape[1], grid.shape[1], grid.col)
+
+    @classmethod
+    def _on_node_array(cls, grid, shape, dtype):
+        """A matrix whose blocks live in one shared array per node (collective)."""
+        (br0, br1), (bc0, bc1) = _node_box(shape, grid)
+        handle = grid.comm.shared_array((br1 - br0, bc1 - bc0), dtype)
+        out = cls(grid, shape, None, None, handle, (br0, bc0))
+        out.local, out._storage = _views_of(handle, out)
+        return out
 
     # -- metadata ------------------------------------------------------------------------
 
@@ -131,6 +162,40 @@ class DistributedMatrix:
     @property
     def shared(self):
         return self._storage is not None
+
+    @property
+    def storage(self):
+        return self._storage
+
+    def sync(self):
+        """Collective: after it, every rank sees what every rank of its node wrote to a
+        shared matrix (a window fence per node; a barrier on threads). Does nothing
+        for a matrix that is not shared."""
+        if self._handle is not None:
+            self._handle.fence()
+        elif self._storage is not None:
+            self.grid.comm.Barrier()
+
+    def free(self):
+        """Collective: release a shared matrix's node array now (see
+        :meth:`SharedArray.free`); the matrix cannot be used afterwards. Without it the
+        memory goes when the matrix and every view of its storage are gone.
+
+        Raises
+        ------
+        CommError
+            On every rank, if a view of the storage is still alive on some rank (for
+            instance the array :meth:`gather` returned); the matrix is left intact.
+        """
+        if self._handle is None:
+            self.local = self._storage = None
+            return
+        self.local = self._storage = None      # this matrix's views of the storage
+        try:
+            self._handle.free()
+        except BaseException:
+            self.local, self._storage = _views_of(self._handle, self)
+            raise
 
     def block_shape(self, row=None, col=None):
         """Shape of the block at grid position ``(row, col)`` (default: this rank's)."""
@@ -158,17 +223,15 @@ class DistributedMatrix:
         dtype : dtype
             float32, float64, complex64 or complex128.
         shared : bool
-            On the threads backend, allocate one ``m x n`` array and give every rank a
-            view of its block (no copy at :meth:`gather`). Ignored on MPI, where
-            every process holds only its block.
+            Give the ranks of each node views of one array in the node's memory
+            (:meth:`Communicator.shared_array`) instead of private blocks: the whole
+            ``m x n`` matrix when the grid lives on one node (threads, or MPI ranks of
+            one node: :meth:`gather` then needs no copy), the rectangle of the node's
+            blocks on each node otherwise.
         """
         grid, shape, dtype = _as_grid(grid), _as_shape(shape), _as_dtype(dtype)
-        if shared and _shares_memory(grid):
-            handle = _SharedArray(np.empty(shape, dtype) if grid.rank == 0 else None)
-            storage = grid.comm.bcast(handle, root=0).array
-            (r0, r1), (c0, c1) = (block_range(shape[0], grid.shape[0], grid.row),
-                                  block_range(shape[1], grid.shape[1], grid.col))
-            return cls(grid, shape, storage[r0:r1, c0:c1], storage)
+        if shared:
+            return cls._on_node_array(grid, shape, dtype)
         return cls(grid, shape, np.empty(_block_shape(shape, grid.shape, grid.row, grid.col),
                                          dtype))
 
@@ -180,16 +243,16 @@ class DistributedMatrix:
         return out
 
     @classmethod
-    def fromfunction(cls, function, shape, grid, dtype=np.float64):
+    def fromfunction(cls, function, shape, grid, dtype=np.float64, shared=False):
         """Matrix with entry ``(i, j)`` equal to ``function(i, j)`` (collective).
 
         Each rank evaluates ``function`` on its own block only, with ``i`` an integer
         array of shape ``(rows, 1)`` and ``j`` one of shape ``(1, cols)`` holding
         global indices (as :func:`numpy.fromfunction`, but vectorised over blocks).
-        No rank holds the whole matrix.
+        No rank holds the whole matrix; ``shared`` as :meth:`empty`.
         """
         grid, shape, dtype = _as_grid(grid), _as_shape(shape), _as_dtype(dtype)
-        out = cls.empty(shape, grid, dtype)
+        out = cls.empty(shape, grid, dtype, shared)
         (r0, r1), (c0, c1) = out.row_range, out.col_range
         rows = np.arange(r0, r1, dtype=np.int64)[:, None]
         cols = np.arange(c0, c1, dtype=np.int64)[None, :]
@@ -197,19 +260,19 @@ class DistributedMatrix:
         return out
 
     @classmethod
-    def random(cls, shape, grid, seed=0, dtype=np.float64):
+    def random(cls, shape, grid, seed=0, dtype=np.float64, shared=False):
         """Matrix of standard normal entries, created in place (collective).
 
         The global index space is cut into ``RANDOM_TILE x RANDOM_TILE`` tiles; tile
         ``(ti, tj)`` is drawn from its own stream seeded with ``(seed, ti, tj)``. So
         the matrix depends on ``seed`` and ``shape`` only, not on the grid or the
         rank count, and no rank holds the whole matrix. Complex dtypes draw the real
-        and imaginary parts from the same stream.
+        and imaginary parts from the same stream. ``shared`` as :meth:`empty`.
         """
         grid, shape, dtype = _as_grid(grid), _as_shape(shape), _as_dtype(dtype)
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise LinalgError(f"seed must be an integer >= 0, got {seed!r}")
-        out = cls.empty(shape, grid, dtype)
+        out = cls.empty(shape, grid, dtype, shared)
         if out.local.size == 0:
             return out
         (r0, r1), (c0, c1) = out.row_range, out.col_range
@@ -237,8 +300,10 @@ class DistributedMatrix:
         root : int
             Rank (in ``grid.comm``) that holds ``array``.
         shared : bool
-            On the threads backend, do not copy: every rank's block is a view of
-            root's array (so writes to the blocks change that array). Ignored on MPI.
+            Blocks in shared memory. On the threads backend nothing is copied: every
+            rank's block is a view of root's array (so writes to the blocks change that
+            array). On MPI, root copies its node's part into its node's shared array,
+            and the ranks of the other nodes receive their blocks into theirs.
 
         Returns
         -------
@@ -258,12 +323,14 @@ class DistributedMatrix:
         if error is not None:
             raise LinalgError(error)
         dtype = np.dtype(dtype)
-        if shared and _shares_memory(grid):
+        if shared and grid.backend == "threads":
             storage = comm.bcast(_SharedArray(array if comm.rank == root else None),
                                  root=root).array
             (r0, r1), (c0, c1) = (block_range(shape[0], grid.shape[0], grid.row),
                                   block_range(shape[1], grid.shape[1], grid.col))
             return cls(grid, shape, storage[r0:r1, c0:c1], storage)
+        if shared:
+            return cls._scatter_to_node_arrays(array, grid, shape, dtype, root)
         out = cls.empty(shape, grid, dtype)
         counts, displs = _block_counts(shape, grid.shape)
         if comm.rank == root:
@@ -271,6 +338,29 @@ class DistributedMatrix:
             comm.Scatterv([packed, counts, displs], out.local, root=root)
         else:
             comm.Scatterv(None, out.local, root=root)
+        return out
+
+    @classmethod
+    def _scatter_to_node_arrays(cls, array, grid, shape, dtype, root):
+        """from_root into shared blocks on MPI: root fills its node's array with one
+        copy; the ranks of the other nodes receive their blocks (collective)."""
+        out = cls.empty(shape, grid, dtype, shared=True)
+        comm = grid.comm
+        on_root_node = root in grid.node_ranks()
+        if comm.rank == root:
+            (r0, r1), (c0, c1) = _node_box(shape, grid)
+            out._storage[...] = array[r0:r1, c0:c1]
+            counts, _ = _block_counts(shape, grid.shape)
+            counts[list(grid.node_ranks())] = 0
+            comm.Scatterv([_pack(array, grid.shape, grid.node_ranks()), counts],
+                          np.empty(0, dtype), root=root)
+        elif out.local.flags.c_contiguous or on_root_node:   # rows of a column grid
+            comm.Scatterv(None, out.local if not on_root_node else np.empty(0, dtype), root)
+        else:
+            block = np.empty(out.local.shape, dtype)
+            comm.Scatterv(None, block, root=root)
+            out.local[...] = block
+        out.sync()
         return out
 
     # -- out -------------------------------------------------------------------------------
@@ -281,12 +371,14 @@ class DistributedMatrix:
         Returns
         -------
         ndarray of shape (m, n) on root, ``None`` on the other ranks.
-            For a ``shared`` matrix this is the shared array itself (no copy), after
-            a barrier that waits for every rank's writes.
+            For a ``shared`` matrix on a grid that lives on one node this is the shared
+            array itself (no copy), after a :meth:`sync` that waits for every rank's
+            writes. Across nodes the blocks are gathered as for private ones.
         """
         comm = self.grid.comm
-        if self._storage is not None:
-            comm.Barrier()
+        if self._storage is not None and self._storage.shape == self.shape \
+                and len(self.grid.node_ranks()) == self.grid.size:
+            self.sync()
             return self._storage if comm.rank == root else None
         local = np.ascontiguousarray(self.local)
         counts, displs = _block_counts(self.shape, self.grid.shape)
@@ -398,17 +490,27 @@ def _blocks(shape, grid_shape):
         yield rank, slice(r0, r1), slice(c0, c1)
 
 
-def _pack(array, grid_shape):
-    """Blocks of ``array`` one after the other in rank order (flat, contiguous)."""
-    if grid_shape[1] == 1:
+def _pack(array, grid_shape, skipped=()):
+    """Blocks of ``array`` one after the other in rank order (flat, contiguous),
+    leaving out those of the ranks in ``skipped``."""
+    if grid_shape[1] == 1 and not skipped:
         return np.ascontiguousarray(array).reshape(-1)
-    packed = np.empty(array.size, array.dtype)
+    blocks = [array[rows, cols] for rank, rows, cols in _blocks(array.shape, grid_shape)
+              if rank not in skipped]
+    packed = np.empty(sum(block.size for block in blocks), array.dtype)
     pos = 0
-    for _, rows, cols in _blocks(array.shape, grid_shape):
-        block = array[rows, cols]
+    for block in blocks:
         packed[pos:pos + block.size].reshape(block.shape)[...] = block
         pos += block.size
     return packed
+
+
+def _views_of(handle, matrix):
+    """``(local, storage)`` of ``matrix`` again, from its handle's array."""
+    storage = handle.array
+    (br0, bc0), ((r0, r1), (c0, c1)) = matrix.storage_origin, (matrix.row_range,
+                                                                matrix.col_range)
+    return storage[r0 - br0:r1 - br0, c0 - bc0:c1 - bc0], storage
 
 
 def _unpack(packed, out, grid_shape):
@@ -444,7 +546,7 @@ def _check_product(a, b, out, call):
                           f"({a.grid.shape} and {b.grid.shape})")
     dtype = np.result_type(a.dtype, b.dtype)
     if out is None:
-        out = DistributedMatrix.empty((m, n), a.grid, dtype)
+        out = DistributedMatrix.empty((m, n), a.grid, dtype, shared=a.shared and b.shared)
     elif not isinstance(out, DistributedMatrix) or out.shape != (m, n) \
             or out.grid.shape != a.grid.shape or out.dtype != dtype:
         raise LinalgError(f"{call}: out must be a {m}x{n} {dtype} DistributedMatrix on the "
@@ -457,9 +559,9 @@ def _check_scalar(alpha, call):
         raise LinalgError(f"{call}: the scale factor must be a number, got {alpha!r}")
 
 
-def _output(like, dtype, out, shared, call):
+def _output(like, dtype, out, shared, call, operands=()):
     if out is None:
-        shared = _shares_memory(like.grid) if shared is None else shared
+        shared = _shared_by_default(like.grid, like, *operands) if shared is None else shared
         return DistributedMatrix.empty(like.shape, like.grid, dtype, shared)
     _check_same_layout(like, out, call)
     if not np.can_cast(dtype, out.dtype, casting="same_kind"):
@@ -471,10 +573,11 @@ def add(a, b, alpha=1, beta=1, out=None, shared=None):
     """Parallel ``alpha * a + beta * b`` of two distributed matrices (collective).
 
     Each rank combines its own blocks: no data moves. The result is written in
-    place into ``out`` when given (which may be ``a`` or ``b``). On the threads
-    backend the result is one shared array (unless ``shared=False``, or an ``out``
-    that is not shared is given): every rank writes its part of it directly, and
-    ``out.gather()`` returns it without a copy.
+    place into ``out`` when given (which may be ``a`` or ``b``). The result is
+    shared (one array per node, see :meth:`DistributedMatrix.empty`) on the threads
+    backend and whenever ``a`` or ``b`` is shared, unless ``shared=False`` or an
+    ``out`` that is not shared is given: every rank writes its part of it directly,
+    and on one node ``out.gather()`` returns it without a copy.
 
     Parameters
     ----------
@@ -485,7 +588,7 @@ def add(a, b, alpha=1, beta=1, out=None, shared=None):
         Same shape and grid as ``a``.
     shared : bool, optional
         When ``out`` is not given: allocate a shared result. Default: on the threads
-        backend (where ranks share memory); ignored on MPI.
+        backend, or when an operand is shared.
 
     Returns
     -------
@@ -495,7 +598,7 @@ def add(a, b, alpha=1, beta=1, out=None, shared=None):
     _check_scalar(alpha, "add")
     _check_scalar(beta, "add")
     dtype = np.result_type(a.dtype, b.dtype)
-    out = _output(a, dtype, out, shared, "add")
+    out = _output(a, dtype, out, shared, "add", (b,))
     if alpha == 1 and beta == 1:
         np.add(a.local, b.local, out=out.local)
     elif alpha == 1 and beta == -1:
