@@ -100,21 +100,8 @@ def triton_client(server):
 
 def fit_categorical(estimator, frame, y):
     """``estimator`` fitted on the pandas DataFrame ``frame`` (text and ``category``
-    columns categorical) as an estimator that takes categorical features does it: its
-    ``feature_schema_`` holds the kinds and vocabularies, and ``predict(frame)`` encodes
-    with it.
-
-    Today's estimators learn from the encoded matrix (category indices), with the schema
-    set afterwards; once they fit tables themselves this is ``estimator.fit(frame, y)``.
-    """
-    from mpiml.comm import resolve_comm
-    from mpiml.data.tables import fit_schema
-
-    X, schema, names = fit_schema(frame, resolve_comm(None))
-    estimator.fit(X, y, feature_names=names)
-    estimator.feature_schema_ = schema
-    estimator.is_categorical_ = schema.is_categorical.copy()
-    return estimator
+    columns categorical, NaN and None missing)."""
+    return estimator.fit(frame, y)
 
 
 def categorical_frame(n, seed=0, missing=0.0):

@@ -143,20 +143,6 @@ def test_bad_input(tmp_path, args, message, launch):
 
 # -- categorical tables end to end -------------------------------------------------------
 
-def _takes_tables(model):
-    """True once MODEL's estimator encodes Tables with fit_schema (the issue-14 model
-    branches); until then the end-to-end tests on categorical data are skipped."""
-    from mpiml.data.tables import Table
-    from mpiml.models import estimator_class
-    table = Table({"c": np.array(["a", "b", None, "a"], dtype=object),
-                   "n": np.array([1.0, np.nan, 3.0, 4.0])})
-    try:
-        estimator_class(model, "classification")().fit(table, np.array([0, 1, 0, 1]))
-    except Exception:  # noqa: BLE001 - any failure means: not yet
-        return False
-    return True
-
-
 def _categorical_rows(n=400, seed=0):
     """A label that depends on a city (text), a zip code and a number, with missing
     cells everywhere."""
@@ -197,8 +183,6 @@ def test_categorical_table_end_to_end(tmp_path, model, extra, source):
     pytest.importorskip("pandas")
     if source != "cat.csv":
         pytest.importorskip("pyarrow")
-    if not _takes_tables(model):
-        pytest.skip(f"{model} does not take Tables yet (issue 14 model branches)")
     _write_tables(tmp_path)
     out = tmp_path / f"{model}.mpiml"
     proc = _run([model, "--data", str(tmp_path / source), "--target", "label",
@@ -218,8 +202,6 @@ def test_categorical_table_end_to_end(tmp_path, model, extra, source):
 
 def test_categorical_csv_and_parquet_give_the_same_model(tmp_path):
     pytest.importorskip("pyarrow")
-    if not _takes_tables("gbdt"):
-        pytest.skip("gbdt does not take Tables yet (issue 14 model branches)")
     _write_tables(tmp_path)
     models = []
     for source in ("cat.csv", "parts"):
@@ -273,8 +255,6 @@ def test_categorical_parquet_parts_under_mpiexec(tmp_path):
     pytest.importorskip("pyarrow")
     if _mpiexec() is None:
         pytest.skip("no mpiexec")
-    if not _takes_tables("logistic"):
-        pytest.skip("logistic does not take Tables yet (issue 14 model branches)")
     _write_tables(tmp_path)
     args = ["logistic", "--data", str(tmp_path / "parts"), "--target", "label",
             "--categorical", "zip", "--json", "--quiet"]
