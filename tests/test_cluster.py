@@ -360,28 +360,6 @@ def test_launcher_refuses_unknown_host(cluster):
 
 # -- apps across hosts -----------------------------------------------------------------------
 
-def _need_app(name, issue):
-    if not (ROOT / "apps" / name).is_file():
-        pytest.skip(f"apps/{name} is not in the repository yet (issue {issue})")
-
-
-def _need_model(model, issue, task="classification", fit_keyword=None):
-    """Skip unless ``model`` is registered for apps/train.py (and its fit takes the keyword)."""
-    _need_app("train.py", 4)
-    import inspect
-
-    from mpiml.models import ESTIMATORS, estimator_class
-    if task not in ESTIMATORS.get(model, {}):
-        pytest.skip(f"model {model!r} ({task}) is not registered in "
-                    f"mpiml.models.ESTIMATORS yet (issue {issue})")
-    try:
-        cls = estimator_class(model, task)
-    except (ImportError, AttributeError) as exc:
-        pytest.skip(f"model {model!r} cannot be imported yet (issue {issue}): {exc}")
-    if fit_keyword and fit_keyword not in inspect.signature(cls.fit).parameters:
-        pytest.skip(f"{cls.__name__}.fit does not take {fit_keyword} yet (issue {issue})")
-
-
 def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -425,10 +403,6 @@ GBDT_FLAGS = ("--n-estimators", "12", "--max-depth", "3", "--learning-rate", "0.
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("algo", ["summa", "cannon"])
 def test_linalg_matmul_across_hosts_matches_one_host(cluster, tmp_path, algo):
-    try:
-        import mpiml.linalg  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"mpiml.linalg cannot be imported yet (issue 3): {exc}")
     program = [sys.executable, Path(__file__), "matmul", algo]
     _ok(cluster.run(NPROCS, [*program, tmp_path / "across.npy"], timeout=110))
     _ok(_local_run(NPROCS, [*program, tmp_path / "one.npy"], timeout=110))
@@ -464,7 +438,6 @@ def test_shared_matrices_across_hosts_match_one_host(cluster, tmp_path):
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("algo", ["summa", "cannon"])
 def test_matmul_app_across_hosts_matches_one_host(cluster, algo):
-    _need_app("matmul.py", 3)
     argv = [sys.executable, ROOT / "apps" / "matmul.py", "--m", "90", "--k", "77", "--n", "64",
             "--algo", algo, "--check", "--json"]
     across = _last_json(cluster.run(NPROCS, argv, timeout=110))
@@ -477,11 +450,8 @@ def test_matmul_app_across_hosts_matches_one_host(cluster, algo):
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("model, issue, flags", [("forest", 5, FOREST_FLAGS),
-                                                 ("gbdt", 6, GBDT_FLAGS)])
-def test_model_trained_across_hosts_is_identical(cluster, train_data, tmp_path, model, issue,
-                                                 flags):
-    _need_model(model, issue)
+@pytest.mark.parametrize("model, flags", [("forest", FOREST_FLAGS), ("gbdt", GBDT_FLAGS)])
+def test_model_trained_across_hosts_is_identical(cluster, train_data, tmp_path, model, flags):
     across = _last_json(cluster.run(
         NPROCS, _train_argv(model, train_data, tmp_path / "across.mpiml", *flags), timeout=110))
     one_host = _last_json(_local_run(
@@ -554,7 +524,6 @@ def _ranks_running_on(ns, count):
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("lost", HOSTS, ids=["lose-rank0-host", "lose-other-host"])
 def test_lost_host_ends_job_and_keeps_earlier_model(cluster, train_data, tmp_path, lost):
-    _need_model("gbdt", 6)
     out = tmp_path / "model.mpiml"
     _ok(cluster.run(NPROCS, _train_argv("gbdt", train_data, out, *GBDT_FLAGS), timeout=110))
     earlier = _sha256(out)
@@ -586,7 +555,6 @@ def test_lost_host_ends_job_and_keeps_earlier_model(cluster, train_data, tmp_pat
 
 @pytest.mark.timeout(300)
 def test_checkpointed_training_resumes_on_remaining_host(cluster, train_data, tmp_path):
-    _need_model("gbdt", 6, fit_keyword="checkpoint_every")
     flags = ("--n-estimators", "40", "--max-depth", "3", "--learning-rate", "0.1",
              "--random-state", "0")
     full = tmp_path / "full.mpiml"
@@ -617,10 +585,6 @@ def test_checkpointed_training_resumes_on_remaining_host(cluster, train_data, tm
 @pytest.mark.parametrize("script", ["matmul.sbatch", "train.sbatch"])
 def test_slurm_scripts_run_across_hosts(cluster, train_data, tmp_path, script):
     """The batch scripts as submitted, with an ``srun`` that starts the step on the test hosts."""
-    if script == "matmul.sbatch":
-        _need_app("matmul.py", 3)
-    else:
-        _need_model("gbdt", 6, fit_keyword="checkpoint_every")
     shim = tmp_path / "bin" / "srun"
     shim.parent.mkdir()
     flags = " ".join(cluster.command(NPROCS, [])[1:-2])

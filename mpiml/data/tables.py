@@ -29,6 +29,7 @@ import math
 import numbers
 
 import numpy as np
+from scipy import sparse
 
 from ..checks import check_X
 from ..comm import agree
@@ -184,6 +185,7 @@ class Schema:
                                       for f in self.features], dtype=np.int64)
         self._lookup = [None if not f.text else {c: i for i, c in enumerate(f.categories)}
                         for f in self.features]
+        self.has_categorical = bool(self.is_categorical.any())
 
     @classmethod
     def numeric(cls, n_features, names=None):
@@ -194,10 +196,6 @@ class Schema:
     @property
     def n_features(self):
         return len(self.features)
-
-    @property
-    def has_categorical(self):
-        return bool(self.is_categorical.any())
 
     def to_json(self):
         return [f.to_json() for f in self.features]
@@ -221,6 +219,7 @@ class Schema:
         row and feature of a cell of the wrong kind.
         """
         names, cols, _ = _columns(X, self.names, name)
+        n = _n_rows(X, cols)
         if names is not None and list(names) != self.names:
             missing = [n for n in self.names if n not in names]
             extra = [n for n in names if n not in self.names]
@@ -233,7 +232,6 @@ class Schema:
         if len(cols) != self.n_features:
             raise DataError(f"{name} has {len(cols)} features, but the model is expecting "
                             f"{self.n_features} features as input")
-        n = len(cols[0]) if cols else 0
         out = np.empty((n, self.n_features), dtype=np.float64)
         for j, (feature, col) in enumerate(zip(self.features, cols)):
             if feature.is_categorical:
@@ -320,8 +318,22 @@ def _pandas_column(series, kind):
     return series.astype(object).to_numpy(dtype=object)
 
 
+def _n_rows(X, cols):
+    """The number of rows of ``X`` (also where it has no columns)."""
+    if cols:
+        return len(cols[0])
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) else 0
+
+
 def _columns(X, names_hint=None, name="X"):
-    """(names or None, list of 1-D columns, list of kinds by dtype or None)."""
+    """(names or None, list of 1-D columns, list of kinds by dtype or None).
+
+    A sparse matrix or array is refused first (scikit-learn's message): a DOK array is a
+    dict and would otherwise read as a dict of columns.
+    """
+    if sparse.issparse(X):
+        check_X(X, name=name)
     if hasattr(X, "iloc") and hasattr(X, "columns"):  # pandas DataFrame
         names = [str(c) for c in X.columns]
         kinds = [_pandas_kind(X.iloc[:, j]) for j in range(X.shape[1])]

@@ -24,13 +24,11 @@ value at prediction is still imputed by the mean).
 __all__ = ["Preprocessor", "TablePreprocessing", "fit_preprocessor"]
 
 import numpy as np
-from scipy import sparse
 
-from ..checks import check_X, validate_fit_data
-from ..comm import agree
+from ..checks import validate_fit_data
 from ..comm.rowblocks import RowBlocks
 from ..data.tables import Feature, Schema
-from ..errors import DataError, MpimlError
+from ..errors import DataError
 
 
 class Preprocessor:
@@ -190,12 +188,6 @@ def fit_preprocessor(X, w, schema, comm):
     return stage, stage.transform(X)
 
 
-def _refuse_sparse(X):
-    """scikit-learn's error for sparse input (a DOK array would read as a dict of columns)."""
-    if sparse.issparse(X):
-        check_X(X)
-
-
 class TablePreprocessing:
     """What the linear models and MLPs share to read tables: the fit phases before
     standardisation, the expansion at prediction, the stage in the model file and the
@@ -211,15 +203,7 @@ class TablePreprocessing:
         """Collective: schema, checks and the fitted stage; returns the expanded
         ``(X, y, w, n_total)``. Sets ``n_features_in_``, ``feature_schema_``,
         ``preprocessor_`` and ``expanded_feature_names_``."""
-        error = None
-        try:
-            _refuse_sparse(X)
-        except MpimlError as exc:
-            error = exc
-        agree(comm, error)
         encoded = self._fit_X(X, comm)
-        if encoded.shape[1] == 0:  # Schema.encode of no columns has no rows: keep them
-            encoded = np.empty((len(X), 0))
         X, y, w, n_total = validate_fit_data(encoded, y, comm, sample_weight,
                                              numeric_y=self._task == "regression",
                                              estimator=self, allow_nan=True)
@@ -235,7 +219,6 @@ class TablePreprocessing:
 
     def _expand_X(self, X):
         """Local: ``X`` checked, encoded by the schema and expanded by the stage."""
-        _refuse_sparse(X)
         return self.preprocessor_.transform(self._check_predict_X(X, allow_nan=True))
 
     def _stage_state(self, meta, arrays):
