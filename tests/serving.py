@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 class Server:
     """A Gunicorn master started from ``serve/gunicorn.conf.py`` on a free loopback port."""
 
-    def __init__(self, models_dir, log_path, workers=2, **env):
+    def __init__(self, models_dir, log_path, workers=2, command=None, cwd=REPO, **env):
+        """``command``: the program that starts the master (default: Gunicorn from the
+        checkout's ``serve/gunicorn.conf.py``); it reads the ``MPIML_*`` environment."""
         self.log_path = Path(log_path)
         environ = dict(os.environ)
         environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -27,9 +29,10 @@ class Server:
                         "MPIML_GRACEFUL_TIMEOUT": "20",
                         **{k: str(v) for k, v in env.items()}})
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "serve/gunicorn.conf.py", "serve.wsgi:app"],
-            cwd=REPO, env=environ, stdout=self._log, stderr=subprocess.STDOUT)
+        command = command or [sys.executable, "-m", "gunicorn", "-c", "serve/gunicorn.conf.py",
+                              "serve.wsgi:app"]
+        self.proc = subprocess.Popen([str(c) for c in command], cwd=cwd, env=environ,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
         self.url = self._wait_listening()
         self.http = requests.Session()
         self._wait_workers(workers)

@@ -217,11 +217,7 @@ def test_categorical_csv_and_parquet_give_the_same_model(tmp_path):
 
 
 def test_unavailable_model_is_a_clear_error(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "apps"))
-    try:
-        import train
-    finally:
-        sys.path.pop(0)
+    from mpiml.cli import train
     monkeypatch.setitem(train.ESTIMATORS, "forest", {"classification": "mpiml.models.nope:X"})
     with pytest.raises(SystemExit) as info:
         train.main(["forest", "--data", SYNTH, "--out", str(tmp_path / "m")])

@@ -6,8 +6,8 @@ __all__ = ["add_launch_arguments", "launch", "positive_int", "non_negative_int",
 import argparse
 import sys
 
-from .errors import MpimlError
-from .run import run, under_mpiexec
+from ..errors import MpimlError
+from ..run import run, under_mpiexec
 
 
 def _number(cast, accept, requirement):
@@ -48,7 +48,7 @@ def launch(fn, args, *fn_args, **fn_kwargs):
     exits with status 1; under MPI an error on one rank ends every rank.
     """
     if args.threads is not None and under_mpiexec():
-        from .comm import world
+        from ..comm import world
         comm = world()
         if comm.size > 1:  # every rank sees the same flags: rank 0 says it once
             if comm.rank == 0:
@@ -67,7 +67,7 @@ def launch(fn, args, *fn_args, **fn_kwargs):
 
 
 def _rank_zero():
-    from .comm import world
+    from ..comm import world
     return world().rank == 0
 
 
