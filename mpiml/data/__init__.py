@@ -32,7 +32,7 @@ import os
 
 from urllib.parse import parse_qsl, urlsplit
 
-from ..comm import collective_error
+from ..comm import collective_error, resolve_comm
 from ..errors import InvalidParameterError
 from ._common import Dataset, describe
 from .arrays import read_npy, read_npz
@@ -79,7 +79,9 @@ def load_data(source, comm, target=None, task=None, categorical=None, numeric=No
     ----------
     source : str
         A file path or a ``synthetic:`` specification.
-    comm : Communicator
+    comm : Communicator or None
+        None: the communicator of :func:`mpiml.default_comm`, else one rank that reads
+        every row.
     target : str, optional
         Target column name (CSV) or index (``.npy``).
     task : {"classification", "regression"}, optional
@@ -98,6 +100,7 @@ def load_data(source, comm, target=None, task=None, categorical=None, numeric=No
     mpiml.MpimlError
         On every rank, with a message naming the problem (line and column for CSV).
     """
+    comm = resolve_comm(comm)
     source = str(source)
     tabular = {"categorical": categorical, "numeric": numeric}
     lower = source.lower()

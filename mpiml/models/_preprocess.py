@@ -65,6 +65,14 @@ class Preprocessor:
         return cls(np.zeros(n_features), np.zeros(n_features, bool), None, [], names)
 
     @property
+    def value_columns(self):
+        """Boolean mask of the output columns that hold a numeric feature's value (not a
+        one-hot column, not a missing indicator)."""
+        mask = np.zeros(self.n_features_out, dtype=bool)
+        mask[self._starts[:-1][~self.is_categorical]] = True
+        return mask
+
+    @property
     def n_features_in(self):
         return self.is_categorical.size
 

@@ -13,8 +13,10 @@ penalised); half squared error for regression, log-loss (logistic output for two
 classes, softmax otherwise) for classification. ``X`` may be an array (NaN missing), a
 DataFrame or a :class:`~mpiml.data.tables.Table`: the collective stage of
 :mod:`mpiml.models._preprocess` (saved in the model) one-hot encodes categories and
-imputes missing numbers with an indicator, then the expanded inputs are standardised
-with a mean and scale computed over all ranks (``mean_``, ``scale_``); ``coefs_[0]``
+imputes missing numbers with an indicator, then the numeric value columns are standardised
+with a mean and scale computed over all ranks (``mean_``, ``scale_``; the 0/1 one-hot and
+indicator columns keep mean 0 and scale 1, as scikit-learn's usual pipeline does);
+``coefs_[0]``
 has one row per column of ``expanded_feature_names_``.
 """
 
@@ -132,6 +134,10 @@ class _MLP(TablePreprocessing, BaseEstimator):
         d = X.shape[1]
         self.mean_, self.scale_, _ = standardize_stats(X, w, comm, scale=self.standardize,
                                                        center=self.standardize)
+        # 0/1 columns (one-hot, missing indicators) stay as they are: scaled by their
+        # spread, a rare category's column would weigh the most
+        values = self.preprocessor_.value_columns
+        self.mean_[~values], self.scale_[~values] = 0.0, 1.0
         sizes = (d,) + hidden + (n_out,)
         spans, n_params = _layout(sizes)
         seed = resolve_seed(self.random_state, comm)
