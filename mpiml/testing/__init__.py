@@ -32,11 +32,13 @@ class SPMDAssertionError(AssertionError):
 
 def _decide(comm, failure, cause=None):
     """Collective: raise :class:`SPMDAssertionError` on every rank if any rank failed."""
+    __tracebackhide__ = True   # pytest shows the caller's frame, not this one
     reports = comm.allgather(failure)
     failing = [rank for rank, text in enumerate(reports) if text is not None]
     if not failing:
         return
-    lines = "\n".join(f"  rank {rank}: {reports[rank]}" for rank in failing)
+    lines = "\n".join(f"  rank {rank}: " + reports[rank].replace("\n", "\n    ")
+                      for rank in failing)
     exc = SPMDAssertionError(f"failed on rank(s) {failing} of {comm.size}:\n{lines}", failing)
     raise exc from cause
 
@@ -72,6 +74,7 @@ def assert_all_ranks(comm, condition, msg=None):
     ...     part = comm.rank + 1
     ...     assert_all_ranks(comm, part > 0, f"rank {comm.rank} holds {part}")
     """
+    __tracebackhide__ = True
     failure, cause = None, None
     try:
         ok = condition() if callable(condition) else condition

@@ -163,17 +163,20 @@ class SPMDRunner:
     def __call__(self, body, *args, **kwargs):
         """Run ``body(comm, *args, **kwargs)`` on every rank; every rank's result, in
         rank order, on every rank."""
+        __tracebackhide__ = True
         if self.threads is not None:
             return self._run_threads(body, args, kwargs)
         return self._run_mpi(body, args, kwargs)
 
     def _run_threads(self, body, args, kwargs):
+        __tracebackhide__ = True
         import mpiml
         return mpiml.run(body, *args, threads=self.threads, **kwargs)
 
     def _run_mpi(self, body, args, kwargs):
         from mpiml.comm import world
 
+        __tracebackhide__ = True
         comm = world()
         error, result = None, None
         try:
@@ -191,7 +194,8 @@ class SPMDRunner:
             raise error
         if failing:
             from mpiml.testing import SPMDAssertionError
-            lines = "\n".join(f"  rank {rank}: {outcomes[rank][0]}" for rank in failing)
+            lines = "\n".join(f"  rank {rank}: " + outcomes[rank][0].replace("\n", "\n    ")
+                              for rank in failing)
             raise SPMDAssertionError(f"the spmd body failed on rank(s) {failing} of "
                                      f"{comm.size}:\n{lines}", failing)
         return [value for _, value in outcomes]
