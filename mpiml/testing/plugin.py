@@ -3,9 +3,7 @@
 Installing mpiml registers this plugin (entry point ``mpiml.testing.plugin`` in the
 ``pytest11`` group); ``-p mpiml.testing.plugin`` loads it from a source checkout.
 
-Fixtures
---------
-``spmd``
+The ``spmd`` fixture
     A test that takes it is parametrized over the backends: ``threads1`` ...
     ``threads5`` run the body on N thread ranks in this process (the counts of
     ``@pytest.mark.threads(1, 2, 3)``, or the ``spmd_threads`` ini option); ``mpi`` runs
@@ -20,21 +18,20 @@ Fixtures
     then a failure fails on every rank instead of leaving one waiting. ``spmd.size`` is
     the rank count and ``spmd.backend`` is ``"threads"`` or ``"mpi"``.
 
-``spmd_tmp_path``
+The ``spmd_tmp_path`` fixture
     ``spmd_tmp_path(comm)`` is this rank's own new directory; ``spmd_tmp_path.shared``
     is one directory that every rank of the test sees (rank 0's under MPI, so on one
     node only).
 
-Timeout
--------
-Every ``spmd`` test has a time limit, counted from its start: ``@pytest.mark.spmd_timeout(
-seconds)``, else ``--spmd-timeout``, else the ``spmd_timeout`` ini option, else
-240 s; ``0`` turns it off. On thread ranks the run is aborted and the test fails with
-:class:`~mpiml.errors.RankTimeout`, which names every rank's state: the collective or
-receive it waits in, still computing, or returned. Under MPI each rank prints its own
-state to stderr (``mpiml.testing: ... timed out after 3 s on rank 1 of 2: waiting in
-Barrier on a 2-rank communicator``) and the job is aborted, since a rank blocked in MPI
-cannot be woken.
+The time limit
+    Every ``spmd`` test has a time limit, counted from its start:
+    ``@pytest.mark.spmd_timeout(seconds)``, else ``--spmd-timeout``, else the
+    ``spmd_timeout`` ini option, else 240 s; ``0`` turns it off. On thread ranks the
+    run is aborted and the test fails with :class:`~mpiml.errors.RankTimeout`, which
+    names every rank's state: the collective or receive it waits in, still computing,
+    or returned. Under MPI each rank prints its own state to stderr (``mpiml.testing:
+    ... timed out after 3 s on rank 1 of 2: waiting in Barrier on a 2-rank
+    communicator``) and the job is aborted, since a rank blocked in MPI cannot be woken.
 """
 
 __all__ = ["SPMDRunner", "SPMDTmpPath", "spmd", "spmd_tmp_path"]
