@@ -10,13 +10,14 @@ __version__ = "0.1.0"
 from .comm import (ANY_SOURCE, ANY_TAG, IN_PLACE, MAX, MAXLOC, MIN, MINLOC, PROD, SUM, Communicator,
                    default_comm)
 from .errors import (CollectiveMismatchError, CommError, DataError, InvalidParameterError,
-                     ModelFileError, MpimlError, RankAborted)
+                     ModelFileError, MpimlError, RankAborted, RankTimeout)
 from .run import run
 
 __all__ = [
     "run", "default_comm", "Communicator", "SUM", "PROD", "MIN", "MAX", "MAXLOC", "MINLOC",
     "IN_PLACE", "ANY_SOURCE", "ANY_TAG", "MpimlError", "CommError", "CollectiveMismatchError",
-    "RankAborted", "ModelFileError", "InvalidParameterError", "DataError", "save", "load",
+    "RankAborted", "RankTimeout", "ModelFileError", "InvalidParameterError", "DataError",
+    "save", "load",
 ]
 
 

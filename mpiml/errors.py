@@ -1,7 +1,7 @@
 """Exceptions raised by mpiml."""
 
 __all__ = ["MpimlError", "CommError", "CollectiveMismatchError", "RankAborted", "ModelFileError",
-           "InvalidParameterError", "DataError", "RankFailure"]
+           "InvalidParameterError", "DataError", "RankFailure", "RankTimeout"]
 
 
 class MpimlError(Exception):
@@ -22,6 +22,18 @@ class CollectiveMismatchError(MpimlError, RuntimeError):
 
 class RankAborted(RuntimeError):
     """Raised in a thread rank that was woken up because another rank failed."""
+
+
+class RankTimeout(MpimlError, TimeoutError):
+    """An SPMD run outlived its time limit; the message names each rank's state.
+
+    Attributes
+    ----------
+    waiting : list of int
+        The ranks that were blocked in a communication call.
+    """
+
+    waiting = ()
 
 
 class ModelFileError(MpimlError, ValueError):

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Run the whole test suite: serial and thread ranks, then under mpiexec -n 1, 2 and 4,
-# then (as root, where network namespaces can be made) the multi-host cluster tests.
-# Creates .venv and installs mpiml with its test extras when needed.
+# then (as root, where network namespaces can be made) the multi-host cluster tests,
+# then build the API reference with warnings as errors.
+# Creates .venv and installs mpiml with its test and docs extras when needed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv || exit 1
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[mpich,test]' || exit 1
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[mpich,test,docs]' || exit 1
 
 export PATH="$PWD/.venv/bin:$PATH"
 # ranks outnumber the cores on small machines: let idle MPICH ranks yield,
@@ -41,6 +42,10 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
 else
     echo "=== cluster tests skipped: they need root and the ip command to make network namespaces"
 fi
+
+docs_out=$(mktemp -d)
+step "API reference (sphinx-build -W)" python -m sphinx -W -q -b html docs "$docs_out"
+rm -rf "$docs_out"
 
 if [ $status -eq 0 ]; then echo "=== all test steps passed"; else echo "=== some test steps failed"; fi
 exit $status

@@ -3,7 +3,7 @@
 This is the only module of mpiml that imports mpi4py. Importing it initialises MPI.
 """
 
-__all__ = ["MPICommunicator", "world", "library_version"]
+__all__ = ["MPICommunicator", "world", "library_version", "blocked_in"]
 
 import atexit
 import os
@@ -43,6 +43,22 @@ _ABORT_GRACE_SECONDS = 0.3
 # rank); kept after the communicator is gone: its windows are freed before MPI_Finalize
 _REGISTRIES = []
 _MPI_OPS = {SUM.name: MPI.SUM, PROD.name: MPI.PROD, MIN.name: MPI.MIN, MAX.name: MPI.MAX}
+# (call, communicator size) while this process is inside a blocking MPI call, else None;
+# one store before and one after each call, read by watchdogs (see blocked_in)
+_BLOCKED = [None]
+
+
+def blocked_in():
+    """The communication call this process is blocked in, or ``None``.
+
+    Returns
+    -------
+    tuple of (str, int) or None
+        The call's name and the size of its communicator, while an MPI Communicator
+        method of this process runs; ``None`` between calls. Read by
+        :mod:`mpiml.testing` to report where a rank waits when a test times out.
+    """
+    return _BLOCKED[0]
 
 
 def _source(source):
@@ -78,63 +94,115 @@ class MPICommunicator(Communicator):
     # -- synchronisation and objects -----------------------------------------------------
 
     def Barrier(self):
-        self._comm.Barrier()
+        _BLOCKED[0] = ("Barrier", self.size)
+        try:
+            self._comm.Barrier()
+        finally:
+            _BLOCKED[0] = None
 
     def bcast(self, obj, root=0):
-        return self._comm.bcast(obj, self._check_root(root, "bcast"))
+        _BLOCKED[0] = ("bcast", self.size)
+        try:
+            return self._comm.bcast(obj, self._check_root(root, "bcast"))
+        finally:
+            _BLOCKED[0] = None
 
     def scatter(self, sendobj, root=0):
-        return self._comm.scatter(sendobj, self._check_root(root, "scatter"))
+        _BLOCKED[0] = ("scatter", self.size)
+        try:
+            return self._comm.scatter(sendobj, self._check_root(root, "scatter"))
+        finally:
+            _BLOCKED[0] = None
 
     def gather(self, sendobj, root=0):
-        return self._comm.gather(sendobj, self._check_root(root, "gather"))
+        _BLOCKED[0] = ("gather", self.size)
+        try:
+            return self._comm.gather(sendobj, self._check_root(root, "gather"))
+        finally:
+            _BLOCKED[0] = None
 
     def allgather(self, sendobj):
-        return self._comm.allgather(sendobj)
+        _BLOCKED[0] = ("allgather", self.size)
+        try:
+            return self._comm.allgather(sendobj)
+        finally:
+            _BLOCKED[0] = None
 
     def reduce(self, sendobj, op=SUM, root=0):
         # folded in rank order on root: the same bits as the threads backend
         op = check_op(op)
-        values = self._comm.gather(sendobj, self._check_root(root, "reduce"))
+        _BLOCKED[0] = ("reduce", self.size)
+        try:
+            values = self._comm.gather(sendobj, self._check_root(root, "reduce"))
+        finally:
+            _BLOCKED[0] = None
         return None if values is None else fold(op, values)
 
     def allreduce(self, sendobj, op=SUM):
         # folded in rank order on every rank: every rank gets the same bits
         op = check_op(op)
-        return fold(op, self._comm.allgather(sendobj))
+        _BLOCKED[0] = ("allreduce", self.size)
+        try:
+            return fold(op, self._comm.allgather(sendobj))
+        finally:
+            _BLOCKED[0] = None
 
     # -- buffers -----------------------------------------------------------------------
 
     def Bcast(self, buf, root=0):
         root = self._check_root(root, "Bcast")
-        self._comm.Bcast(as_buffer(buf, "Bcast", writable=self.rank != root), root)
+        _BLOCKED[0] = ("Bcast", self.size)
+        try:
+            self._comm.Bcast(as_buffer(buf, "Bcast", writable=self.rank != root), root)
+        finally:
+            _BLOCKED[0] = None
 
     def Scatterv(self, sendbuf, recvbuf, root=0):
         root = self._check_root(root, "Scatterv")
         send = _vector(as_vector_spec(sendbuf, self.size, "Scatterv")) \
             if self.rank == root else None
-        self._comm.Scatterv(send, as_buffer(recvbuf, "Scatterv", writable=True), root)
+        _BLOCKED[0] = ("Scatterv", self.size)
+        try:
+            self._comm.Scatterv(send, as_buffer(recvbuf, "Scatterv", writable=True), root)
+        finally:
+            _BLOCKED[0] = None
 
     def Gatherv(self, sendbuf, recvbuf, root=0):
         root = self._check_root(root, "Gatherv")
         recv = _vector(as_vector_spec(recvbuf, self.size, "Gatherv", writable=True)) \
             if self.rank == root else None
-        self._comm.Gatherv(as_buffer(sendbuf, "Gatherv"), recv, root)
+        _BLOCKED[0] = ("Gatherv", self.size)
+        try:
+            self._comm.Gatherv(as_buffer(sendbuf, "Gatherv"), recv, root)
+        finally:
+            _BLOCKED[0] = None
 
     def Allgatherv(self, sendbuf, recvbuf):
         recv = _vector(as_vector_spec(recvbuf, self.size, "Allgatherv", writable=True))
-        self._comm.Allgatherv(as_buffer(sendbuf, "Allgatherv"), recv)
+        _BLOCKED[0] = ("Allgatherv", self.size)
+        try:
+            self._comm.Allgatherv(as_buffer(sendbuf, "Allgatherv"), recv)
+        finally:
+            _BLOCKED[0] = None
 
     def Reduce(self, sendbuf, recvbuf, op=SUM, root=0):
         op = check_op(op, buffer=True)
         root = self._check_root(root, "Reduce")
         send, recv = self._reduction_buffers("Reduce", sendbuf, recvbuf, self.rank == root)
-        self._comm.Reduce(send, recv, _MPI_OPS[op.name], root)
+        _BLOCKED[0] = ("Reduce", self.size)
+        try:
+            self._comm.Reduce(send, recv, _MPI_OPS[op.name], root)
+        finally:
+            _BLOCKED[0] = None
 
     def Allreduce(self, sendbuf, recvbuf, op=SUM):
         op = check_op(op, buffer=True)
         send, recv = self._reduction_buffers("Allreduce", sendbuf, recvbuf, True)
-        self._comm.Allreduce(send, recv, _MPI_OPS[op.name])
+        _BLOCKED[0] = ("Allreduce", self.size)
+        try:
+            self._comm.Allreduce(send, recv, _MPI_OPS[op.name])
+        finally:
+            _BLOCKED[0] = None
 
     def Reduce_scatter(self, sendbuf, recvbuf, recvcounts=None, op=SUM):
         op = check_op(op, buffer=True)
@@ -144,7 +212,11 @@ class MPICommunicator(Communicator):
         if counts[self.rank] != recvbuf.size:
             raise CommError(f"Reduce_scatter: rank {self.rank} receives {counts[self.rank]} "
                             f"elements but its buffer holds {recvbuf.size}")
-        self._comm.Reduce_scatter(sendbuf, recvbuf, counts, _MPI_OPS[op.name])
+        _BLOCKED[0] = ("Reduce_scatter", self.size)
+        try:
+            self._comm.Reduce_scatter(sendbuf, recvbuf, counts, _MPI_OPS[op.name])
+        finally:
+            _BLOCKED[0] = None
 
     def _reduction_buffers(self, call, sendbuf, recvbuf, receives):
         if sendbuf is IN_PLACE:
@@ -171,11 +243,19 @@ class MPICommunicator(Communicator):
         if dest == self.rank:
             self._keep(self._comm.isend(obj, dest, tag), None)
         else:
-            self._comm.send(obj, dest, tag)
+            _BLOCKED[0] = ("send", self.size)
+            try:
+                self._comm.send(obj, dest, tag)
+            finally:
+                _BLOCKED[0] = None
 
     def recv(self, source=ANY_SOURCE, tag=ANY_TAG):
         source = self._check_peer(source, "recv", "source", any_ok=True)
-        return self._comm.recv(None, _source(source), _tag(self._check_tag(tag, "recv", True)))
+        _BLOCKED[0] = ("recv", self.size)
+        try:
+            return self._comm.recv(None, _source(source), _tag(self._check_tag(tag, "recv", True)))
+        finally:
+            _BLOCKED[0] = None
 
     def Send(self, buf, dest, tag=0):
         dest, tag = self._check_peer(dest, "Send"), self._check_tag(tag, "Send")
@@ -184,45 +264,74 @@ class MPICommunicator(Communicator):
             data = buf.copy()
             self._keep(self._comm.Isend(data, dest, tag), data)
         else:
-            self._comm.Send(buf, dest, tag)
+            _BLOCKED[0] = ("Send", self.size)
+            try:
+                self._comm.Send(buf, dest, tag)
+            finally:
+                _BLOCKED[0] = None
 
     def Recv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
         source = self._check_peer(source, "Recv", "source", any_ok=True)
-        self._comm.Recv(as_buffer(buf, "Recv", writable=True), _source(source),
-                        _tag(self._check_tag(tag, "Recv", True)))
+        _BLOCKED[0] = ("Recv", self.size)
+        try:
+            self._comm.Recv(as_buffer(buf, "Recv", writable=True), _source(source),
+                            _tag(self._check_tag(tag, "Recv", True)))
+        finally:
+            _BLOCKED[0] = None
 
     def Sendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
                  recvtag=ANY_TAG):
         if recvbuf is None:
             raise CommError("Sendrecv: recvbuf is required")
         source = self._check_peer(source, "Sendrecv", "source", any_ok=True)
-        self._comm.Sendrecv(as_buffer(sendbuf, "Sendrecv"), self._check_peer(dest, "Sendrecv"),
-                            self._check_tag(sendtag, "Sendrecv"),
-                            as_buffer(recvbuf, "Sendrecv", writable=True), _source(source),
-                            _tag(self._check_tag(recvtag, "Sendrecv", True)))
+        _BLOCKED[0] = ("Sendrecv", self.size)
+        try:
+            self._comm.Sendrecv(as_buffer(sendbuf, "Sendrecv"), self._check_peer(dest, "Sendrecv"),
+                                self._check_tag(sendtag, "Sendrecv"),
+                                as_buffer(recvbuf, "Sendrecv", writable=True), _source(source),
+                                _tag(self._check_tag(recvtag, "Sendrecv", True)))
+        finally:
+            _BLOCKED[0] = None
 
     def Sendrecv_replace(self, buf, dest, sendtag=0, source=ANY_SOURCE, recvtag=ANY_TAG):
         source = self._check_peer(source, "Sendrecv_replace", "source", any_ok=True)
-        self._comm.Sendrecv_replace(as_buffer(buf, "Sendrecv_replace", writable=True),
-                                    self._check_peer(dest, "Sendrecv_replace"),
-                                    self._check_tag(sendtag, "Sendrecv_replace"),
-                                    _source(source),
-                                    _tag(self._check_tag(recvtag, "Sendrecv_replace", True)))
+        _BLOCKED[0] = ("Sendrecv_replace", self.size)
+        try:
+            self._comm.Sendrecv_replace(as_buffer(buf, "Sendrecv_replace", writable=True),
+                                        self._check_peer(dest, "Sendrecv_replace"),
+                                        self._check_tag(sendtag, "Sendrecv_replace"),
+                                        _source(source),
+                                        _tag(self._check_tag(recvtag, "Sendrecv_replace", True)))
+        finally:
+            _BLOCKED[0] = None
 
     # -- communicators -----------------------------------------------------------------
 
     def Split(self, color=0, key=0):
-        new = self._comm.Split(MPI.UNDEFINED if color is None else int(color), int(key))
+        _BLOCKED[0] = ("Split", self.size)
+        try:
+            new = self._comm.Split(MPI.UNDEFINED if color is None else int(color), int(key))
+        finally:
+            _BLOCKED[0] = None
         return None if new == MPI.COMM_NULL else MPICommunicator(new)
 
     def Dup(self):
-        return MPICommunicator(self._comm.Dup())
+        _BLOCKED[0] = ("Dup", self.size)
+        try:
+            return MPICommunicator(self._comm.Dup())
+        finally:
+            _BLOCKED[0] = None
 
     def Split_type(self, split_type=COMM_TYPE_SHARED, key=0):
         """Collective: the ranks that share this rank's node (``MPI.COMM_TYPE_SHARED``)."""
         if split_type is not COMM_TYPE_SHARED:
             raise CommError(f"Split_type: only COMM_TYPE_SHARED is supported, got {split_type!r}")
-        return MPICommunicator(self._comm.Split_type(MPI.COMM_TYPE_SHARED, int(key)))
+        _BLOCKED[0] = ("Split_type", self.size)
+        try:
+            return MPICommunicator(self._comm.Split_type(MPI.COMM_TYPE_SHARED, int(key)))
+        finally:
+            _BLOCKED[0] = None
+
 
     def _allocate_shared(self, node, shape, dtype, root):
         """An MPI-3 shared window over ``node``: ``root`` allocates every byte, the other

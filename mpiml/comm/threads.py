@@ -8,10 +8,16 @@ that no buffer is reused while another rank still reads it.
 All ranks of one ``run`` share a :class:`_Family`. When one rank fails, the family is
 aborted: every rank blocked in a collective or a receive wakes up with
 :class:`~mpiml.errors.RankAborted`, and ``run`` re-raises the original exception.
+
+Each rank that blocks records the call it waits in, so that a run that outlives its
+:func:`time_limit` is aborted with a :class:`~mpiml.errors.RankTimeout` naming every
+rank's state.
 """
 
-__all__ = ["ThreadCommunicator", "run_threads", "self_comm"]
+__all__ = ["ThreadCommunicator", "run_threads", "self_comm", "time_limit"]
 
+import contextlib
+import contextvars
 import copy
 import itertools
 import os
@@ -20,7 +26,7 @@ import time
 
 import numpy as np
 
-from ..errors import CollectiveMismatchError, CommError, RankAborted
+from ..errors import CollectiveMismatchError, CommError, RankAborted, RankTimeout
 from .base import Communicator, as_buffer, as_vector_spec, describe
 from .ops import ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, IN_PLACE, SUM, check_op, fold
 from .partition import block_range
@@ -29,6 +35,31 @@ from .shared import SharedArray
 _POLL_SECONDS = 0.5
 _SPIN_SECONDS = 50e-6
 _SPIN_MAX_RANKS = os.cpu_count() or 1   # spinning only pays when every rank has a core
+_DEADLINE = contextvars.ContextVar("mpiml_threads_deadline", default=None)
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Abort thread runs started in this block that are still running after ``seconds``.
+
+    A run started by :func:`run_threads` (or ``mpiml.run(..., threads=N)``) inside the
+    block is aborted once the block's deadline has passed: every rank blocked in a
+    collective or a receive wakes up, and the run raises
+    :class:`~mpiml.errors.RankTimeout`, whose message names each rank's state (the call
+    it waits in, still computing, or returned). A rank busy outside a communication call
+    is not interrupted; the run ends when it next communicates or returns.
+
+    Parameters
+    ----------
+    seconds : float or None
+        Time from entering the block; ``None`` removes any limit set further out.
+    """
+    deadline = None if seconds is None else (time.monotonic() + seconds, seconds)
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 class _Family:
@@ -42,6 +73,7 @@ class _Family:
         self.mailboxes = {}        # (group id, dest rank) -> list of (source, tag, payload)
         self.borrowed = {}         # id(payload) -> Event set once a Sendrecv's data is copied
         self.group_ids = itertools.count()
+        self.waiting = [None] * size   # world rank -> (call, communicator size) while blocked
 
     def fail(self, world_rank, exc):
         with self.cond:
@@ -57,7 +89,32 @@ class _Family:
     def raise_if_aborted(self):
         if self.error is not None:
             rank, exc = self.error
+            if rank is None:
+                raise RankAborted(f"{type(exc).__name__}: {exc}")
             raise RankAborted(f"rank {rank} failed: {type(exc).__name__}: {exc}")
+
+    def expire(self, seconds):
+        """Abort the run with a :class:`RankTimeout` naming what each rank is doing."""
+        with self.cond:
+            if self.error is not None or len(self.finished) == self.size:
+                return
+            states = []
+            for rank in range(self.size):
+                record = self.waiting[rank]
+                if rank in self.finished:
+                    states.append(f"rank {rank}: returned")
+                elif record is None:
+                    states.append(f"rank {rank}: running, not in a communication call")
+                else:
+                    states.append(f"rank {rank}: waiting in {record[0]} on a "
+                                  f"{record[1]}-rank communicator")
+            waiting = [r for r in range(self.size) if self.waiting[r] is not None
+                       and r not in self.finished]
+            exc = RankTimeout(f"timed out after {seconds:g} s; ranks still waiting: "
+                              f"{waiting}\n  " + "\n  ".join(states))
+            exc.waiting = waiting
+            self.error = (None, exc)
+            self.cond.notify_all()
 
 
 def _spin(family, done):
@@ -98,16 +155,22 @@ class _Group:
                 self.generation += 1
                 fam.cond.notify_all()
                 return
-        _spin(fam, lambda: self.generation != gen)
-        with fam.cond:
-            while self.generation == gen:
-                fam.raise_if_aborted()
-                gone = [r for r, w in enumerate(self.world_ranks) if w in fam.finished]
-                if gone:
-                    raise CollectiveMismatchError(
-                        f"rank {rank} waits in {what} but rank(s) {gone} of this "
-                        f"{self.size}-rank communicator already returned from the SPMD function")
-                fam.cond.wait(_POLL_SECONDS)
+        me = self.world_ranks[rank]
+        fam.waiting[me] = (what, self.size)
+        try:
+            _spin(fam, lambda: self.generation != gen)
+            with fam.cond:
+                while self.generation == gen:
+                    fam.raise_if_aborted()
+                    gone = [r for r, w in enumerate(self.world_ranks) if w in fam.finished]
+                    if gone:
+                        raise CollectiveMismatchError(
+                            f"rank {rank} waits in {what} but rank(s) {gone} of this "
+                            f"{self.size}-rank communicator already returned from the SPMD "
+                            f"function")
+                    fam.cond.wait(_POLL_SECONDS)
+        finally:
+            fam.waiting[me] = None
 
 
 class ThreadCommunicator(Communicator):
@@ -406,32 +469,43 @@ class ThreadCommunicator(Communicator):
 
     def _await_taken(self, taken, dest):
         fam = self._family
-        _spin(fam, taken.is_set)
-        with fam.cond:
-            while not taken.is_set():
-                fam.raise_if_aborted()
-                if self._group.world_ranks[dest] in fam.finished:
-                    raise CollectiveMismatchError(
-                        f"rank {self.rank} waits in Sendrecv for rank {dest} to receive, "
-                        f"but rank {dest} already returned")
-                fam.cond.wait(_POLL_SECONDS)
+        me = self._group.world_ranks[self.rank]
+        fam.waiting[me] = (f"Sendrecv(dest={dest}), for the receiver to copy", self.size)
+        try:
+            _spin(fam, taken.is_set)
+            with fam.cond:
+                while not taken.is_set():
+                    fam.raise_if_aborted()
+                    if self._group.world_ranks[dest] in fam.finished:
+                        raise CollectiveMismatchError(
+                            f"rank {self.rank} waits in Sendrecv for rank {dest} to receive, "
+                            f"but rank {dest} already returned")
+                    fam.cond.wait(_POLL_SECONDS)
+        finally:
+            fam.waiting[me] = None
 
     def _take(self, source, tag, call):
         fam, g = self._family, self._group
-        _spin(fam, lambda: bool(fam.mailboxes.get((g.id, self.rank))))
-        with fam.cond:
-            box = fam.mailboxes.setdefault((g.id, self.rank), [])
-            while True:
-                fam.raise_if_aborted()
-                for i, (src, t, payload) in enumerate(box):
-                    if (source == ANY_SOURCE or src == source) and (tag == ANY_TAG or t == tag):
-                        return box.pop(i)
-                peers = range(g.size) if source == ANY_SOURCE else [source]
-                if all(g.world_ranks[r] in fam.finished for r in peers if r != self.rank):
-                    raise CollectiveMismatchError(
-                        f"rank {self.rank} waits in {call}(source={source}, tag={tag}) but "
-                        f"no sender is left: the rank(s) it waits for already returned")
-                fam.cond.wait(_POLL_SECONDS)
+        me = g.world_ranks[self.rank]
+        fam.waiting[me] = (f"{call}(source={source}, tag={tag})", self.size)
+        try:
+            _spin(fam, lambda: bool(fam.mailboxes.get((g.id, self.rank))))
+            with fam.cond:
+                box = fam.mailboxes.setdefault((g.id, self.rank), [])
+                while True:
+                    fam.raise_if_aborted()
+                    for i, (src, t, payload) in enumerate(box):
+                        if (source == ANY_SOURCE or src == source) and (tag == ANY_TAG
+                                                                        or t == tag):
+                            return box.pop(i)
+                    peers = range(g.size) if source == ANY_SOURCE else [source]
+                    if all(g.world_ranks[r] in fam.finished for r in peers if r != self.rank):
+                        raise CollectiveMismatchError(
+                            f"rank {self.rank} waits in {call}(source={source}, tag={tag}) "
+                            f"but no sender is left: the rank(s) it waits for already returned")
+                    fam.cond.wait(_POLL_SECONDS)
+        finally:
+            fam.waiting[me] = None
 
     # -- communicators -------------------------------------------------------------------
 
@@ -521,12 +595,20 @@ def run_threads(fn, size, args=(), kwargs=None):
     """Run ``fn(comm, *args, **kwargs)`` on ``size`` thread ranks; return the results.
 
     Rank 0 runs in the calling thread. If any rank raises, every other rank is woken
-    up and the original exception is raised here, with a note naming the rank.
+    up and the original exception is raised here, with a note naming the rank. Inside
+    a :func:`time_limit` block the run is aborted at the block's deadline.
     """
     kwargs = kwargs or {}
     family = _Family(size)
     world = _Group(family, range(size))
     results = [None] * size
+    deadline = _DEADLINE.get()
+    watchdog = None
+    if deadline is not None:
+        at, seconds = deadline
+        watchdog = threading.Timer(max(at - time.monotonic(), 0.0), family.expire, (seconds,))
+        watchdog.daemon = True
+        watchdog.start()
 
     def body(rank):
         comm = ThreadCommunicator(world, rank)
@@ -551,9 +633,12 @@ def run_threads(fn, size, args=(), kwargs=None):
         for t in threads:
             t.join(5)
         raise
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     if family.error is not None:
         rank, exc = family.error
-        if hasattr(exc, "add_note") and size > 1:
+        if hasattr(exc, "add_note") and size > 1 and rank is not None:
             exc.add_note(f"(raised on thread rank {rank} of {size})")
         raise exc
     return results

@@ -277,7 +277,10 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
     trees_ : list of Tree
     classes_ : ndarray of shape (n_classes,)
     feature_importances_ : ndarray of shape (n_features,)
-    oob_score_ : float, oob_decision_function_ : ndarray (n_local, n_classes) (with oob_score)
+    oob_score_ : float
+        With ``oob_score``.
+    oob_decision_function_ : ndarray of shape (n_local, n_classes)
+        With ``oob_score``.
     """
 
     _model_type = "random_forest_classifier"
@@ -331,7 +334,10 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
     ----------
     trees_ : list of Tree
     feature_importances_ : ndarray of shape (n_features,)
-    oob_score_ : float (R^2), oob_prediction_ : ndarray (n_local,) (with oob_score)
+    oob_score_ : float
+        R^2, with ``oob_score``.
+    oob_prediction_ : ndarray of shape (n_local,)
+        With ``oob_score``.
     """
 
     _model_type = "random_forest_regressor"

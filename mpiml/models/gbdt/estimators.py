@@ -60,7 +60,7 @@ _PARAMS_DOC = """
         Trees per round ({per_round}).
     trees_ : list of mpiml.models.tree.Tree
         ``n_iter_ * n_trees_per_iteration_`` trees, round by round.
-    baseline_ : ndarray of shape (n_trees_per_iteration_,)
+    baseline_ : ndarray of shape (``n_trees_per_iteration_``,)
         Raw score before the first tree.
     train_loss_, validation_loss_ : list of float
         Mean loss (exact over all rows) of the model after 0, 1, ..., ``n_iter_`` rounds;
