@@ -121,3 +121,34 @@ def test_bad_commands_are_clear_errors(installed, tmp_path):
     assert no_dir.returncode == 2 and "does not exist" in no_dir.stderr
     bad = _run([mpiml, "train", "gbdt", "--data", SYNTH], env, tmp_path)
     assert bad.returncode == 2 and "--out" in bad.stderr
+
+
+USER_TEST = '''
+import pytest
+from mpiml.testing import assert_all_ranks
+
+
+def body(comm, n):
+    total = comm.allreduce(sum(range(comm.rank, n, comm.size)))
+    assert_all_ranks(comm, total == n * (n - 1) // 2)
+    return total
+
+
+@pytest.mark.threads(1, 3)
+def test_sum(spmd):
+    assert spmd(body, 10) == [45] * spmd.size
+'''
+
+
+def test_installed_pytest_plugin_in_an_empty_directory(installed, tmp_path):
+    """The plugin comes from the wheel's entry point alone: no conftest.py, no -p."""
+    bindir, env = installed
+    (tmp_path / "test_user.py").write_text(USER_TEST)
+    python = bindir / "python"
+    flags = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_user.py"]
+    local = _run([python, *flags], env, tmp_path)
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert "2 passed" in local.stdout and "1 skipped" in local.stdout
+    mpi = _run([MPIEXEC, "-n", 2, python, *flags, "--with-mpi", "-m", "mpi"], env, tmp_path)
+    assert mpi.returncode == 0, mpi.stdout + mpi.stderr
+    assert mpi.stdout.count("1 passed") == 2
