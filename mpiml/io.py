@@ -342,7 +342,8 @@ def _read_header(f, path, size):
 
 
 def _check_table(manifest, path, payload_start, size):
-    bad = lambda why: ModelFileError(f"model file {path!r}: invalid arrays table ({why})")
+    def bad(why):
+        return ModelFileError(f"model file {path!r}: invalid arrays table ({why})")
     nbytes = manifest["payload_nbytes"]
     if not isinstance(nbytes, int) or nbytes < 0:
         raise bad(f"payload_nbytes {nbytes!r}")

@@ -5,8 +5,9 @@ One run, the same data for every library: a synthetic binary problem
 plus 200,000 test rows), 100 trees of 31 leaves, learning rate 0.1. mpiml runs on
 P = 1 and P = 2 ranks (``--ranks``), as thread ranks and/or MPI processes
 (``--backend threads|mpi|both``, both by default when ``mpiexec`` is found; MPI ranks
-each generate only their own rows); the other libraries on ``--threads`` threads (LightGBM ``num_leaves=31``, XGBoost ``hist`` with ``max_depth=6``,
-scikit-learn ``HistGradientBoostingClassifier(max_leaf_nodes=31)``). A library that is
+each generate only their own rows); the other libraries on ``--threads`` threads
+(LightGBM ``num_leaves=31``, XGBoost ``hist`` with ``max_depth=6``, scikit-learn
+``HistGradientBoostingClassifier(max_leaf_nodes=31)``). A library that is
 not installed is skipped with a message (``pip install -e .[bench]``).
 
     python scripts/bench_gbdt.py [--n-samples 1000000] [--json]

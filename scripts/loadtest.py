@@ -301,7 +301,8 @@ def main(argv=None):
             print(json.dumps(report))
         else:
             for w in report["workers"]:
-                print(f"worker {w['pid']}: PSS {w['pss_kb'] / 1024:.1f} MiB, RSS {w['rss_kb'] / 1024:.1f} MiB")
+                print(f"worker {w['pid']}: PSS {w['pss_kb'] / 1024:.1f} MiB, "
+                      f"RSS {w['rss_kb'] / 1024:.1f} MiB")
             print(f"master {args.pss}: PSS {report['master_pss_kb'] / 1024:.1f} MiB")
             print(f"workers PSS sum {report['workers_pss_kb'] / 1024:.1f} MiB, "
                   f"with master {report['total_pss_kb'] / 1024:.1f} MiB")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite: serial and thread ranks, then under mpiexec -n 1, 2 and 4,
+# Run the whole test suite: lint, serial and thread ranks, then under mpiexec -n 1, 2 and 4,
 # then (as root, where network namespaces can be made) the multi-host cluster tests,
 # then build the API reference with warnings as errors.
 # Creates .venv and installs mpiml with its test and docs extras when needed.
@@ -32,6 +32,7 @@ step() {
     fi
 }
 
+step "lint (ruff check)" python -m ruff check --no-cache .
 step "serial and thread ranks" pytest -q -m "not cluster" tests
 for n in 1 2 4; do
     step "mpiexec -n $n" mpiexec -n "$n" python -m pytest -p no:cacheprovider -q --with-mpi \

@@ -87,7 +87,8 @@ def _bad_value(where, value):
     if type(value) is int:
         return ApiError(400, "INVALID_VALUE", f"{where}: value {shown} is beyond the float64 range")
     if isinstance(value, float) and not math.isfinite(value):
-        return ApiError(400, "INVALID_VALUE", f"{where}: value {shown} is not finite (NaN and inf are refused)")
+        return ApiError(400, "INVALID_VALUE",
+                        f"{where}: value {shown} is not finite (NaN and inf are refused)")
     return ApiError(400, "INVALID_VALUE", f"{where}: value {shown} is not a number")
 
 

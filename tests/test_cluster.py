@@ -418,7 +418,7 @@ def test_shared_matrices_across_hosts_match_one_host(cluster, tmp_path):
     _ok(cluster.run(NPROCS, [*program, across], timeout=110))
     _ok(_local_run(NPROCS, [*program, one], timeout=110))
     across, one = np.load(across), np.load(one)
-    for index, (m, k, n) in enumerate(SHARED_SHAPES):
+    for index, (m, k, _n) in enumerate(SHARED_SHAPES):
         # each test host has its own array, for its grid row: the rows of two blocks
         rows = [m - m // 2, m // 2]
         assert across[f"{index}_layout"].tolist() == [[SLOTS, rows[r // SLOTS], k]

@@ -76,7 +76,7 @@ def test_ridge_and_weights(spmd):
     lb = _serial(LinearRegression, Y_REG, dict(params, solver="lbfgs", tol=1e-11, max_iter=500),
                  weighted=True)
     assert_allclose(lb.coef_, ref.coef_, rtol=1e-6)
-    for coef, intercept, _ in spmd(_fit, LinearRegression, Y_REG, params, True):
+    for coef, _intercept, _ in spmd(_fit, LinearRegression, Y_REG, params, True):
         assert_allclose(coef, ref.coef_, rtol=1e-10)
 
 
@@ -86,7 +86,7 @@ def test_logistic_full_batch_equals_one_rank(spmd, y, solver):
     params = {"solver": solver, "C": 1.0 / (1e-2 * N), "tol": 1e-9,
               "max_iter": 300 if solver == "lbfgs" else 400, "learning_rate": 1.0}
     ref = _serial(LogisticRegression, y, params)
-    for coef, intercept, score in spmd(_fit, LogisticRegression, y, params):
+    for coef, intercept, _score in spmd(_fit, LogisticRegression, y, params):
         assert_allclose(coef, ref.coef_, rtol=1e-10, atol=1e-12)
         assert_allclose(intercept, ref.intercept_, rtol=1e-10, atol=1e-12)
 
@@ -137,10 +137,10 @@ def test_sgd_is_the_same_for_any_rank_count(spmd):
               "learning_rate": 0.1, "random_state": 5}
     ref = _serial(LogisticRegression, Y_BIN, params)
     sk = SkLogistic().fit(X, Y_BIN).score(X, Y_BIN)
-    for coef, intercept, score in spmd(_fit, LogisticRegression, Y_BIN, params):
+    for coef, _intercept, score in spmd(_fit, LogisticRegression, Y_BIN, params):
         assert_allclose(coef, ref.coef_, rtol=1e-9, atol=1e-12)
         assert score > sk - 0.05
-    for coef, _, score in spmd(_fit, LinearRegression, Y_REG, {"solver": "sgd", "max_iter": 30,
+    for _coef, _, score in spmd(_fit, LinearRegression, Y_REG, {"solver": "sgd", "max_iter": 30,
                                                               "random_state": 1, "batch_size": 16,
                                                               "learning_rate": 0.05}):
         assert score > 0.98

@@ -39,7 +39,7 @@ def test_full_batch_equals_one_rank(spmd):
     params = {"hidden_layer_sizes": (8,), "batch_size": 10_000, "max_iter": 20,
               "learning_rate_init": 0.05, "random_state": 0}
     ref = MLPRegressor(**params).fit(X_REG, Y_REG)
-    for theta, score, curve in spmd(_fit, MLPRegressor, X_REG, Y_REG, params):
+    for theta, _score, _curve in spmd(_fit, MLPRegressor, X_REG, Y_REG, params):
         assert_allclose(theta, ref._theta, rtol=1e-10, atol=1e-12)
 
 

@@ -96,9 +96,11 @@ def test_binary_datatypes_and_default_outputs(served):
     X = _rows(6, seed=5)
     for datatype, dtype in [("FP32", np.float32), ("FP16", np.float16), ("INT32", np.int32)]:
         Xt = (X * 10).astype(dtype)
-        result = client.infer("logistic", [_input(Xt, True, datatype=datatype)])  # all outputs, binary
+        # all outputs, binary
+        result = client.infer("logistic", [_input(Xt, True, datatype=datatype)])
         assert np.array_equal(result.as_numpy("predict_proba"), model.predict_proba(Xt.astype(np.float64)))
-        assert result.as_numpy("predict").astype(str).tolist() == model.predict(Xt.astype(np.float64)).tolist()
+        predicted = model.predict(Xt.astype(np.float64)).tolist()
+        assert result.as_numpy("predict").astype(str).tolist() == predicted
 
 
 def test_one_input_per_feature_is_refused_without_names(served):

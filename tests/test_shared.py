@@ -48,7 +48,7 @@ def test_every_rank_of_a_node_sees_one_buffer(spmd, dtype):
     results = spmd(body)
     size = results[0][2]
     want = (np.arange(35) % size + 1).astype(dtype).reshape(5, 7)
-    for seen, zeroed, node_size, node_rank, shape, contiguous in results:
+    for seen, zeroed, node_size, _node_rank, shape, contiguous in results:
         assert_array_equal(seen, want)
         assert zeroed and shape == (5, 7) and contiguous and node_size == size
     assert sorted(r[3] for r in results) == list(range(size))

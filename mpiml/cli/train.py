@@ -292,7 +292,7 @@ def run_training(comm, args, classes, params):
         digest = mpiml.save(estimator, args.out, comm, metric=metric, train_score=train_score,
                             test_score=test_score, data=args.data, seconds=seconds)
     except ModelFileError as exc:
-        raise collective_error(exc)
+        raise collective_error(exc) from None
     if comm.rank != 0:
         return None
     return {"model": args.model, "task": task, "backend": comm.backend, "ranks": comm.size,

@@ -494,7 +494,7 @@ class ThreadCommunicator(Communicator):
                 box = fam.mailboxes.setdefault((g.id, self.rank), [])
                 while True:
                     fam.raise_if_aborted()
-                    for i, (src, t, payload) in enumerate(box):
+                    for i, (src, t, _payload) in enumerate(box):
                         if (source == ANY_SOURCE or src == source) and (tag == ANY_TAG
                                                                         or t == tag):
                             return box.pop(i)

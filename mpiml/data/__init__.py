@@ -120,7 +120,7 @@ def load_data(source, comm, target=None, task=None, categorical=None, numeric=No
                                             f"{kind} data set {source!r}")
             dataset = _GENERATORS[kind](comm, **params)
         except InvalidParameterError as exc:
-            raise collective_error(exc)
+            raise collective_error(exc) from None
         dataset.source = source
     elif lower.endswith(".npz"):
         dataset = read_npz(source, comm, target, task)

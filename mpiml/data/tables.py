@@ -303,7 +303,7 @@ def _bad(value):
 def _pandas_kind(series):
     """'categorical', 'numeric' for a pandas column by its dtype."""
     dtype = series.dtype
-    if (getattr(dtype, "name", "") == "category" or dtype == object
+    if (getattr(dtype, "name", "") == "category"
             or getattr(dtype, "kind", "") in "OUS" or "string" in str(dtype)):
         return CATEGORICAL
     return NUMERIC

@@ -53,7 +53,8 @@ rank holds every row and histograms only its own features (no histogram traffic)
 ``comm=None``: one rank. ``max_leaf_nodes`` set: best-first (leaf-wise) growth, else
 depth-wise, level by level (one ``Reduce_scatter`` and one ``Allgather`` per level or
 per best-first split, whatever the number of nodes). Rows whose channels are all zero
-(out of a bootstrap or a subsample) contribute nothing. ``max_features`` (an int) draws each node's features from
+(out of a bootstrap or a subsample) contribute nothing. ``max_features`` (an int) draws
+each node's features from
 ``(random_state, tree_index, node id)``. ``return_leaves=True`` also returns the leaf
 index of every local row (to update predictions without a traversal). ``binned_rows``
 (``binned.T`` C-contiguous, made once per fit) lets data mode histogram very large and

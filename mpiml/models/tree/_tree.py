@@ -250,7 +250,8 @@ def _prediction_threads(threads):
         try:
             threads = int(threads)
         except ValueError:
-            raise ValueError(f"MPIML_PREDICT_THREADS must be a positive integer, got {threads!r}")
+            raise ValueError(f"MPIML_PREDICT_THREADS must be a positive integer, "
+                             f"got {threads!r}") from None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     return int(threads)
