@@ -190,7 +190,9 @@ def _predict(entry, X, want_proba):
     columns by feature name (:mod:`serve.columns`)."""
     model = entry.model
     try:
-        if want_proba and entry.manifest.get("model_type") in _LABELS_FROM_PROBA:
+        if want_proba and hasattr(model, "predict_with_proba"):
+            predictions, proba = model.predict_with_proba(X)
+        elif want_proba and entry.manifest.get("model_type") in _LABELS_FROM_PROBA:
             proba = model.predict_proba(X)
             predictions = model.classes_[np.argmax(proba, axis=1)]
         else:

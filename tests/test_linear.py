@@ -204,3 +204,21 @@ def test_fewer_rows_than_ranks(spmd):
         return m.coef_
     results = spmd(body)
     assert all(np.allclose(r, results[0], rtol=1e-10) for r in results)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("cls_path", ["mpiml.models.linear:LogisticRegression",
+                                      "mpiml.models.mlp:MLPClassifier"])
+def test_predict_with_proba_is_predict_and_predict_proba(cls_path, n_classes):
+    """The server's one-pass call gives exactly the two answers, also where a decision
+    value is close to zero."""
+    import importlib
+    module, name = cls_path.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    rng = np.random.default_rng(n_classes)
+    X = rng.normal(size=(300, 4))
+    y = np.argmax(X[:, :n_classes] + 0.3 * rng.normal(size=(300, n_classes)), axis=1)
+    model = cls(max_iter=30).fit(X, np.array(["a", "b", "c"])[y])
+    labels, proba = model.predict_with_proba(X)
+    assert np.array_equal(labels, model.predict(X))
+    assert np.array_equal(proba, model.predict_proba(X))

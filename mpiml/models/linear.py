@@ -651,7 +651,19 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
 
     def predict_proba(self, X):
         """Local: class probabilities, ndarray of shape (n_samples, n_classes)."""
+        return self._proba(self.decision_function(X))
+
+    def predict(self, X):
+        """Local: predicted labels, ndarray of shape (n_samples,)."""
+        return self._labels(self.decision_function(X))
+
+    def predict_with_proba(self, X):
+        """Local: ``(predict(X), predict_proba(X))`` from one evaluation of the model."""
         Z = self.decision_function(X)
+        return self._labels(Z), self._proba(Z)
+
+    @staticmethod
+    def _proba(Z):
         if Z.ndim == 1:
             p = np.exp(-np.logaddexp(0.0, -Z))
             return np.column_stack([1.0 - p, p])
@@ -659,8 +671,6 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         E = np.exp(Z)
         return E / E.sum(axis=1, keepdims=True)
 
-    def predict(self, X):
-        """Local: predicted labels, ndarray of shape (n_samples,)."""
-        Z = self.decision_function(X)
+    def _labels(self, Z):
         idx = (Z > 0).astype(np.int64) if Z.ndim == 1 else np.argmax(Z, axis=1)
         return self.classes_[idx]

@@ -364,16 +364,26 @@ class MLPClassifier(ClassifierMixin, _MLP):
 
     def predict_proba(self, X):
         """Local: class probabilities, ndarray of shape (n_samples, n_classes)."""
+        return self._proba(self._output(X))
+
+    def predict(self, X):
+        """Local: predicted labels, ndarray of shape (n_samples,)."""
+        return self._labels(self._output(X))
+
+    def predict_with_proba(self, X):
+        """Local: ``(predict(X), predict_proba(X))`` from one pass through the network."""
         Z = self._output(X)
+        return self._labels(Z), self._proba(Z)
+
+    @staticmethod
+    def _proba(Z):
         if Z.shape[1] == 1:
             p = np.exp(-np.logaddexp(0.0, -Z[:, 0]))
             return np.column_stack([1.0 - p, p])
         E = np.exp(Z - Z.max(axis=1, keepdims=True))
         return E / E.sum(axis=1, keepdims=True)
 
-    def predict(self, X):
-        """Local: predicted labels, ndarray of shape (n_samples,)."""
-        Z = self._output(X)
+    def _labels(self, Z):
         idx = (Z[:, 0] > 0).astype(np.int64) if Z.shape[1] == 1 else np.argmax(Z, axis=1)
         return self.classes_[idx]
 

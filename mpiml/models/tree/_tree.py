@@ -260,6 +260,8 @@ def _prediction_threads(threads):
 def _row_chunks(n_rows, n_trees, threads):
     """Contiguous row ranges, one per thread that gets enough work."""
     useful = max(1, min(threads, n_rows * max(n_trees, 1) // _MIN_WORK_PER_THREAD))
+    if useful == 1:
+        return [(0, n_rows)]
     bounds = np.linspace(0, n_rows, useful + 1).astype(np.int64)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
