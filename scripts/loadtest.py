@@ -6,6 +6,7 @@ prints requests/s, latency percentiles and the error count::
 
     python scripts/loadtest.py --model logistic --concurrency 8 --duration 60
     python scripts/loadtest.py --model forest --rows 10000 --concurrency 1 --duration 20
+    python scripts/loadtest.py --model gbdt --rows 10000 --protocol v2-binary --concurrency 1
     python scripts/loadtest.py --pss MASTER_PID      # memory of a running server
     python scripts/loadtest.py --compare             # against the stack's ceiling
 
@@ -68,29 +69,53 @@ def fetch_json(host, port, path):
         conn.close()
 
 
+JSON_HEADERS = {"Content-Type": "application/json", "Connection": "keep-alive"}
+
+
 def make_bodies(n_features, rows, protocol, count, seed, outputs=None):
+    """``count`` request ``(body, headers)`` pairs of ``rows`` random rows each.
+
+    ``v2-binary``: the binary tensor data extension, a JSON header (its length in
+    ``Inference-Header-Content-Length``) followed by the rows as little-endian float64,
+    and the outputs asked for as binary too.
+    """
+    import struct
+
     rng = random.Random(seed)
     bodies = []
     for _ in range(count):
         X = [[round(rng.gauss(0.0, 1.0), 6) for _ in range(n_features)] for _ in range(rows)]
+        flat = [v for row in X for v in row]
         if protocol == "v1":
-            body = {"instances": X}
+            bodies.append((json.dumps({"instances": X}, separators=(",", ":")).encode(),
+                           JSON_HEADERS))
+            continue
+        tensor = {"name": "input-0", "shape": [rows, n_features], "datatype": "FP64"}
+        if protocol == "v2":
+            tensor["data"] = flat
         else:
-            body = {"inputs": [{"name": "input-0", "shape": [rows, n_features], "datatype": "FP64",
-                                "data": [v for row in X for v in row]}]}
-            if outputs:
-                body["outputs"] = [{"name": name} for name in outputs]
-        bodies.append(json.dumps(body, separators=(",", ":")).encode())
+            tensor["parameters"] = {"binary_data_size": 8 * len(flat)}
+        body = {"inputs": [tensor]}
+        if outputs:
+            body["outputs"] = [{"name": name} for name in outputs]
+        if protocol == "v2-binary":
+            body["parameters"] = {"binary_data_output": True}
+        header = json.dumps(body, separators=(",", ":")).encode()
+        if protocol == "v2":
+            bodies.append((header, JSON_HEADERS))
+        else:
+            bodies.append((header + struct.pack(f"<{len(flat)}d", *flat),
+                           {"Content-Type": "application/octet-stream", "Connection": "keep-alive",
+                            "Inference-Header-Content-Length": str(len(header))}))
     return bodies
 
 
 def client_loop(host, port, path, bodies, deadline, latencies, errors, seed):
     """One keep-alive client: post until ``deadline``, appending latencies (s) and errors."""
     rng = random.Random(seed)
-    headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
     conn = http.client.HTTPConnection(host, port, timeout=30)
     while time.perf_counter() < deadline:
-        body = bodies[rng.randrange(len(bodies))]
+        body, headers = bodies[rng.randrange(len(bodies))]
         started = time.perf_counter()
         try:
             conn.request("POST", path, body=body, headers=headers)
@@ -275,7 +300,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="server (loopback only)")
     parser.add_argument("--model", help="model name (default: the first ready model)")
-    parser.add_argument("--protocol", choices=["v1", "v2"], default="v1")
+    parser.add_argument("--protocol", choices=["v1", "v2", "v2-binary"], default="v1",
+                        help="v1 :predict, v2 JSON infer, or v2 infer with binary tensors")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients")
     parser.add_argument("--processes", type=int, default=0,
                         help="client processes (default: min(concurrency, 2))")
@@ -308,8 +334,8 @@ def main(argv=None):
                   f"with master {report['total_pss_kb'] / 1024:.1f} MiB")
         return 0
 
-    if args.outputs and args.protocol != "v2":
-        parser.error("--outputs needs --protocol v2")
+    if args.outputs and args.protocol == "v1":
+        parser.error("--outputs needs --protocol v2 or v2-binary")
     if args.concurrency < 1 or args.duration <= 0 or args.rows < 1:
         parser.error("--concurrency and --rows must be >= 1 and --duration > 0")
     host, port = loopback_target(args.url)
