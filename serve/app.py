@@ -173,14 +173,6 @@ def _require_model(registry, name):
     return entry
 
 
-# Classifiers whose ``predict(X)`` is, in the library, exactly
-# ``classes_[argmax(predict_proba(X), axis=1)]``: when both are asked for, the server
-# computes the probabilities once and takes the labels from them (the same numbers,
-# half the work for a tree ensemble).
-_LABELS_FROM_PROBA = frozenset({"decision_tree_classifier", "random_forest_classifier",
-                                "gbdt_classifier"})
-
-
 def _n_rows(X):
     return len(next(iter(X.values()))) if isinstance(X, dict) else len(X)
 
@@ -190,14 +182,10 @@ def _predict(entry, X, want_proba):
     columns by feature name (:mod:`serve.columns`)."""
     model = entry.model
     try:
-        if want_proba and hasattr(model, "predict_with_proba"):
+        if want_proba:  # every classifier: labels and probabilities from one evaluation
             predictions, proba = model.predict_with_proba(X)
-        elif want_proba and entry.manifest.get("model_type") in _LABELS_FROM_PROBA:
-            proba = model.predict_proba(X)
-            predictions = model.classes_[np.argmax(proba, axis=1)]
         else:
-            predictions = model.predict(X)
-            proba = model.predict_proba(X) if want_proba else None
+            predictions, proba = model.predict(X), None
     except ValueError as exc:  # the estimator's own input checks (mpiml DataError is one)
         raise ApiError(400, "INVALID_INPUT", f"model {entry.name!r} refused the input: {exc}") from None
     g.rows = _n_rows(X)

@@ -101,12 +101,6 @@ def triton_client(server):
                                       network_timeout=120.0, connection_timeout=60.0)
 
 
-def fit_categorical(estimator, frame, y):
-    """``estimator`` fitted on the pandas DataFrame ``frame`` (text and ``category``
-    columns categorical, NaN and None missing)."""
-    return estimator.fit(frame, y)
-
-
 def categorical_frame(n, seed=0, missing=0.0):
     """A table of a text categorical ``color``, a numeric ``size``, a categorical
     ``zip`` with numeric categories and a numeric ``weight``; ``missing`` of the cells
@@ -141,10 +135,8 @@ def save_categorical_models(directory):
     frame, labels = categorical_frame(300, seed=1)
     target = frame["size"].to_numpy() * 2 + (frame["color"] == "red").to_numpy()
     models = {
-        "colors": fit_categorical(GradientBoostingClassifier(n_estimators=6, max_leaf_nodes=6),
-                                  frame, labels),
-        "colors_reg": fit_categorical(GradientBoostingRegressor(n_estimators=6, max_leaf_nodes=6),
-                                      frame, target),
+        "colors": GradientBoostingClassifier(n_estimators=6, max_leaf_nodes=6).fit(frame, labels),
+        "colors_reg": GradientBoostingRegressor(n_estimators=6, max_leaf_nodes=6).fit(frame, target),
     }
     paths = {}
     for name, model in models.items():

@@ -8,6 +8,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import mpiml
+from util import rank_rows
 from mpiml.errors import InvalidParameterError
 from mpiml.io import read_manifest
 from mpiml.models.gbdt import GradientBoostingClassifier, GradientBoostingRegressor
@@ -31,18 +32,6 @@ def _regression(n=263, n_features=5, seed=1):
     X = rng.normal(size=(n, n_features))
     y = 3.0 * X[:, 0] - 2.0 * X[:, 1] ** 2 + np.sin(3 * X[:, 2]) + 0.1 * rng.normal(size=n)
     return X, 1e3 * y
-
-
-def _rows(comm, n, empty_rank=False):
-    """This rank's contiguous block; with ``empty_rank`` rank 1 (or 0 alone) holds none."""
-    from mpiml.comm.partition import block_range
-    if not empty_rank or comm.size == 1:
-        return block_range(n, comm.size, comm.rank)
-    others = [r for r in range(comm.size) if r != 1]
-    if comm.rank == 1:
-        start = block_range(n, len(others), 1)[0]
-        return start, start
-    return block_range(n, len(others), others.index(comm.rank))
 
 
 def _fingerprint(model, X_test):
@@ -114,7 +103,7 @@ def _case_data(case):
 
 def _fit_body(comm, case, empty_rank):
     cls, params, X, y, weight, X_test = _case_data(case)
-    a, b = _rows(comm, len(X), empty_rank)
+    a, b = rank_rows(comm, len(X), empty_rank)
     model = cls(**params).fit(X[a:b], y[a:b], None if weight is None else weight[a:b], comm=comm)
     return _fingerprint(model, X_test)
 
@@ -134,7 +123,7 @@ def test_bit_identical_for_any_rank_count(spmd, case, empty_rank):
 
 def _save_body(comm, path, case):
     cls, params, X, y, weight, X_test = _case_data(case)
-    a, b = _rows(comm, len(X), empty_rank=True)
+    a, b = rank_rows(comm, len(X), empty_rank=True)
     path = comm.bcast(path)
     model = cls(**params).fit(X[a:b], y[a:b], None if weight is None else weight[a:b], comm=comm)
     mpiml.save(model, path, comm=comm)
@@ -152,7 +141,7 @@ def test_saved_payload_checksum_for_any_rank_count(spmd, tmp_path, case):
 
 def _three_channel_body(comm):
     cls, params, X, y, weight, X_test = _case_data("multiclass-subsample-validation-exact-gradients")
-    a, b = _rows(comm, len(X), empty_rank=True)
+    a, b = rank_rows(comm, len(X), empty_rank=True)
     model = cls(**params).fit(X[a:b], y[a:b], comm=comm)
     return _fingerprint(model, X_test)
 
@@ -176,7 +165,7 @@ def test_three_channels_beyond_packing_range(spmd, monkeypatch):
 
 def _resume_body(comm, path, case):
     cls, params, X, y, weight, X_test = _case_data(case)
-    a, b = _rows(comm, len(X))
+    a, b = rank_rows(comm, len(X))
     path = comm.bcast(path)  # under MPI every process has its own tmp_path
     full = cls(**dict(params, n_estimators=7)).fit(X[a:b], y[a:b], comm=comm,
                                                    checkpoint_every=3, checkpoint_path=path)
@@ -202,7 +191,7 @@ def test_resume_on_other_rank_count_and_longer_run(tmp_path):
     uninterrupted = _fingerprint(cls(**dict(params, n_estimators=9)).fit(X, y), X_test)
 
     def body(comm):
-        a, b = _rows(comm, len(X))
+        a, b = rank_rows(comm, len(X))
         model = cls(**dict(params, n_estimators=9)).fit(X[a:b], y[a:b], comm=comm,
                                                         resume_from=path)
         return _fingerprint(model, X_test)
@@ -331,7 +320,7 @@ def test_invalid_fit_arguments(tmp_path):
 
 
 def _medians_body(comm, values, groups, weights, n_groups):
-    a, b = _rows(comm, len(values), empty_rank=True)
+    a, b = rank_rows(comm, len(values), empty_rank=True)
     from mpiml.models.gbdt._median import group_medians
     return group_medians(comm, values[a:b], groups[a:b], n_groups, weights[a:b])
 

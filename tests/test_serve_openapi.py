@@ -14,7 +14,7 @@ import mpiml
 
 pytest.importorskip("schemathesis")
 pytest.importorskip("gunicorn")
-from serving import Server, categorical_frame, fit_categorical  # noqa: E402
+from serving import Server, categorical_frame  # noqa: E402
 
 UNDER_MPI = any(v in os.environ for v in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"))
 pytestmark = pytest.mark.skipif(UNDER_MPI, reason="the server tests run once, outside mpiexec")
@@ -36,8 +36,8 @@ def _models(directory):
         X, (X[:, 1] > 0).astype(np.int64)), directory / "boost.mpiml")
     mpiml.save(LinearRegression().fit(X, X @ [1.0, 2.0, -1.0]), directory / "price.mpiml")
     frame, labels = categorical_frame(200, seed=2)
-    mpiml.save(fit_categorical(GradientBoostingClassifier(n_estimators=4, max_leaf_nodes=5),
-                               frame, labels), directory / "colors.mpiml")
+    mpiml.save(GradientBoostingClassifier(n_estimators=4, max_leaf_nodes=5).fit(frame, labels),
+               directory / "colors.mpiml")
 
 
 @pytest.mark.timeout(240)

@@ -12,6 +12,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 import mpiml
+from util import rank_rows
 from mpiml.comm.partition import block_range
 from mpiml.data.tables import Table
 from mpiml.models.forest import RandomForestClassifier, RandomForestRegressor
@@ -83,16 +84,6 @@ def _target(case, y, score):
     return y
 
 
-def _rows(comm, n, empty_rank):
-    if not empty_rank or comm.size == 1:
-        return block_range(n, comm.size, comm.rank)
-    others = [r for r in range(comm.size) if r != 1]
-    if comm.rank == 1:
-        start = block_range(n, len(others), 1)[0]
-        return start, start
-    return block_range(n, len(others), others.index(comm.rank))
-
-
 def _fingerprint(model):
     meta, arrays = model._get_state()
     X_test = _test_table()
@@ -104,7 +95,7 @@ def _fit_body(comm, case, empty_rank):
     cls, params = MODELS[case]
     X, y, score = _table()
     y = _target(case, y, score)
-    a, b = _rows(comm, len(X), empty_rank)
+    a, b = rank_rows(comm, len(X), empty_rank)
     return _fingerprint(cls(**params).fit(X.iloc[a:b], y[a:b], comm=comm))
 
 

@@ -32,3 +32,16 @@ def run_app(args, ranks=None, threads=None, timeout=120, **kwargs):
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=mpi_env(), cwd=ROOT, **kwargs)
+
+
+def rank_rows(comm, n, empty_rank=False):
+    """This rank's contiguous block ``(start, stop)`` of ``n`` rows; with ``empty_rank``
+    rank 1 (or 0 alone) holds none."""
+    from mpiml.comm.partition import block_range
+    if not empty_rank or comm.size == 1:
+        return block_range(n, comm.size, comm.rank)
+    others = [r for r in range(comm.size) if r != 1]
+    if comm.rank == 1:
+        start = block_range(n, len(others), 1)[0]
+        return start, start
+    return block_range(n, len(others), others.index(comm.rank))

@@ -152,6 +152,15 @@ class ClassifierMixin(_sk.ClassifierMixin):
 
     _task = "classification"
 
+    def predict_with_proba(self, X):
+        """Local: ``(predict(X), predict_proba(X))`` from one evaluation of the model.
+
+        The labels are the classes of the largest probabilities, which is ``predict`` of
+        the tree models; a classifier whose ``predict`` reads its decision values instead
+        overrides this."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)], proba
+
     @collective
     def score(self, X, y, sample_weight=None, *, comm=None):
         """Collective: accuracy of ``predict(X)`` against ``y`` over all ranks' rows."""
