@@ -30,6 +30,7 @@ from .errors import ApiError, register_error_handlers
 from .openapi import openapi_spec
 from .registry import ModelRegistry
 from .fastjson import read_instances
+from .fastpath import FastPredict
 from .binary import HEADER, encode_tensor
 from .columns import instances_to_columns, matrix_to_input, model_input, v2_feature_columns
 from .validation import (_tensor_header, instances_to_matrix, parse_json_bytes, read_json_bytes,
@@ -138,6 +139,7 @@ def create_app(settings=None, registry=None):
     register_error_handlers(app)
     _register_metrics_hooks(app, registry)
     _register_routes(app, registry, settings)
+    app.wsgi_app = FastPredict(app.wsgi_app, registry, settings)
     n_ready = sum(e.ready for e in registry.entries.values())
     log.info("serving %d of %d models from %s", n_ready, len(registry.entries), settings.models_dir)
     return app
