@@ -4,12 +4,14 @@ One tiny run of every area is made for the module (about a minute on a quiet 2-c
 machine); the other tests read its files or call the suite's functions on canned data.
 """
 
+import importlib
 import importlib.util
 import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -209,6 +211,18 @@ def test_sizes_cover_every_area():
         assert set(params) == set(AREAS), size
     assert bench.parse_args(["--quick"]).size == "quick"
     assert bench.parse_args([]).size == "full"
+
+
+def test_each_area_is_a_module_of_the_benchmarks_package():
+    package = SCRIPT.parent / "benchmarks"
+    for area in AREAS:
+        module = importlib.import_module(f"benchmarks.{area}")
+        assert Path(module.__file__).resolve() == (package / f"{area}.py").resolve()
+        assert module.SIZES == {size: params[area] for size, params in bench.SIZES.items()}
+        run, steps = bench.AREA_FUNCTIONS[area]
+        assert run.__module__ == steps.__module__ == f"benchmarks.{area}"
+    for shared in ("common", "machine", "plots", "summary"):
+        assert (package / f"{shared}.py").is_file(), shared
 
 
 def test_progress_line_shows_step_and_elapsed():
