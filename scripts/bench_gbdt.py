@@ -26,9 +26,20 @@ categories, so it gets the 1,000-level feature as ordinal codes), with fit time,
 AUC and each library's time and AUC relative to mpiml on P=1.
 
     python scripts/bench_gbdt.py --case table [--rows 200000]
+
+``--profile``: mpiml alone, at each P of ``--ranks`` (1 and 2 needed; under mpiexec unless
+``--backend threads``), the time per tree of each phase of the fit (gradients,
+histograms, split search, partition, leaf values, per-split bookkeeping, the collectives
+and the waiting before them, and the rest of the wall time: binning and set-up), the
+split of each phase into the part that divides by P and the part every rank repeats, and
+the modelled efficiency at P = 4, 8, 16 and 64 beside the measured ones (see
+``efficiency_model``).
+
+    python scripts/bench_gbdt.py --profile --ranks 1,2,4 [--n-samples 200000]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -44,6 +55,7 @@ import mpiml  # noqa: E402
 from mpiml.comm import resolve_comm  # noqa: E402
 from mpiml.data import make_classification  # noqa: E402
 from mpiml.models.gbdt import GradientBoostingClassifier  # noqa: E402
+from mpiml.models.tree._profile import profiling  # noqa: E402
 
 
 def make_data(n_train, n_test, n_features, seed):
@@ -127,17 +139,20 @@ def mpi_worker(args):
     model = GradientBoostingClassifier(n_estimators=args.trees, max_leaf_nodes=args.leaves,
                                        learning_rate=0.1, min_samples_leaf=20, random_state=0)
     comm.Barrier()
-    t0, cpu = time.perf_counter(), time.process_time()
-    model.fit(X, y, comm=comm)
-    cpu = comm.allreduce(time.process_time() - cpu)
-    comm.Barrier()
-    seconds = time.perf_counter() - t0
+    with (profiling() if args.profile else contextlib.nullcontext()) as phases:
+        t0, cpu = time.perf_counter(), time.process_time()
+        model.fit(X, y, comm=comm)
+        cpu = comm.allreduce(time.process_time() - cpu)
+        comm.Barrier()
+        seconds = time.perf_counter() - t0
+    every = comm.gather(phases.seconds if phases is not None else None, root=0)
     score = roc_auc(data.y[~train], model.predict_proba(data.X[~train])[:, 1], comm)
     if comm.rank == 0:
-        print(json.dumps({"seconds": seconds, "cpu": cpu, "auc": score}), flush=True)
+        print(json.dumps({"seconds": seconds, "cpu": cpu, "auc": score, "phases": every}),
+              flush=True)
 
 
-def bench_mpiml_mpi(ranks, args):
+def bench_mpiml_mpi(ranks, args, profile=False):
     bindir = os.path.dirname(sys.executable)
     mpiexec = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
     if mpiexec is None:
@@ -146,11 +161,15 @@ def bench_mpiml_mpi(ranks, args):
                "--n-samples", str(args.n_samples), "--n-test", str(args.n_test),
                "--n-features", str(args.n_features), "--trees", str(args.trees),
                "--leaves", str(args.leaves), "--seed", str(args.seed)]
+    if profile:
+        command.append("--profile")
     env = dict(os.environ, MPIR_CVAR_CH4_PROGRESS_THROTTLE="1")
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"mpiexec failed ({done.returncode}): {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    if profile:
+        return result["seconds"], result["phases"]
     return result["seconds"], result["cpu"], result["auc"]
 
 
@@ -295,6 +314,114 @@ def run_table(args):
                           "leaves": args.leaves, "results": rows}))
 
 
+# -- the profile: phases, and a model of the efficiency ------------------------------------
+
+PHASES = ("gradients", "histograms", "split search", "partition", "leaf values", "bookkeeping",
+          "other")
+COMMUNICATION = ("reduction", "waiting")
+MODEL_RANKS = (1, 2, 4, 8, 16, 64)
+
+
+def profile_threads(ranks, X, y, args):
+    from mpiml.comm.partition import block_range
+
+    def body(comm):
+        start, stop = block_range(len(X), comm.size, comm.rank)
+        model = GradientBoostingClassifier(
+            n_estimators=args.trees, max_leaf_nodes=args.leaves, learning_rate=0.1,
+            min_samples_leaf=20, random_state=0)
+        comm.Barrier()
+        with profiling() as phases:
+            t0 = time.perf_counter()
+            model.fit(X[start:stop], y[start:stop], comm=comm)
+            comm.Barrier()
+            seconds = time.perf_counter() - t0
+        return seconds, phases.seconds
+
+    results = mpiml.run(body, threads=ranks)
+    return results[0][0], [r[1] for r in results]
+
+
+def per_tree_ms(seconds_by_rank, trees):
+    """Mean over ranks of each phase, ms per tree."""
+    names = PHASES[:-1] + COMMUNICATION
+    return {n: 1e3 * sum(r.get(n, 0.0) for r in seconds_by_rank) / len(seconds_by_rank) / trees
+            for n in names}
+
+
+def efficiency_model(t1, t2):
+    """From the per-tree phase times at P = 1 and P = 2 (ms): each phase ``t_p(P) = a_p / P
+    + b_p`` (``a_p`` divides by P, ``b_p`` is repeated by every rank: ``b_p = 2 t_p(2) -
+    t_p(1)``, at least 0), and communication ``c log2 P`` (``c``: reduction and waiting at
+    P = 2). Then ``T(P) = sum_p a_p / P + sum_p b_p + c log2 P`` and the efficiency is
+    ``E(P) = T(1) / (P T(P))``."""
+    import math
+
+    split = {}
+    for name in PHASES:
+        b = min(max(0.0, 2.0 * t2[name] - t1[name]), t1[name])
+        split[name] = (t1[name] - b, b)
+    divisible = sum(a for a, _ in split.values())
+    repeated = sum(b for _, b in split.values())
+    c = sum(t2[n] for n in COMMUNICATION)
+    base = divisible + repeated
+
+    def total(p):
+        return divisible / p + repeated + c * math.log2(p)
+    model = {p: {"ms_per_tree": total(p), "efficiency": base / (p * total(p))}
+             for p in MODEL_RANKS}
+    return split, divisible, repeated, c, model
+
+
+def run_profile(args):
+    """``--profile``: phase times per tree at each P of ``--ranks``, then the model."""
+    ranks = [int(r) for r in args.ranks.split(",")]
+    if 1 not in ranks or 2 not in ranks:
+        raise SystemExit("error: --profile needs P = 1 and P = 2 in --ranks (e.g. 1,2,4)")
+    backend = args.backend or "mpi"
+    print(f"profile: {args.n_samples} x {args.n_features}, {args.trees} trees, {args.leaves} "
+          f"leaves, backend {backend}; ms per tree, mean over ranks (a barrier before each "
+          "collective separates waiting from the collective)", flush=True)
+    X = y = None
+    if backend == "threads":
+        X, y, _, _ = make_data(args.n_samples, 0, args.n_features, args.seed)
+        profile_threads(1, X[:20_000], y[:20_000], argparse.Namespace(trees=2, leaves=args.leaves))
+    measured = {}
+    for p in ranks:
+        if backend == "threads":
+            seconds, phases = profile_threads(p, X, y, args)
+        else:
+            seconds, phases = bench_mpiml_mpi(p, args, profile=True)
+        ms = per_tree_ms(phases, args.trees)
+        wall = 1e3 * seconds / args.trees
+        ms["other"] = max(0.0, wall - sum(ms.values()))   # binning, set-up, reports
+        measured[p] = {"seconds": seconds, "ms_per_tree": wall, "phases": ms}
+    names = PHASES + COMMUNICATION
+    print(f"{'phase':14s}" + "".join(f"{'P=' + str(p):>10s}" for p in ranks))
+    for name in names:
+        print(f"{name:14s}" + "".join(f"{measured[p]['phases'][name]:10.2f}" for p in ranks))
+    print(f"{'wall':14s}" + "".join(f"{measured[p]['ms_per_tree']:10.2f}" for p in ranks))
+    split, divisible, repeated, c, model = efficiency_model(measured[1]["phases"],
+                                                            measured[2]["phases"])
+    print("\nsplit of each phase at P = 1 (ms per tree): divides by P / repeated by every rank")
+    for name, (a, b) in split.items():
+        print(f"  {name:14s} {a:8.2f} / {b:8.2f}")
+    print(f"  {'total':14s} {divisible:8.2f} / {repeated:8.2f};  communication at P = 2: "
+          f"{c:.2f} ms, modelled as {c:.2f} x log2(P)")
+    print("\nmodel T(P) = divisible / P + repeated + c log2 P;  E(P) = T(1) / (P T(P))")
+    t1 = measured[1]["ms_per_tree"]
+    for p in MODEL_RANKS:
+        line = f"  P={p:<3d} T {model[p]['ms_per_tree']:8.2f} ms  E {model[p]['efficiency']:.3f}"
+        if p in measured:
+            line += (f"   measured: {measured[p]['ms_per_tree']:8.2f} ms, "
+                     f"E {t1 / (p * measured[p]['ms_per_tree']):.3f}")
+        print(line)
+    if args.json:
+        print(json.dumps({"backend": backend, "measured": measured,
+                          "split": split, "communication_ms": c,
+                          "model": {str(p): v for p, v in model.items()}}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", choices=("numeric", "table"), default="numeric",
@@ -315,12 +442,17 @@ def main():
                         help="how mpiml's ranks run (default: both when mpiexec is found, "
                              "else threads)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="mpiml only: time each phase per tree at each P of --ranks "
+                             "(needs 1 and 2; default backend mpi) and model the efficiency")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rows is not None:
         args.n_samples = args.rows
     if args.worker:
         return mpi_worker(args)
+    if args.profile:
+        return run_profile(args)
     if args.case == "table":
         if args.only == "mpiml,lightgbm,xgboost,sklearn":
             args.only = "mpiml,lightgbm,sklearn"

@@ -34,6 +34,7 @@ from ...errors import DataError, InvalidParameterError, MpimlError
 from ...progress import as_progress
 from .._base import BaseEstimator, check_is_fitted, collective
 from ..tree._classes import allow_nan_tags, fit_table
+from ..tree._profile import phase
 from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree,
                     leaf_of_rows, stack_trees, unstack_trees)
 from . import _fixed_point as fp
@@ -222,7 +223,8 @@ class BaseGradientBoosting(BaseEstimator):
             refit_weights = self._loss_.exact_weights(comm, train.weight, train.n, train.n_total)
         stopped = False
         for m in range(start_round, self.n_estimators):
-            grad, hess, grad_max, hess_max = self._gradients_and_losses(comm, train, val)
+            with phase("gradients"):
+                grad, hess, grad_max, hess_max = self._gradients_and_losses(comm, train, val)
             report(m, self.train_loss_[-1], **self._report_fields())
             if self._should_stop():
                 stopped = True
@@ -231,37 +233,27 @@ class BaseGradientBoosting(BaseEstimator):
             # they add nothing to any sum but are partitioned, so every row gets its leaf
             sampled = self._sample(m, train, offset)
             for c in range(k):
-                grad_scale = fixed_point_scale(grad_max[c], train.n_total)
-                if packed is None:
-                    hess_scale = hessian_scale(hess_max[c], train.n_total, count_bits)
-                    channels = make_channels(grad[:, c], hess[:, c], sampled, grad_scale,
-                                             hess_scale, count_bits)
-                    criterion = GradientCriterion(grad_scale, hess_scale, self.l2_regularization,
-                                                  self.learning_rate, count_bits)
-                else:
-                    q_grad, q_hess = packed_scales(packed, grad_max[c], hess_max[c])
-                    exact_scales = (grad_scale, hessian_scale(hess_max[c], train.n_total, -1))
-                    channels, exact = make_packed_channels(
-                        grad[:, c], hess[:, c], sampled, q_grad, q_hess, packed,
-                        _stream_seed(self._seed, _QUANTIZE_STREAM + m * k + c), train_rows,
-                        exact_scales)
-                    criterion = PackedGradientCriterion(q_grad, q_hess, self.l2_regularization,
-                                                        self.learning_rate, packed)
-                tree, segments = grow_tree(
-                    train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
-                    max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
-                    min_samples_leaf=self.min_samples_leaf, return_leaves=True,
-                    binned_rows=train.binned_rows, return_segments=True)
-                if packed is not None:
-                    renew_node_values(comm, tree, segments, exact, *exact_scales,
-                                      self.l2_regularization, self.learning_rate)
-                if refit is not None:
-                    weights = refit_weights if sampled is True else refit_weights * sampled
-                    refit(comm, tree, leaf_of_rows(segments, train.n), train.y,
-                          train.raw[:, c], weights, self.learning_rate)
-                add_leaf_values(*segments, tree.value, train.raw, c)
-                if val is not None:
-                    val.raw[:, c] += tree.value[tree.apply(val.X), 0]
+                with phase("gradients"):
+                    channels, criterion, exact, exact_scales = self._channels(
+                        grad[:, c], hess[:, c], grad_max[c], hess_max[c], sampled, packed,
+                        count_bits, train, train_rows, m * k + c)
+                with phase("bookkeeping"):
+                    tree, segments = grow_tree(
+                        train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
+                        max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
+                        min_samples_leaf=self.min_samples_leaf, return_leaves=True,
+                        binned_rows=train.binned_rows, return_segments=True)
+                with phase("leaf values"):
+                    if packed is not None:
+                        renew_node_values(comm, tree, segments, exact, *exact_scales,
+                                          self.l2_regularization, self.learning_rate)
+                    if refit is not None:
+                        weights = refit_weights if sampled is True else refit_weights * sampled
+                        refit(comm, tree, leaf_of_rows(segments, train.n), train.y,
+                              train.raw[:, c], weights, self.learning_rate)
+                    add_leaf_values(*segments, tree.value, train.raw, c)
+                    if val is not None:
+                        val.raw[:, c] += tree.value[tree.apply(val.X), 0]
                 self.trees_.append(tree)
             if checkpoint_every and (m + 1) % checkpoint_every == 0 and m + 1 < self.n_estimators:
                 self.n_iter_ = m + 1
@@ -275,6 +267,26 @@ class BaseGradientBoosting(BaseEstimator):
         self.n_iter_ = len(self.trees_) // k
         self._finish_attributes()
         return self
+
+    def _channels(self, grad, hess, grad_max, hess_max, sampled, packed, count_bits, train,
+                  train_rows, stream):
+        """``(channels, criterion, exact, exact_scales)`` of one tree from its gradients
+        (``exact`` and ``exact_scales``: None without quantized gradients)."""
+        grad_scale = fixed_point_scale(grad_max, train.n_total)
+        if packed is None:
+            hess_scale = hessian_scale(hess_max, train.n_total, count_bits)
+            channels = make_channels(grad, hess, sampled, grad_scale, hess_scale, count_bits)
+            criterion = GradientCriterion(grad_scale, hess_scale, self.l2_regularization,
+                                          self.learning_rate, count_bits)
+            return channels, criterion, None, None
+        q_grad, q_hess = packed_scales(packed, grad_max, hess_max)
+        exact_scales = (grad_scale, hessian_scale(hess_max, train.n_total, -1))
+        channels, exact = make_packed_channels(
+            grad, hess, sampled, q_grad, q_hess, packed,
+            _stream_seed(self._seed, _QUANTIZE_STREAM + stream), train_rows, exact_scales)
+        criterion = PackedGradientCriterion(q_grad, q_hess, self.l2_regularization,
+                                            self.learning_rate, packed)
+        return channels, criterion, exact, exact_scales
 
     def _report_fields(self):
         if self.validation_loss_:

@@ -25,6 +25,7 @@ import numpy as np
 from ...comm.partition import block_counts, block_range
 from ._criteria import EPSILON, category_keys
 from ._kernels import build_histograms, build_histograms_rows
+from ._profile import collective, phase
 from ._split_kernels import (fill_leaves, partition_batch, partition_table, sample_features,
                              scan_histogram, search_local)
 from ._tree import TREE_FIELDS, Tree
@@ -152,11 +153,17 @@ class _Grower:
         gain, feature = np.empty(n), np.empty(n, np.int64)
         bin_, left = np.empty(n, np.int64), np.zeros((n, self.n_channels), np.int64)
         kind, first, n_classes, scales, count_channel = self.criterion.kernel
+        with phase("split search"):
+            self._search_local_kernel(ids, gain, feature, bin_, left, kind, first, n_classes,
+                                      scales, count_channel)
+        self._set_candidates(ids, gain, feature, bin_, left)
+
+    def _search_local_kernel(self, ids, gain, feature, bin_, left, kind, first, n_classes,
+                             scales, count_channel):
         search_local(self.binned, self.channels, self.rows, self.start[ids], self.stop[ids], ids,
                      self.sums[ids], self.bins_per_feature, kind, first, n_classes, scales,
                      count_channel, self.min_samples_leaf, self.random_state, self.tree_index,
                      self.k_features, gain, feature, bin_, left)
-        self._set_candidates(ids, gain, feature, bin_, left)
 
     # -- histogram engine ------------------------------------------------------------
 
@@ -171,21 +178,23 @@ class _Grower:
         for lo in range(0, len(ids), chunk):
             part = ids[lo:lo + chunk]
             shape = (len(self.hist_features), len(part), self.n_bins, self.n_channels)
-            local = np.zeros(shape, dtype=np.int64)
-            for slot, nid in enumerate(part):
-                start, stop = self.start[nid], self.stop[nid]
-                if stop <= start:
-                    continue
-                if self._row_major(stop - start):
-                    build_histograms_rows(self.binned_rows, self.channels, self.rows, start, stop,
-                                          local, slot)
-                else:
-                    build_histograms(self.binned, self.channels, self.rows, start, stop,
-                                     self.hist_features, local, slot)
+            with phase("histograms"):
+                local = np.zeros(shape, dtype=np.int64)
+                for slot, nid in enumerate(part):
+                    start, stop = self.start[nid], self.stop[nid]
+                    if stop <= start:
+                        continue
+                    if self._row_major(stop - start):
+                        build_histograms_rows(self.binned_rows, self.channels, self.rows, start,
+                                              stop, local, slot)
+                    else:
+                        build_histograms(self.binned, self.channels, self.rows, start, stop,
+                                         self.hist_features, local, slot)
             if self.mode == "data" and self.comm is not None:
                 counts = self._scatter_counts(int(np.prod(shape[1:])))
                 summed = np.empty((len(self.owned),) + shape[1:], dtype=np.int64)
-                self.comm.Reduce_scatter(local, summed, counts)
+                with collective(self.comm):
+                    self.comm.Reduce_scatter(local, summed, counts)
                 local = summed
             out.extend(local[:, slot] for slot in range(len(part)))
         return out
@@ -320,21 +329,23 @@ class _Grower:
         c = self.n_channels
         width = 4 + c + _MASK_WORDS
         mine = np.zeros((len(ids), width), dtype=np.int64)
-        for slot, nid in enumerate(ids):
-            gain, f, b, left, missing, bins_left = self._local_best(nid)
-            mine[slot, 0] = np.float64(gain).view(np.int64)
-            mine[slot, 1:3] = (f, b)
-            mine[slot, 3:3 + c] = left
-            mine[slot, 3 + c] = missing
-            if bins_left is not None:
-                bits = np.zeros(64 * _MASK_WORDS, dtype=bool)
-                bits[bins_left] = True
-                mine[slot, 4 + c:] = np.packbits(bits, bitorder="little").view(np.int64)
+        with phase("split search"):
+            for slot, nid in enumerate(ids):
+                gain, f, b, left, missing, bins_left = self._local_best(nid)
+                mine[slot, 0] = np.float64(gain).view(np.int64)
+                mine[slot, 1:3] = (f, b)
+                mine[slot, 3:3 + c] = left
+                mine[slot, 3 + c] = missing
+                if bins_left is not None:
+                    bits = np.zeros(64 * _MASK_WORDS, dtype=bool)
+                    bits[bins_left] = True
+                    mine[slot, 4 + c:] = np.packbits(bits, bitorder="little").view(np.int64)
         if self.comm is None:
             every = mine[None]
         else:
             every = np.empty((self.size,) + mine.shape, dtype=np.int64)
-            self.comm.Allgather(mine, every)
+            with collective(self.comm):
+                self.comm.Allgather(mine, every)
         gains = every[:, :, 0].copy().view(np.float64)
         # best rank per node: largest gain, then lowest feature, then lowest bin
         winner = np.lexsort((every[:, :, 2], every[:, :, 1], -gains), axis=0)[0]
@@ -399,12 +410,14 @@ class _Grower:
         missing_left = self._missing_sides(chosen, left_sums)
         if self.special:
             table, categorical = self._left_tables(chosen, missing_left)
-            partition_table(self.rows, starts, stops, features, table, self.binned, self.buffer,
-                            n_left)
+            with phase("partition"):
+                partition_table(self.rows, starts, stops, features, table, self.binned,
+                                self.buffer, n_left)
             self._record_categories(chosen, table, categorical)
         else:
-            partition_batch(self.rows, starts, stops, features, bins, self.binned, self.buffer,
-                            n_left)
+            with phase("partition"):
+                partition_batch(self.rows, starts, stops, features, bins, self.binned,
+                                self.buffer, n_left)
         self.missing_left[chosen] = missing_left
         mids = starts + n_left
         child_starts = np.column_stack([starts, mids]).reshape(-1)
@@ -465,7 +478,8 @@ class _Grower:
             sums = self.channels[self.rows].sum(axis=0, dtype=np.int64)
         if self.mode == "data" and self.comm is not None:
             total = np.empty_like(sums)
-            self.comm.Allreduce(sums, total)
+            with collective(self.comm):
+                self.comm.Allreduce(sums, total)
             sums = total
         root = self._add_nodes(np.array([0]), np.array([self.rows.shape[0]]), sums[None],
                                np.array([0]))
