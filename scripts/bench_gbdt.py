@@ -69,7 +69,9 @@ def auc(y, score):
     return float(roc_auc_score(y, score))
 
 
-def bench_mpiml(ranks, X, y, X_test, y_test, args):
+def fit_threads(ranks, X, y, args, profile=False):
+    """Fit on ``ranks`` thread ranks: ``(seconds, rank 0's model, each rank's phase
+    seconds or None)``."""
     from mpiml.comm.partition import block_range
 
     def body(comm):
@@ -78,15 +80,21 @@ def bench_mpiml(ranks, X, y, X_test, y_test, args):
             n_estimators=args.trees, max_leaf_nodes=args.leaves, learning_rate=0.1,
             min_samples_leaf=20, random_state=0)
         comm.Barrier()
-        t0 = time.perf_counter()
-        model.fit(X[start:stop], y[start:stop], comm=comm)
-        comm.Barrier()
-        return time.perf_counter() - t0, model
+        with (profiling() if profile else contextlib.nullcontext()) as phases:
+            t0 = time.perf_counter()
+            model.fit(X[start:stop], y[start:stop], comm=comm)
+            comm.Barrier()
+            seconds = time.perf_counter() - t0
+        return seconds, model, None if phases is None else phases.seconds
 
-    cpu = time.process_time()
     results = mpiml.run(body, threads=ranks)
+    return results[0][0], results[0][1], [r[2] for r in results]
+
+
+def bench_mpiml(ranks, X, y, X_test, y_test, args):
+    cpu = time.process_time()
+    seconds, model, _ = fit_threads(ranks, X, y, args)
     cpu = time.process_time() - cpu
-    seconds, model = results[0]
     return seconds, cpu, auc(y_test, model.predict_proba(X_test)[:, 1])
 
 
@@ -322,26 +330,6 @@ COMMUNICATION = ("reduction", "waiting")
 MODEL_RANKS = (1, 2, 4, 8, 16, 64)
 
 
-def profile_threads(ranks, X, y, args):
-    from mpiml.comm.partition import block_range
-
-    def body(comm):
-        start, stop = block_range(len(X), comm.size, comm.rank)
-        model = GradientBoostingClassifier(
-            n_estimators=args.trees, max_leaf_nodes=args.leaves, learning_rate=0.1,
-            min_samples_leaf=20, random_state=0)
-        comm.Barrier()
-        with profiling() as phases:
-            t0 = time.perf_counter()
-            model.fit(X[start:stop], y[start:stop], comm=comm)
-            comm.Barrier()
-            seconds = time.perf_counter() - t0
-        return seconds, phases.seconds
-
-    results = mpiml.run(body, threads=ranks)
-    return results[0][0], [r[1] for r in results]
-
-
 def per_tree_ms(seconds_by_rank, trees):
     """Mean over ranks of each phase, ms per tree."""
     names = PHASES[:-1] + COMMUNICATION
@@ -385,11 +373,11 @@ def run_profile(args):
     X = y = None
     if backend == "threads":
         X, y, _, _ = make_data(args.n_samples, 0, args.n_features, args.seed)
-        profile_threads(1, X[:20_000], y[:20_000], argparse.Namespace(trees=2, leaves=args.leaves))
+        fit_threads(1, X[:20_000], y[:20_000], argparse.Namespace(trees=2, leaves=args.leaves))
     measured = {}
     for p in ranks:
         if backend == "threads":
-            seconds, phases = profile_threads(p, X, y, args)
+            seconds, _, phases = fit_threads(p, X, y, args, profile=True)
         else:
             seconds, phases = bench_mpiml_mpi(p, args, profile=True)
         ms = per_tree_ms(phases, args.trees)

@@ -30,7 +30,7 @@ from .errors import ApiError, register_error_handlers
 from .openapi import openapi_spec
 from .registry import ModelRegistry
 from .fastjson import read_instances
-from .fastpath import FastPredict
+from .fastpath import FastPredict, v1_answer
 from .binary import HEADER, encode_tensor
 from .columns import instances_to_columns, matrix_to_input, model_input, v2_feature_columns
 from .validation import (_tensor_header, instances_to_matrix, parse_json_bytes, read_json_bytes,
@@ -245,11 +245,8 @@ def _register_routes(app, registry, settings):
         if X is None:
             X = _v1_model_input(entry, raw, settings.max_rows)
         predictions, proba = _predict(entry, X, entry.is_classifier)
-        out = {"predictions": jsonio.as_json_array(predictions)}
-        if proba is not None:
-            out["probabilities"] = jsonio.as_json_array(proba)
-        out["model"] = {"name": entry.name, "version": entry.version, "sha256": entry.sha256}
-        return _json(out)
+        info = {"name": entry.name, "version": entry.version, "sha256": entry.sha256}
+        return Response(v1_answer(predictions, proba, info), mimetype="application/json")
 
     # -- Open Inference Protocol v2 ---------------------------------------------------
 

@@ -13,13 +13,14 @@ take, an input the model refuses), goes to the Flask application unchanged, with
 body it was sent, so that errors keep their messages and codes.
 """
 
-__all__ = ["FastPredict"]
+__all__ = ["FastPredict", "v1_answer"]
 
 import io
 import time
 
 from . import jsonio, metrics
 from .fastjson import read_instances
+from .validation import _is_json_content_type
 
 _PREFIX = "/v1/models/"
 _SUFFIX = ":predict"
@@ -27,10 +28,17 @@ _HEADERS_JSON = "application/json"
 
 
 def _json_mimetype(content_type):
-    """Whether a Content-Type header names JSON (as :func:`read_json_bytes` accepts)."""
-    mimetype = content_type.split(";", 1)[0].strip().lower()
-    return mimetype == "application/json" or (mimetype.startswith("application/")
-                                             and mimetype.endswith("+json"))
+    """Whether a Content-Type header names JSON (the rule of :func:`read_json_bytes`)."""
+    return _is_json_content_type(content_type.split(";", 1)[0].strip().lower())
+
+
+def v1_answer(predictions, proba, info):
+    """The body of a v1 ``:predict`` answer (``proba`` None for a regressor)."""
+    out = {"predictions": jsonio.as_json_array(predictions)}
+    if proba is not None:
+        out["probabilities"] = jsonio.as_json_array(proba)
+    out["model"] = info
+    return jsonio.dumps(out)
 
 
 class FastPredict:
@@ -101,12 +109,9 @@ class FastPredict:
             try:
                 if is_classifier:
                     predictions, proba = entry.model.predict_with_proba(X)
-                    out = {"predictions": jsonio.as_json_array(predictions),
-                           "probabilities": jsonio.as_json_array(proba), "model": info}
                 else:
-                    out = {"predictions": jsonio.as_json_array(entry.model.predict(X)),
-                           "model": info}
-                body = jsonio.dumps(out)
+                    predictions, proba = entry.model.predict(X), None
+                body = v1_answer(predictions, proba, info)
             except Exception:  # noqa: BLE001 - the Flask route answers it with its error
                 X = None
         if X is None:   # the Flask route reads the same body again

@@ -61,9 +61,6 @@ class Phases:
         if self._stack:
             self._stack[-1][1] = now
 
-    def as_dict(self):
-        return {"seconds": dict(self.seconds), "calls": dict(self.calls)}
-
 
 class _Timer:
     __slots__ = ("phases", "name")
