@@ -103,3 +103,38 @@ def test_vocabulary_is_the_union_for_any_rank_count(spmd):
     assert all(r[1] == reference[1] for r in results)
     assert_array_equal(np.concatenate([r[0] for r in results]), reference[0])
     assert reference[1][0]["categories"] == ["a", "b", "m", "q", "z"]
+
+
+# -- a plain numeric matrix is read without a copy ------------------------------------------
+
+def test_fit_schema_reads_a_plain_float_matrix_without_a_copy():
+    X = np.random.default_rng(0).normal(size=(200_000, 3))
+    X[5, 1] = np.nan
+    out, schema, _ = fit_schema(X, resolve_comm(None))
+    assert out is X and not schema.has_categorical
+
+
+@pytest.mark.parametrize("make", [
+    lambda X: X.astype(np.float32),                 # converted: a new float64 matrix
+    lambda X: np.asfortranarray(X)[:, :2],          # a strided view
+    lambda X: (X * 10).astype(np.int64),            # integers
+])
+def test_fit_schema_gives_a_float64_matrix_equal_to_the_input(make):
+    X = make(np.random.default_rng(1).normal(size=(50, 3)))
+    out, _, _ = fit_schema(X, resolve_comm(None))
+    assert out.dtype == np.float64 and out.shape == X.shape
+    assert_array_equal(out, X.astype(np.float64))
+
+
+def test_fit_schema_copies_a_matrix_with_categorical_codes():
+    X = np.column_stack([np.arange(10.0) % 3, np.linspace(0, 1, 10)])
+    out, schema, _ = fit_schema(X, resolve_comm(None), [0])
+    assert out is not X and schema.has_categorical
+    assert_array_equal(out[:, 1], X[:, 1])
+
+
+def test_an_infinity_is_still_refused_with_its_row():
+    X = np.zeros((70_000, 2))
+    X[69_000, 1] = np.inf
+    with pytest.raises(DataError, match=r"infinity \(row 69000, column 1\)"):
+        fit_schema(X, resolve_comm(None))

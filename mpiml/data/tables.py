@@ -451,11 +451,20 @@ def fit_schema(X, comm, categorical_features="from_dtype", *, name="X"):
     schema = Schema(features)
     error, out = None, None
     try:
-        out = schema.encode(X, name=name)
+        # a plain numeric matrix is read as it is: no copy of the caller's data
+        out = X if _plain_numeric(X, schema) else schema.encode(X, name=name)
     except MpimlError as exc:
         error = exc
     agree(comm, error)
     return out, schema, names
+
+
+def _plain_numeric(X, schema):
+    """Whether ``X`` is already the matrix that ``schema.encode`` would make: a 2-D float64
+    array (``check_X`` has refused infinities) of the schema's width, every feature
+    numeric."""
+    return (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2
+            and X.shape[1] == schema.n_features and not schema.has_categorical)
 
 
 def _union_vocab(parts):
