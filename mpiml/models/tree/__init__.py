@@ -52,9 +52,10 @@ by feature block, each rank scores the features of its block. ``mode="feature"``
 rank holds every row and histograms only its own features (no histogram traffic).
 ``comm=None``: one rank. ``max_leaf_nodes`` set: best-first (leaf-wise) growth, else
 depth-wise, level by level (one ``Reduce_scatter`` and one ``Allgather`` per level or
-per best-first split, whatever the number of nodes). Rows whose channels are all zero
-(out of a bootstrap or a subsample) contribute nothing. ``max_features`` (an int) draws
-each node's features from
+per best-first step, whatever the number of nodes; on several ranks a best-first step
+expands several leaves ahead of their turn, with the same tree as one leaf per step).
+Rows whose channels are all zero (out of a bootstrap or a subsample) contribute nothing.
+``max_features`` (an int) draws each node's features from
 ``(random_state, tree_index, node id)``. ``return_leaves=True`` also returns the leaf
 index of every local row (to update predictions without a traversal). ``binned_rows``
 (``binned.T`` C-contiguous, made once per fit) lets data mode histogram very large and

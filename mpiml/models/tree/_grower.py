@@ -6,6 +6,12 @@ current level for depth-wise growth, or the single best leaf for best-first grow
 searches the children's best splits. Node ids follow creation order (root 0, then the
 two children of each split, left first, parents in id order), whatever the engine.
 
+Best-first growth on several ranks expands leaves ahead of their turn, several per step
+(:meth:`_Grower._grow_best_first_ahead`): a leaf's split and children depend on its rows
+alone, so the growth is replayed on the expanded nodes and gives the same tree with
+fewer collective steps (19.5 instead of 30 per tree of 31 leaves on 1M x 28 rows, at the
+cost of 0.65 expanded leaves per tree whose turn never comes).
+
 Two engines search splits, and pick the same split from the same exact sums:
 
 * histograms (any criterion, any rank count): the histogram of each split's smaller
@@ -37,11 +43,19 @@ _KEEP_HIST_ROWS = 1024    # smaller open nodes drop their histogram: both childr
 # most these fractions of the local rows (measured on 1M x 28); the feature-major one in
 # between
 _ROW_MAJOR_DENSE, _ROW_MAJOR_SPARSE = 0.15, 0.025
+# best-first growth on several ranks expands at most this share of the leaves still to
+# make in one collective step (see ``_Grower._grow_best_first_ahead``)
+_AHEAD_SHARE = 1 / 3
 _MASK_WORDS = 4           # int64 words of a candidate's left bins (256 bins at most)
 # kinds of the candidates of a feature searched as "virtual" features: a numeric feature
 # with missing values right (its bins as they are) or left (the missing bin merged into
 # bin 0), a categorical feature with missing values right or left (bins in sorted order)
 _AS_IS, _MISSING_LEFT, _CATEGORY_RIGHT, _CATEGORY_LEFT = range(4)
+
+
+# a leaf's split fields (those ``_step`` sets), for expanded nodes the tree leaves unsplit
+_LEAF_FIELDS = {"feature": -1, "threshold": -2.0, "threshold_bin": -1, "gain": 0.0,
+                "missing_left": 0, "categorical": 0, "cat_bitset": 0}
 
 
 class _Grower:
@@ -84,6 +98,7 @@ class _Grower:
         self._counts = {}
         self._all_features = None
         self.n_nodes = 0
+        self._order = None      # expanded ids of the tree's nodes, when grown ahead
         self._allocate(64)
 
     # -- node arrays -----------------------------------------------------------------
@@ -489,6 +504,8 @@ class _Grower:
             else:
                 self.hists[0] = self._histograms([0])[0]
                 self._search_hist([0])
+        if self.max_leaf_nodes is not None and self._ahead():
+            return self._grow_best_first_ahead()
         n_leaves = 1
         while True:
             open_ids = np.flatnonzero(self.open[:self.n_nodes])
@@ -502,9 +519,69 @@ class _Grower:
             self._step(open_ids)
         return Tree(**{name: getattr(self, name)[:self.n_nodes] for name in TREE_FIELDS})
 
+    def _ahead(self):
+        """Whether best-first growth splits leaves ahead of their turn: with more than one
+        rank (where each step costs collectives) and when no node's feature subset
+        depends on its id."""
+        return self.comm is not None and self.k_features == self.n_features
+
+    def _grow_best_first_ahead(self):
+        """Best-first growth that splits several leaves per collective step: the same tree
+        as one best leaf per step.
+
+        A leaf's best split and its children depend on the leaf's rows alone, so a leaf
+        can be split before its turn. The growth itself is replayed on the expanded
+        nodes: the open leaf of the largest gain (ties: the lowest id in creation
+        order) is split next. When that leaf has not been expanded yet, one step expands
+        it together with the next open leaves in that order, up to the leaves still to
+        make (``_AHEAD_SHARE`` of them): two collectives for all of them. Expanded leaves
+        whose turn never comes stay leaves of the tree."""
+        order = [0]                 # creation order of the tree's nodes (expanded ids)
+        rank_of = {0: 0}            # expanded id -> position in ``order``
+        open_ = [0] if self.open[0] else []
+        expanded, split = set(), []
+        n_leaves = 1
+        while open_ and n_leaves < self.max_leaf_nodes:
+            best = max(open_, key=lambda n: (self.cand_gain[n], -rank_of[n]))
+            if best not in expanded:
+                waiting = sorted((n for n in open_ if n not in expanded),
+                                 key=lambda n: (-self.cand_gain[n], rank_of[n]))
+                room = self.max_leaf_nodes - n_leaves
+                batch = waiting[:max(1, int(np.ceil(room * _AHEAD_SHARE)))]
+                self._step(np.array(sorted(batch), dtype=np.int64))
+                expanded.update(batch)
+            open_.remove(best)
+            split.append(best)
+            for child in (self.left[best], self.right[best]):
+                rank_of[int(child)] = len(order)
+                order.append(int(child))
+                if self.open[child]:
+                    open_.append(int(child))
+            n_leaves += 1
+        return self._ordered_tree(np.array(order, dtype=np.int64), np.array(split, dtype=np.int64))
+
+    def _ordered_tree(self, order, split):
+        """The tree of the expanded nodes ``order`` (in creation order) whose nodes
+        ``split`` are split; every other node is a leaf."""
+        fields = {name: getattr(self, name)[order] for name in TREE_FIELDS}
+        is_split = np.isin(order, split)
+        position = np.full(self.n_nodes, -1, dtype=np.int64)
+        position[order] = np.arange(order.size)
+        for side in ("left", "right"):
+            fields[side] = np.where(is_split, position[np.maximum(fields[side], 0)], -1)
+        leaf = ~is_split
+        for name, value in _LEAF_FIELDS.items():
+            fields[name][leaf] = value
+        self._order, self._tree_leaves = order, np.flatnonzero(leaf)
+        return Tree(**fields)
+
     def leaf_segments(self):
         """``(rows, starts, stops, leaves)``: leaf ``leaves[i]`` holds the local rows
         ``rows[starts[i]:stops[i]]``."""
+        if self._order is not None:     # grown ahead: the tree's leaves, by tree id
+            leaves = self._tree_leaves
+            nodes = self._order[leaves]
+            return self.rows, self.start[nodes], self.stop[nodes], leaves
         leaves = np.flatnonzero(self.left[:self.n_nodes] < 0)
         return self.rows, self.start[leaves], self.stop[leaves], leaves
 
