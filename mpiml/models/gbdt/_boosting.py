@@ -34,7 +34,7 @@ from ...errors import DataError, InvalidParameterError, MpimlError
 from ...progress import as_progress
 from .._base import BaseEstimator, check_is_fitted, collective
 from ..tree._classes import allow_nan_tags, fit_table
-from ..tree._profile import phase
+from ..tree._profile import collective as timed_collective, phase
 from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree,
                     leaf_of_rows, stack_trees, unstack_trees)
 from . import _fixed_point as fp
@@ -316,12 +316,14 @@ class BaseGradientBoosting(BaseEstimator):
                     else np.zeros(0))
         local_max[2 * k + 1] = fp.max_abs(val_rows)
         global_max = np.empty_like(local_max)
-        comm.Allreduce(local_max, global_max, op=MAX)
+        with timed_collective(comm):
+            comm.Allreduce(local_max, global_max, op=MAX)
         scales = fp.column_scales(global_max, max(train.n_total, val.n_total if val else 1))
         local = np.zeros((1, 2), dtype=np.int64)
         local[0, 0] = fp.fixed_sum(train_rows, scales[2 * k])
         local[0, 1] = fp.fixed_sum(val_rows, scales[2 * k + 1])
-        sums = fp.integer_sums(comm, local) / scales[2 * k:]
+        with timed_collective(comm):
+            sums = fp.integer_sums(comm, local) / scales[2 * k:]
         self.train_loss_.append(float(sums[0] / train.weight_total))
         if val is not None:
             self.validation_loss_.append(float(sums[1] / val.weight_total))

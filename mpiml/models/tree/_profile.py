@@ -85,9 +85,10 @@ def phase(name):
 
 def collective(comm):
     """Before a collective of ``comm``: while profiling, a timed barrier (``waiting``);
-    then a context manager that times the collective itself (``reduction``)."""
+    then a context manager that times the collective itself (``reduction``). Nothing is
+    timed on one rank (no other rank to wait for)."""
     phases = _current.get()
-    if phases is None or comm is None:
+    if phases is None or comm is None or comm.size == 1:
         return _NULL
     with _Timer(phases, "waiting"):
         comm.Barrier()
