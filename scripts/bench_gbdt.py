@@ -4,8 +4,8 @@ One run, the same data for every library: a synthetic binary problem
 (``mpiml.data.make_classification``, default 1,000,000 training rows x 28 features
 plus 200,000 test rows), 100 trees of 31 leaves, learning rate 0.1. mpiml runs on
 P = 1 and P = 2 ranks (``--ranks``), as thread ranks and/or MPI processes
-(``--backend threads|mpi|both``, both by default when ``mpiexec`` is found; MPI ranks
-each generate only their own rows); the other libraries on ``--threads`` threads
+(``--backend threads|mpi|both``, both by default when ``mpiexec`` is found; each MPI
+rank keeps an equal block of the training rows); the other libraries on ``--threads`` threads
 (LightGBM ``num_leaves=31``, XGBoost ``hist`` with ``max_depth=6``, scikit-learn
 ``HistGradientBoostingClassifier(max_leaf_nodes=31)``). A library that is
 not installed is skipped with a message (``pip install -e .[bench]``).
@@ -26,6 +26,21 @@ categories, so it gets the 1,000-level feature as ordinal codes), with fit time,
 AUC and each library's time and AUC relative to mpiml on P=1.
 
     python scripts/bench_gbdt.py --case table [--rows 200000]
+
+``--case runs``: whole runs, each in a process of its own (``mpiexec -n P`` for MPI
+ranks): load the training rows from one ``.npy`` file (each MPI rank reads its block),
+fit, save the model (mpiml's model file, LightGBM's and XGBoost's own), with the wall
+seconds from start to saved model and the peak memory summed over the ranks, taken
+before the test AUC is computed: resident (``VmHWM``, which counts the pages the ranks
+share, such as their libraries, once per rank) and proportional (PSS: each shared page
+divided among the processes that map it, so that the sum is the memory the ranks use
+together; see ``scripts/gbdt_run.py``). mpiml runs at each P of
+``--ranks`` under mpiexec and on thread ranks; LightGBM (default, and
+``use_quantized_grad=True``) and XGBoost on 1 and ``--threads`` threads. Each row gets its
+parallel efficiency (against the same library's one-rank or one-thread run) and its time
+and memory relative to LightGBM on ``--threads`` threads.
+
+    python scripts/bench_gbdt.py --case runs [--rows 1000000] [--json]
 
 ``--profile``: mpiml alone, at each P of ``--ranks`` (1 and 2 needed; under mpiexec unless
 ``--backend threads``), the time per tree of each phase of the fit (gradients,
@@ -133,15 +148,22 @@ def bench_sklearn(X, y, X_test, y_test, args):
 
 
 def mpi_worker(args):
-    """Under mpiexec: each rank makes its rows of the same data set, fits, reports."""
+    """Under mpiexec: each rank takes its block of the same data set, fits, reports."""
     from mpiml.comm import world
     from mpiml.metrics import roc_auc
 
+    from mpiml.comm.partition import block_range
+
     comm = world()
-    data = make_classification(comm, n_samples=args.n_samples + args.n_test,
-                               n_features=args.n_features, seed=args.seed)
-    train = np.arange(data.offset, data.offset + len(data.X)) < args.n_samples
-    X, y = data.X[train], data.y[train]
+    # every rank makes the whole set and keeps its block of the training rows, so that
+    # the ranks hold equal shares (blocks of training and test rows together would not)
+    X_all, y_all, X_test, y_test = make_data(args.n_samples, args.n_test, args.n_features,
+                                             args.seed)
+    a, b = block_range(args.n_samples, comm.size, comm.rank)
+    X, y = X_all[a:b].copy(), y_all[a:b].copy()
+    test = slice(*block_range(args.n_test, comm.size, comm.rank))
+    X_test, y_test = X_test[test].copy(), y_test[test].copy()
+    del X_all, y_all
     if comm.rank == 0:  # numba compile/cache load, outside the timing
         GradientBoostingClassifier(n_estimators=2).fit(X[:20_000], y[:20_000])
     model = GradientBoostingClassifier(n_estimators=args.trees, max_leaf_nodes=args.leaves,
@@ -154,7 +176,7 @@ def mpi_worker(args):
         comm.Barrier()
         seconds = time.perf_counter() - t0
     every = comm.gather(phases.seconds if phases is not None else None, root=0)
-    score = roc_auc(data.y[~train], model.predict_proba(data.X[~train])[:, 1], comm)
+    score = roc_auc(y_test, model.predict_proba(X_test)[:, 1], comm)
     if comm.rank == 0:
         print(json.dumps({"seconds": seconds, "cpu": cpu, "auc": score, "phases": every}),
               flush=True)
@@ -322,6 +344,94 @@ def run_table(args):
                           "leaves": args.leaves, "results": rows}))
 
 
+# -- whole runs: load, fit, save; time and peak memory ------------------------------------
+
+def _spawn(command, env=None):
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} failed ({done.returncode}): "
+                           f"{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_whole(args):
+    """``--case runs``: every run in a fresh process, one after the other."""
+    import tempfile
+    ranks = [int(r) for r in args.ranks.split(",")]
+    threads = sorted({1, args.threads})
+    wanted = args.only.split(",")
+    mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep
+                           + os.environ.get("PATH", ""))
+    backends = ([args.backend] if args.backend in ("threads", "mpi")
+                else (["mpi", "threads"] if mpiexec else ["threads"]))
+    with tempfile.TemporaryDirectory(prefix="bench-gbdt-") as data:
+        X, y, X_test, y_test = make_data(args.n_samples, args.n_test, args.n_features, args.seed)
+        for name, a in (("X", X), ("y", y), ("X_test", X_test), ("y_test", y_test)):
+            np.save(os.path.join(data, name + ".npy"), a)
+        del X, y, X_test, y_test
+        print(f"whole runs: {args.n_samples} x {args.n_features} from .npy, {args.trees} trees, "
+              f"{args.leaves} leaves; load + fit + save; peak RSS and PSS summed over ranks",
+              flush=True)
+        runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gbdt_run.py")
+        base = [sys.executable, runner, "--data", data,
+                "--trees", str(args.trees), "--leaves", str(args.leaves)]
+        plan = []
+        if "mpiml" in wanted:
+            _spawn(base[:4] + ["--run-one", "mpiml", "--backend", "threads", "--ranks", "1",
+                               "--trees", "2", "--leaves", str(args.leaves)])   # numba cache
+            for backend in backends:
+                for p in ranks:
+                    plan.append(("mpiml", backend, p))
+        for lib in ("lightgbm", "lightgbm-quantized", "xgboost"):
+            if lib.split("-")[0] in wanted:
+                plan.extend((lib, "threads", t) for t in threads)
+        env = dict(os.environ, MPIR_CVAR_CH4_PROGRESS_THROTTLE="1")
+        rows = []
+        for lib, backend, n in plan:
+            if lib == "mpiml" and backend == "mpi":
+                command = [mpiexec, "-n", str(n)] + base + ["--run-one", "mpiml",
+                                                             "--backend", "mpi"]
+            elif lib == "mpiml":
+                command = base + ["--run-one", "mpiml", "--backend", "threads", "--ranks", str(n)]
+            else:
+                command = base + ["--run-one", lib, "--threads", str(n)]
+            try:
+                got = _spawn(command, env)
+            except RuntimeError as exc:
+                if "ModuleNotFoundError" not in str(exc):
+                    raise
+                print(f"{lib:18s} skipped: not installed; pip install -e .[bench]", flush=True)
+                continue
+            label = f"mpiml {backend} P={n}" if lib == "mpiml" else f"{lib} {n} thread(s)"
+            rows.append(dict(got, library=lib, backend=backend, n=n, label=label))
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in got["stages"].items())
+            print(f"{label:30s} {got['seconds']:8.2f} s  RSS {got['peak_mb']:6.0f} MB  "
+                  f"PSS {got['peak_pss_mb'] or float('nan'):6.0f} MB  AUC {got['auc']:.5f}  "
+                  f"({parts})", flush=True)
+    _whole_table(rows, args.threads)
+    if args.json:
+        print(json.dumps({"case": "runs", "rows": args.n_samples, "trees": args.trees,
+                          "leaves": args.leaves, "results": rows}))
+
+
+def _whole_table(rows, threads):
+    """Print the runs with efficiency and ratios to LightGBM on ``threads`` threads."""
+    one = {(r["library"], r["backend"]): r for r in rows if r["n"] == 1}
+    ref = next((r for r in rows if r["library"] == "lightgbm" and r["n"] == threads), None)
+    print(f"\n{'run':30s} {'s':>7s} {'eff':>5s} {'RSS MB':>7s} {'PSS MB':>7s} {'AUC':>8s}"
+          f" {'s/LGBM':>7s} {'RSS/LGBM':>9s} {'PSS/LGBM':>9s}")
+    for r in rows:
+        first = one.get((r["library"], r["backend"])) or one.get((r["library"], "mpi"))
+        r["efficiency"] = (first["seconds"] / (r["n"] * r["seconds"])) if first else None
+        eff = f"{r['efficiency']:5.2f}" if r["efficiency"] is not None else f"{'-':>5s}"
+        pss = r.get("peak_pss_mb") or float("nan")
+        ratio = (f"{r['seconds'] / ref['seconds']:7.2f} {r['peak_mb'] / ref['peak_mb']:9.2f} "
+                 f"{pss / (ref.get('peak_pss_mb') or float('nan')):9.2f}"
+                 if ref else f"{'-':>7s} {'-':>9s} {'-':>9s}")
+        print(f"{r['label']:30s} {r['seconds']:7.2f} {eff} {r['peak_mb']:7.0f} {pss:7.0f} "
+              f"{r['auc']:8.5f} {ratio}")
+
+
 # -- the profile: phases, and a model of the efficiency ------------------------------------
 
 PHASES = ("gradients", "histograms", "split search", "partition", "leaf values", "bookkeeping",
@@ -412,9 +522,9 @@ def run_profile(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", choices=("numeric", "table"), default="numeric",
+    parser.add_argument("--case", choices=("numeric", "table", "runs"), default="numeric",
                         help="numeric: make_classification; table: missing values and "
-                             "categorical features")
+                             "categorical features; runs: whole runs with peak memory")
     parser.add_argument("--rows", type=int, default=None,
                         help="training rows (both cases; default 1,000,000)")
     parser.add_argument("--n-samples", type=int, default=1_000_000, help="training rows")
@@ -439,6 +549,8 @@ def main():
         args.n_samples = args.rows
     if args.worker:
         return mpi_worker(args)
+    if args.case == "runs":
+        return run_whole(args)
     if args.profile:
         return run_profile(args)
     if args.case == "table":
