@@ -11,6 +11,7 @@ binary classification, one per class for multiclass (softmax).
 __all__ = ["HalfSquaredError", "AbsoluteError", "BinaryLogLoss", "MultinomialLogLoss"]
 
 import numpy as np
+from numba import njit
 
 from ...comm.ops import MAX
 from ..tree import fixed_point_scale, to_fixed
@@ -18,7 +19,28 @@ from ._fixed_point import exact_column_sums
 from ._median import group_medians
 
 _EPS = 1e-15
-_BLOCK = 8192   # rows per block of the one-pass binary loss (its temporaries stay in cache)
+
+
+@njit(nogil=True, cache=True)
+def _binary_pass(raw, y, weight, weighted, grad, hess, loss):
+    """Binary log loss of every row: gradient ``p - y``, hessian ``p (1 - p)`` and loss
+    ``-log(max(p, 1 - p)) + max(raw, 0) - y raw`` with ``p = 1 / (1 + exp(-raw))`` (each
+    times the row's weight when ``weighted``); returns the largest magnitude of each."""
+    g_max, h_max, v_max = 0.0, 0.0, 0.0
+    for i in range(raw.shape[0]):
+        r = raw[i]
+        p = 1.0 / (np.exp(-r) + 1.0)     # exp(-r) = inf: p = 0, as it should
+        g = p - y[i]
+        q = 1.0 - p
+        v = -np.log(max(p, q)) + max(r, 0.0) - y[i] * r
+        h = q * p
+        if weighted:
+            g *= weight[i]
+            h *= weight[i]
+            v *= weight[i]
+        grad[i], hess[i], loss[i] = g, h, v
+        g_max, h_max, v_max = max(g_max, abs(g)), max(h_max, abs(h)), max(v_max, abs(v))
+    return g_max, h_max, v_max
 
 
 def _row_max(a):
@@ -154,46 +176,18 @@ class BinaryLogLoss:
         """:meth:`gradients` and :meth:`pointwise` in one pass over the rows, with the
         largest magnitude of each: ``(grad, hess, loss, (grad_max, hess_max, loss_max))``.
 
-        The rows go in blocks that stay in cache, through numpy's vectorised ``exp`` and
-        ``log``; the loss is ``-log(max(p, 1 - p)) + max(raw, 0) - y raw``, the same
+        One numba kernel that holds no GIL (thread ranks compute theirs at the same
+        time); the loss is ``-log(max(p, 1 - p)) + max(raw, 0) - y raw``, the same
         function as :meth:`pointwise` (to a few units in the last place).
         """
         n = raw.shape[0]
-        r_all = np.ascontiguousarray(raw[:, 0])
-        y = np.asarray(y, dtype=np.float64)
         grad, hess, loss = np.empty((n, 1)), np.empty((n, 1)), np.empty(n)
-        size = min(n, _BLOCK)
-        e, p, q = np.empty(size), np.empty(size), np.empty(size)
-        maxima = [0.0, 0.0, 0.0]
-        with np.errstate(over="ignore"):          # exp(-raw) = inf: p = 0, as it should
-            for lo in range(0, n, _BLOCK):
-                hi = min(n, lo + _BLOCK)
-                m = hi - lo
-                r, yy, ee, pp, qq = r_all[lo:hi], y[lo:hi], e[:m], p[:m], q[:m]
-                g, h, v = grad[lo:hi, 0], hess[lo:hi, 0], loss[lo:hi]
-                np.negative(r, out=ee)
-                np.exp(ee, out=ee)
-                np.add(ee, 1.0, out=pp)
-                np.reciprocal(pp, out=pp)              # p
-                np.subtract(pp, yy, out=g)
-                np.subtract(1.0, pp, out=h)
-                np.maximum(pp, h, out=qq)
-                h *= pp                                # p (1 - p)
-                np.log(qq, out=v)
-                np.negative(v, out=v)
-                np.maximum(r, 0.0, out=qq)
-                v += qq
-                np.multiply(yy, r, out=qq)
-                v -= qq
-                if weight is not None:
-                    w = weight[lo:hi]
-                    g *= w
-                    h *= w
-                    v *= w
-                for k, part in enumerate((g, h, v)):
-                    np.abs(part, out=qq)
-                    maxima[k] = max(maxima[k], float(qq.max()))
-        return grad, hess, loss, tuple(maxima)
+        weighted = weight is not None
+        maxima = _binary_pass(np.ascontiguousarray(raw[:, 0]),
+                              np.ascontiguousarray(y, dtype=np.float64),
+                              np.ascontiguousarray(weight, dtype=np.float64) if weighted
+                              else np.empty(0), weighted, grad[:, 0], hess[:, 0], loss)
+        return grad, hess, loss, maxima
 
     def pointwise(self, y, raw, weight):
         r = np.ascontiguousarray(raw[:, 0])
