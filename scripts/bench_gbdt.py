@@ -65,12 +65,14 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mpiml  # noqa: E402
 from mpiml.comm import resolve_comm  # noqa: E402
 from mpiml.data import make_classification  # noqa: E402
 from mpiml.models.gbdt import GradientBoostingClassifier  # noqa: E402
 from mpiml.models.tree._profile import profiling  # noqa: E402
+from gbdt_run import mpiml_params, peer_model  # noqa: E402
 
 
 def make_data(n_train, n_test, n_features, seed):
@@ -91,9 +93,7 @@ def fit_threads(ranks, X, y, args, profile=False):
 
     def body(comm):
         start, stop = block_range(len(X), comm.size, comm.rank)
-        model = GradientBoostingClassifier(
-            n_estimators=args.trees, max_leaf_nodes=args.leaves, learning_rate=0.1,
-            min_samples_leaf=20, random_state=0)
+        model = GradientBoostingClassifier(**mpiml_params(args.trees, args.leaves))
         comm.Barrier()
         with (profiling() if profile else contextlib.nullcontext()) as phases:
             t0 = time.perf_counter()
@@ -114,10 +114,7 @@ def bench_mpiml(ranks, X, y, X_test, y_test, args):
 
 
 def bench_lightgbm(X, y, X_test, y_test, args):
-    import lightgbm
-    model = lightgbm.LGBMClassifier(n_estimators=args.trees, num_leaves=args.leaves,
-                                    learning_rate=0.1, max_bin=255, min_child_samples=20,
-                                    n_jobs=args.threads, verbose=-1)
+    model = peer_model("lightgbm", args.trees, args.leaves, args.threads)
     t0, cpu = time.perf_counter(), time.process_time()
     model.fit(X, y)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
@@ -125,9 +122,7 @@ def bench_lightgbm(X, y, X_test, y_test, args):
 
 
 def bench_xgboost(X, y, X_test, y_test, args):
-    import xgboost
-    model = xgboost.XGBClassifier(n_estimators=args.trees, tree_method="hist", max_depth=6,
-                                  learning_rate=0.1, max_bin=256, n_jobs=args.threads)
+    model = peer_model("xgboost", args.trees, args.leaves, args.threads)
     t0, cpu = time.perf_counter(), time.process_time()
     model.fit(X, y)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
@@ -150,9 +145,8 @@ def bench_sklearn(X, y, X_test, y_test, args):
 def mpi_worker(args):
     """Under mpiexec: each rank takes its block of the same data set, fits, reports."""
     from mpiml.comm import world
-    from mpiml.metrics import roc_auc
-
     from mpiml.comm.partition import block_range
+    from mpiml.metrics import roc_auc
 
     comm = world()
     # every rank makes the whole set and keeps its block of the training rows, so that
@@ -166,8 +160,7 @@ def mpi_worker(args):
     del X_all, y_all
     if comm.rank == 0:  # numba compile/cache load, outside the timing
         GradientBoostingClassifier(n_estimators=2).fit(X[:20_000], y[:20_000])
-    model = GradientBoostingClassifier(n_estimators=args.trees, max_leaf_nodes=args.leaves,
-                                       learning_rate=0.1, min_samples_leaf=20, random_state=0)
+    model = GradientBoostingClassifier(**mpiml_params(args.trees, args.leaves))
     comm.Barrier()
     with (profiling() if args.profile else contextlib.nullcontext()) as phases:
         t0, cpu = time.perf_counter(), time.process_time()
@@ -182,9 +175,19 @@ def mpi_worker(args):
               flush=True)
 
 
-def bench_mpiml_mpi(ranks, args, profile=False):
+def find_mpiexec():
+    """``mpiexec`` beside this Python (a venv's MPICH) or on ``PATH``; None if absent."""
     bindir = os.path.dirname(sys.executable)
-    mpiexec = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
+    return shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
+
+
+def mpi_env():
+    """The environment of the benchmark's MPI runs: idle MPICH ranks yield."""
+    return dict(os.environ, MPIR_CVAR_CH4_PROGRESS_THROTTLE="1")
+
+
+def bench_mpiml_mpi(ranks, args, profile=False):
+    mpiexec = find_mpiexec()
     if mpiexec is None:
         raise FileNotFoundError("mpiexec not found")
     command = [mpiexec, "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--worker",
@@ -193,8 +196,7 @@ def bench_mpiml_mpi(ranks, args, profile=False):
                "--leaves", str(args.leaves), "--seed", str(args.seed)]
     if profile:
         command.append("--profile")
-    env = dict(os.environ, MPIR_CVAR_CH4_PROGRESS_THROTTLE="1")
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, env=mpi_env(), capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"mpiexec failed ({done.returncode}): {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -247,9 +249,7 @@ def table_mpiml(ranks, X, y, X_test, y_test, args):
 
     def body(comm):
         start, stop = block_range(len(X), comm.size, comm.rank)
-        model = GradientBoostingClassifier(
-            n_estimators=args.trees, max_leaf_nodes=args.leaves, learning_rate=0.1,
-            min_samples_leaf=20, random_state=0)
+        model = GradientBoostingClassifier(**mpiml_params(args.trees, args.leaves))
         part = X.iloc[start:stop]
         comm.Barrier()
         t0 = time.perf_counter()
@@ -264,10 +264,7 @@ def table_mpiml(ranks, X, y, X_test, y_test, args):
 
 
 def table_lightgbm(X, y, X_test, y_test, args):
-    import lightgbm
-    model = lightgbm.LGBMClassifier(n_estimators=args.trees, num_leaves=args.leaves,
-                                    learning_rate=0.1, max_bin=255, min_child_samples=20,
-                                    n_jobs=args.threads, verbose=-1)
+    model = peer_model("lightgbm", args.trees, args.leaves, args.threads)
     t0, cpu = time.perf_counter(), time.process_time()
     model.fit(X, y)       # pandas category columns are LightGBM's categorical features
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
@@ -360,8 +357,7 @@ def run_whole(args):
     ranks = [int(r) for r in args.ranks.split(",")]
     threads = sorted({1, args.threads})
     wanted = args.only.split(",")
-    mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep
-                           + os.environ.get("PATH", ""))
+    mpiexec = find_mpiexec()
     backends = ([args.backend] if args.backend in ("threads", "mpi")
                 else (["mpi", "threads"] if mpiexec else ["threads"]))
     with tempfile.TemporaryDirectory(prefix="bench-gbdt-") as data:
@@ -385,7 +381,7 @@ def run_whole(args):
         for lib in ("lightgbm", "lightgbm-quantized", "xgboost"):
             if lib.split("-")[0] in wanted:
                 plan.extend((lib, "threads", t) for t in threads)
-        env = dict(os.environ, MPIR_CVAR_CH4_PROGRESS_THROTTLE="1")
+        env = mpi_env()
         rows = []
         for lib, backend, n in plan:
             if lib == "mpiml" and backend == "mpi":
@@ -567,9 +563,7 @@ def main():
         bench_mpiml(1, X[:20_000], y[:20_000], X_test[:100], y_test[:100],
                     argparse.Namespace(trees=2, leaves=args.leaves))  # numba compile/cache load
         if args.backend is None:
-            bindir = os.path.dirname(sys.executable)
-            found = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
-            args.backend = "both" if found else "threads"
+            args.backend = "both" if find_mpiexec() else "threads"
         backends = ("threads", "mpi") if args.backend == "both" else (args.backend,)
         for backend in backends:
             for p in (int(r) for r in args.ranks.split(",")):

@@ -1,8 +1,8 @@
 """One whole gradient-boosting run of ``scripts/bench_gbdt.py --case runs``, in a process
 of its own: load the training rows from ``DATA/X.npy`` and ``DATA/y.npy`` (each MPI rank
 its block), fit, save the model, then print one JSON line ``{"seconds", "peak_mb",
-"peak_pss_mb", "stages", "auc"}``: the wall seconds from start to saved model, the peak resident
-memory (``VmHWM``) and the peak proportional set size (:class:`PssPeak`), each summed
+"peak_pss_mb", "stages", "auc"}``: the wall seconds from start to saved model, the peak
+resident memory (``VmHWM``) and the peak proportional set size (:class:`PssPeak`), each summed
 over MPI ranks and taken before the test AUC is computed, rank 0's seconds of each
 stage (import, load, fit, save), and the AUC on ``DATA/X_test.npy``.
 
@@ -29,6 +29,26 @@ LIBRARIES = ("mpiml", "lightgbm", "lightgbm-quantized", "xgboost")
 def auc(y, score):
     from sklearn.metrics import roc_auc_score
     return float(roc_auc_score(y, score))
+
+
+def mpiml_params(trees, leaves):
+    """The settings of every mpiml fit of the benchmark."""
+    return dict(n_estimators=trees, max_leaf_nodes=leaves, learning_rate=0.1,
+                min_samples_leaf=20, random_state=0)
+
+
+def peer_model(library, trees, leaves, threads):
+    """The classifier of a peer: ``lightgbm`` (``num_leaves=leaves``), ``lightgbm-quantized``
+    (the same with ``use_quantized_grad=True``) or ``xgboost`` (``hist``, depth 6)."""
+    if library.startswith("lightgbm"):
+        import lightgbm
+        extra = {"use_quantized_grad": True} if library == "lightgbm-quantized" else {}
+        return lightgbm.LGBMClassifier(n_estimators=trees, num_leaves=leaves, learning_rate=0.1,
+                                       max_bin=255, min_child_samples=20, n_jobs=threads,
+                                       verbose=-1, **extra)
+    import xgboost
+    return xgboost.XGBClassifier(n_estimators=trees, tree_method="hist", max_depth=6,
+                                 learning_rate=0.1, max_bin=256, n_jobs=threads)
 
 
 def read_rows(path, start=0, stop=None):
@@ -61,8 +81,9 @@ class PssPeak:
     """The largest proportional set size (``Pss`` of ``/proc/self/smaps_rollup``: this
     process's private pages plus its share of the pages it shares, such as the
     libraries every rank maps) seen by a thread reading it every ``interval`` seconds.
-    Summed over the ranks of one host it is the memory they use together; the peak resident memory
-    counts every shared page once per rank. ``None`` where Linux's file is missing."""
+    Summed over the ranks of one host it is the memory they use together; the peak
+    resident memory counts every shared page once per rank. ``None`` where Linux's file
+    is missing."""
 
     def __init__(self, interval=0.02):
         import threading
@@ -120,16 +141,15 @@ def run_one(args):
         now = time.perf_counter()
         stages[name] = stages.get(name, 0.0) + now - mark[0]
         mark[0] = now
+
     x_path, y_path = os.path.join(args.data, "X.npy"), os.path.join(args.data, "y.npy")
     library, out = args.run_one, os.path.join(args.data, f"model-{os.getpid()}")
     if library == "mpiml":
         import mpiml
-        from mpiml.comm import resolve_comm, world
+        from mpiml.comm import world
         from mpiml.comm.partition import block_range
-        from mpiml.metrics import roc_auc
         from mpiml.models.gbdt import GradientBoostingClassifier
-        params = dict(n_estimators=args.trees, max_leaf_nodes=args.leaves, learning_rate=0.1,
-                      min_samples_leaf=20, random_state=0)
+        params = mpiml_params(args.trees, args.leaves)
         stage("import")
 
         def body(comm):
@@ -149,44 +169,28 @@ def run_one(args):
             seconds = time.perf_counter() - t0
             peak = comm.allreduce(_peak_mb())
             peak_pss = comm.allreduce(pss.stop() or 0.0)
+            if comm.rank != 0:      # rank 0 scores the model and reports
+                return
         else:
             model = mpiml.run(body, threads=int(args.ranks))[0]
             seconds, peak, peak_pss = time.perf_counter() - t0, _peak_mb(), pss.stop()
-            comm = resolve_comm(None)
-        X_test = np.load(os.path.join(args.data, "X_test.npy"))
-        y_test = np.load(os.path.join(args.data, "y_test.npy"))
-        score = roc_auc(y_test, model.predict_proba(X_test)[:, 1], resolve_comm(None))
-        if comm.rank != 0:
-            return
     else:
         X, y = read_rows(x_path), read_rows(y_path)
         stage("load")
-        if library.startswith("lightgbm"):
-            import lightgbm
-            stage("import")
-            extra = {"use_quantized_grad": True} if library == "lightgbm-quantized" else {}
-            model = lightgbm.LGBMClassifier(n_estimators=args.trees, num_leaves=args.leaves,
-                                            learning_rate=0.1, max_bin=255, min_child_samples=20,
-                                            n_jobs=args.threads, verbose=-1, **extra)
-            model.fit(X, y)
-            stage("fit")
-            model.booster_.save_model(out + ".txt")
-        else:
-            import xgboost
-            stage("import")
-            model = xgboost.XGBClassifier(n_estimators=args.trees, tree_method="hist",
-                                          max_depth=6, learning_rate=0.1, max_bin=256,
-                                          n_jobs=args.threads)
-            model.fit(X, y)
-            stage("fit")
+        model = peer_model(library, args.trees, args.leaves, args.threads)
+        stage("import")
+        model.fit(X, y)
+        stage("fit")
+        if library == "xgboost":
             model.save_model(out + ".json")
+        else:
+            model.booster_.save_model(out + ".txt")
         stage("save")
         seconds, peak, peak_pss = time.perf_counter() - t0, _peak_mb(), pss.stop()
-        score = auc(np.load(os.path.join(args.data, "y_test.npy")),
-                    model.predict_proba(np.load(os.path.join(args.data, "X_test.npy")))[:, 1])
+    score = auc(np.load(os.path.join(args.data, "y_test.npy")),
+                model.predict_proba(np.load(os.path.join(args.data, "X_test.npy")))[:, 1])
     print(json.dumps({"seconds": seconds, "peak_mb": peak, "peak_pss_mb": peak_pss,
                       "stages": stages, "auc": score}), flush=True)
-
 
 
 def main():

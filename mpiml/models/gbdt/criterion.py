@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from ..tree import CATEGORY_EPS, Criterion, fixed_point_scale
-from ..tree._profile import collective
+from ..tree._profile import collective as timed_collective
 
 #: a child whose hessian sum is below this is not a valid split (as scikit-learn's
 #: ``min_hessian_to_split`` and LightGBM's ``min_sum_hessian_in_leaf``)
@@ -468,7 +468,7 @@ def renew_node_values(comm, tree, segments, exact, grad_scale, hess_scale, l2, l
     _leaf_sums(rows, starts, stops, leaves, exact, local)
     sums = np.empty_like(local)
     if comm is not None and comm.size > 1:
-        with collective(comm):
+        with timed_collective(comm):
             comm.Allreduce(local, sums)
     else:
         sums[:] = local

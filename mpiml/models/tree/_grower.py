@@ -9,8 +9,8 @@ two children of each split, left first, parents in id order), whatever the engin
 Best-first growth on several ranks expands leaves ahead of their turn, several per step
 (:meth:`_Grower._grow_best_first_ahead`): a leaf's split and children depend on its rows
 alone, so the growth is replayed on the expanded nodes and gives the same tree with
-fewer collective steps (19.5 instead of 30 per tree of 31 leaves on 1M x 28 rows, at the
-cost of 0.65 expanded leaves per tree whose turn never comes).
+fewer collective steps (19.3 instead of 30 per tree of 31 leaves on 1M x 28 rows, at the
+cost of 1.15 expanded leaves per tree whose turn never comes).
 
 Two engines search splits, and pick the same split from the same exact sums:
 
@@ -98,7 +98,6 @@ class _Grower:
         self._counts = {}
         self._all_features = None
         self.n_nodes = 0
-        self._order = None      # expanded ids of the tree's nodes, when grown ahead
         self._allocate(64)
 
     # -- node arrays -----------------------------------------------------------------
@@ -517,7 +516,8 @@ class _Grower:
                 open_ids = open_ids[[int(np.argmax(self.cand_gain[open_ids]))]]
             n_leaves += open_ids.size
             self._step(open_ids)
-        return Tree(**{name: getattr(self, name)[:self.n_nodes] for name in TREE_FIELDS})
+        return self._ordered_tree(np.arange(self.n_nodes),
+                                  np.flatnonzero(self.left[:self.n_nodes] >= 0))
 
     def _ahead(self):
         """Whether best-first growth splits leaves ahead of their turn: with more than one
@@ -537,23 +537,23 @@ class _Grower:
         make (``_AHEAD_SHARE`` of them): two collectives for all of them. Expanded leaves
         whose turn never comes stay leaves of the tree."""
         order = [0]                 # creation order of the tree's nodes (expanded ids)
-        rank_of = {0: 0}            # expanded id -> position in ``order``
+        position = {0: 0}           # expanded id -> its place in ``order``
         open_ = [0] if self.open[0] else []
         expanded, split = set(), []
         n_leaves = 1
         while open_ and n_leaves < self.max_leaf_nodes:
-            best = max(open_, key=lambda n: (self.cand_gain[n], -rank_of[n]))
+            best = max(open_, key=lambda n: (self.cand_gain[n], -position[n]))
             if best not in expanded:
-                waiting = sorted((n for n in open_ if n not in expanded),
-                                 key=lambda n: (-self.cand_gain[n], rank_of[n]))
+                pending = sorted((n for n in open_ if n not in expanded),
+                                 key=lambda n: (-self.cand_gain[n], position[n]))
                 room = self.max_leaf_nodes - n_leaves
-                batch = waiting[:max(1, int(np.ceil(room * _AHEAD_SHARE)))]
+                batch = pending[:max(1, int(np.ceil(room * _AHEAD_SHARE)))]
                 self._step(np.array(sorted(batch), dtype=np.int64))
                 expanded.update(batch)
             open_.remove(best)
             split.append(best)
             for child in (self.left[best], self.right[best]):
-                rank_of[int(child)] = len(order)
+                position[int(child)] = len(order)
                 order.append(int(child))
                 if self.open[child]:
                     open_.append(int(child))
@@ -562,7 +562,8 @@ class _Grower:
 
     def _ordered_tree(self, order, split):
         """The tree of the expanded nodes ``order`` (in creation order) whose nodes
-        ``split`` are split; every other node is a leaf."""
+        ``split`` are split; every other node is a leaf. Remembers the leaves' nodes for
+        :meth:`leaf_segments`."""
         fields = {name: getattr(self, name)[order] for name in TREE_FIELDS}
         is_split = np.isin(order, split)
         position = np.full(self.n_nodes, -1, dtype=np.int64)
@@ -572,18 +573,15 @@ class _Grower:
         leaf = ~is_split
         for name, value in _LEAF_FIELDS.items():
             fields[name][leaf] = value
-        self._order, self._tree_leaves = order, np.flatnonzero(leaf)
+        self._tree_leaves = np.flatnonzero(leaf)
+        self._leaf_nodes = order[self._tree_leaves]
         return Tree(**fields)
 
     def leaf_segments(self):
         """``(rows, starts, stops, leaves)``: leaf ``leaves[i]`` holds the local rows
         ``rows[starts[i]:stops[i]]``."""
-        if self._order is not None:     # grown ahead: the tree's leaves, by tree id
-            leaves = self._tree_leaves
-            nodes = self._order[leaves]
-            return self.rows, self.start[nodes], self.stop[nodes], leaves
-        leaves = np.flatnonzero(self.left[:self.n_nodes] < 0)
-        return self.rows, self.start[leaves], self.stop[leaves], leaves
+        nodes = self._leaf_nodes
+        return self.rows, self.start[nodes], self.stop[nodes], self._tree_leaves
 
 
 def leaf_of_rows(segments, n_rows):
