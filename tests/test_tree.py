@@ -290,20 +290,31 @@ def test_histogram_paths_agree(spmd, monkeypatch, case):
     assert all(h == want_hash for h, _ in default + tight)
 
 
+# segments shorter and longer than the rows the kernels prefetch ahead, at both ends
+_SEGMENTS = [(17, 17), (17, 18), (17, 21), (0, 16), (5, 22), (283, 301), (17, 250), (0, 301)]
+
+
+@pytest.mark.parametrize("segment", _SEGMENTS)
+@pytest.mark.parametrize("row_major", [False, True])
 @pytest.mark.parametrize("n_channels", [1, 2, 3, 5])
-def test_histogram_kernel_matches_numpy(n_channels):
-    from mpiml.models.tree._kernels import build_histograms
+def test_histogram_kernel_matches_numpy(n_channels, row_major, segment):
+    from mpiml.models.tree._kernels import build_histograms, build_histograms_rows
     rng = np.random.default_rng(n_channels)
     n, n_features, n_bins = 301, 7, 13
     binned = rng.integers(0, n_bins, (n_features, n), dtype=np.uint8)
     channels = rng.integers(-50, 50, (n, n_channels))
     rows = rng.permutation(n).astype(np.int64)
-    features = np.array([6, 0, 3, 1, 5, 2], dtype=np.int64)
+    features = (np.arange(n_features, dtype=np.int64) if row_major
+                else np.array([6, 0, 3, 1, 5, 2], dtype=np.int64))
     out = np.zeros((len(features), 2, n_bins, n_channels), dtype=np.int64)
-    build_histograms(binned, channels, rows, 17, 250, features, out, 1)
+    start, stop = segment
+    if row_major:
+        build_histograms_rows(np.ascontiguousarray(binned.T), channels, rows, start, stop, out, 1)
+    else:
+        build_histograms(binned, channels, rows, start, stop, features, out, 1)
     for j, f in enumerate(features):
         want = np.zeros((n_bins, n_channels), dtype=np.int64)
-        np.add.at(want, binned[f, rows[17:250]], channels[rows[17:250]])
+        np.add.at(want, binned[f, rows[start:stop]], channels[rows[start:stop]])
         assert_array_equal(out[j, 1], want)
     assert not out[:, 0].any()
 

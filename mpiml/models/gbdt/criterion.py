@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from ..tree import CATEGORY_EPS, Criterion, fixed_point_scale
+from ..tree._prefetch import PREFETCH_DISTANCE, prefetch
 from ..tree._profile import collective as timed_collective
 
 #: a child whose hessian sum is below this is not a valid split (as scikit-learn's
@@ -485,7 +486,10 @@ def _leaf_sums(rows, starts, stops, leaves, exact, out):
         node = leaves[i]
         g = np.int64(0)
         h = np.int64(0)
-        for j in range(starts[i], stops[i]):
+        stop = stops[i]
+        for j in range(starts[i], stop):
+            if j + PREFETCH_DISTANCE < stop:
+                prefetch(exact, rows[j + PREFETCH_DISTANCE])
             r = rows[j]
             g += exact[r, 0]
             h += exact[r, 1]
@@ -498,5 +502,8 @@ def add_leaf_values(rows, starts, stops, leaves, value, raw, column):
     """``raw[r, column] += value[leaf of r, 0]`` for every local row (each row once)."""
     for i in range(leaves.shape[0]):
         v = value[leaves[i], 0]
-        for j in range(starts[i], stops[i]):
+        stop = stops[i]
+        for j in range(starts[i], stop):
+            if j + PREFETCH_DISTANCE < stop:
+                prefetch(raw, rows[j + PREFETCH_DISTANCE])
             raw[rows[j], column] += v

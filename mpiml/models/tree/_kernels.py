@@ -10,6 +10,8 @@ __all__ = ["build_histograms", "build_histograms_rows", "apply_tree", "predict_w
 import numpy as np
 from numba import njit
 
+from ._prefetch import PREFETCH_DISTANCE, prefetch
+
 
 @njit(nogil=True, cache=True)
 def _four_features(binned, rows, start, ordered, features, out, slot, j, n_channels):
@@ -17,8 +19,15 @@ def _four_features(binned, rows, start, ordered, features, out, slot, j, n_chann
     c0, c1 = binned[features[j]], binned[features[j + 1]]
     c2, c3 = binned[features[j + 2]], binned[features[j + 3]]
     h0, h1, h2, h3 = out[j, slot], out[j + 1, slot], out[j + 2, slot], out[j + 3, slot]
+    m = ordered.shape[0]
     if n_channels == 1:
-        for i in range(ordered.shape[0]):
+        for i in range(m):
+            if i + PREFETCH_DISTANCE < m:
+                ahead = rows[start + i + PREFETCH_DISTANCE]
+                prefetch(c0, ahead)
+                prefetch(c1, ahead)
+                prefetch(c2, ahead)
+                prefetch(c3, ahead)
             r = rows[start + i]
             g0 = ordered[i, 0]
             h0[c0[r], 0] += g0
@@ -26,7 +35,13 @@ def _four_features(binned, rows, start, ordered, features, out, slot, j, n_chann
             h2[c2[r], 0] += g0
             h3[c3[r], 0] += g0
     elif n_channels == 2:
-        for i in range(ordered.shape[0]):
+        for i in range(m):
+            if i + PREFETCH_DISTANCE < m:
+                ahead = rows[start + i + PREFETCH_DISTANCE]
+                prefetch(c0, ahead)
+                prefetch(c1, ahead)
+                prefetch(c2, ahead)
+                prefetch(c3, ahead)
             r = rows[start + i]
             g0 = ordered[i, 0]
             g1 = ordered[i, 1]
@@ -43,7 +58,13 @@ def _four_features(binned, rows, start, ordered, features, out, slot, j, n_chann
             h3[b, 0] += g0
             h3[b, 1] += g1
     else:
-        for i in range(ordered.shape[0]):
+        for i in range(m):
+            if i + PREFETCH_DISTANCE < m:
+                ahead = rows[start + i + PREFETCH_DISTANCE]
+                prefetch(c0, ahead)
+                prefetch(c1, ahead)
+                prefetch(c2, ahead)
+                prefetch(c3, ahead)
             r = rows[start + i]
             g0 = ordered[i, 0]
             g1 = ordered[i, 1]
@@ -90,6 +111,8 @@ def build_histograms(binned, channels, rows, start, stop, features, out, slot):
     n_channels = channels.shape[1]
     ordered = np.empty((m, n_channels), np.int64)
     for i in range(m):
+        if i + PREFETCH_DISTANCE < m:
+            prefetch(channels, rows[start + i + PREFETCH_DISTANCE])
         r = rows[start + i]
         for c in range(n_channels):
             ordered[i, c] = channels[r, c]
@@ -148,6 +171,11 @@ def build_histograms_rows(binned_rows, channels, rows, start, stop, out, slot):
     if n_channels == 1:
         # one packed channel: a single add per feature; four rows at a time
         while i + 3 < stop:
+            if i + PREFETCH_DISTANCE + 3 < stop:
+                for d in range(PREFETCH_DISTANCE, PREFETCH_DISTANCE + 4):
+                    ahead = rows[i + d]
+                    prefetch(binned_rows, ahead)
+                    prefetch(channels, ahead)
             r0 = rows[i]
             r1 = rows[i + 1]
             r2 = rows[i + 2]
@@ -166,6 +194,11 @@ def build_histograms_rows(binned_rows, channels, rows, start, stop, out, slot):
     elif n_channels == 2:
         # two rows at a time: twice the independent updates in flight
         while i + 1 < stop:
+            if i + PREFETCH_DISTANCE + 1 < stop:
+                for d in range(PREFETCH_DISTANCE, PREFETCH_DISTANCE + 2):
+                    ahead = rows[i + d]
+                    prefetch(binned_rows, ahead)
+                    prefetch(channels, ahead)
             r = rows[i]
             s = rows[i + 1]
             g0 = channels[r, 0]

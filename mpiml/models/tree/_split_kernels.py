@@ -16,6 +16,8 @@ __all__ = ["GINI", "ENTROPY", "SQUARED_ERROR", "gain_table", "node_stats", "samp
 import numpy as np
 from numba import njit
 
+from ._prefetch import PREFETCH_DISTANCE, prefetch
+
 GINI, ENTROPY, SQUARED_ERROR = 0, 1, 2
 _LN2 = np.log(2.0)
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -299,7 +301,10 @@ def partition_batch(rows, starts, stops, features, bins, binned, buffer, n_left)
         start = starts[i]
         nl = 0
         nr = 0
-        for j in range(start, stops[i]):
+        stop = stops[i]
+        for j in range(start, stop):
+            if j + PREFETCH_DISTANCE < stop:
+                prefetch(col, rows[j + PREFETCH_DISTANCE])
             # branch-free: write both places, advance one (the test is a coin flip)
             r = rows[j]
             go_left = np.int64(col[r] <= threshold)
@@ -322,7 +327,11 @@ def partition_table(rows, starts, stops, features, table, binned, buffer, n_left
         start = starts[i]
         nl = 0
         nr = 0
-        for j in range(start, stops[i]):
+        stop = stops[i]
+        for j in range(start, stop):
+            if j + PREFETCH_DISTANCE < stop:
+                prefetch(col, rows[j + PREFETCH_DISTANCE])
+            # branch-free: write both places, advance one (the test is a coin flip)
             r = rows[j]
             go_left = np.int64(goes[col[r]])
             rows[start + nl] = r
