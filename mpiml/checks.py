@@ -29,6 +29,9 @@ from sklearn.utils.validation import check_array, column_or_1d
 from .comm.collective import agree, collective_error
 from .errors import DataError, InvalidParameterError, MpimlError
 
+# rows checked at a time for non-finite values (a mask of this many rows, not of all)
+_CHECK_ROWS = 1 << 16
+
 # -- parameter checks (raise InvalidParameterError naming the parameter) ------------------
 
 def _interval(low, high, low_open, high_open):
@@ -181,12 +184,14 @@ def check_X(X, n_features=None, name="X", dtype=np.float64, estimator=None, allo
     if n_features is not None and arr.shape[1] != n_features:
         raise DataError(f"{name} has {arr.shape[1]} features, but {_name_of(estimator)} is "
                         f"expecting {n_features} features as input")
-    if arr.size:
-        bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
+    for lo in range(0, arr.shape[0] if arr.size else 0, _CHECK_ROWS):
+        # in blocks of rows: no mask as large as the data
+        part = arr[lo:lo + _CHECK_ROWS]
+        bad = np.isinf(part) if allow_nan else ~np.isfinite(part)
         if bad.any():
             row, col = np.argwhere(bad)[0]
             what = "infinity" if allow_nan else "NaN or infinity"
-            raise DataError(f"Input {name} contains {what} (row {row}, column {col})")
+            raise DataError(f"Input {name} contains {what} (row {lo + row}, column {col})")
     return arr
 
 

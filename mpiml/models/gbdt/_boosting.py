@@ -31,6 +31,7 @@ from ...comm import agree, collective_error, global_offset, resolve_comm
 from ...comm.ops import MAX
 from ...data.split import holdout_mask
 from ...errors import DataError, InvalidParameterError, MpimlError
+from ...memory import release_free_memory
 from ...progress import as_progress
 from .._base import BaseEstimator, check_is_fitted, collective
 from ..tree._classes import allow_nan_tags, fit_table
@@ -195,10 +196,12 @@ class BaseGradientBoosting(BaseEstimator):
         train = _Rows(comm, X, y, weight, ~is_val, n_total - n_val_total, bin_edges)
         val = (_Rows(comm, X, y, weight, is_val, n_val_total, None)
                if self.validation_fraction is not None else None)
+        release_free_memory()    # what the bin-edge sample and the binning freed
 
         if resumed is None:
-            ones = np.ones(train.n) if train.weight is None else train.weight
-            self.baseline_ = self._loss_.baseline(comm, train.y, ones, train.n_total)
+            self.baseline_ = self._loss_.baseline(
+                comm, train.y, np.ones(train.n) if train.weight is None else train.weight,
+                train.n_total)
             self.trees_, self.train_loss_, self.validation_loss_ = [], [], []
         else:
             self.baseline_ = np.array(resumed.baseline_, dtype=np.float64)
@@ -217,12 +220,15 @@ class BaseGradientBoosting(BaseEstimator):
         packed = (packed_layout(train.n_total, count_is_hessian) if self.quantize_gradients
                   else None)
         count_bits = channel_layout(train.n_total, count_is_hessian)
-        train_rows = offset + np.flatnonzero(train.mask)      # global row indices
+        # global row indices of the training rows, where a validation split leaves gaps
+        train_rows = None if train.mask.all() else offset + np.flatnonzero(train.mask)
         refit = getattr(self._loss_, "refit_leaves", None)
         if refit is not None:
             refit_weights = self._loss_.exact_weights(comm, train.weight, train.n, train.n_total)
         stopped = False
         for m in range(start_round, self.n_estimators):
+            # the last round's arrays go before this round's are made
+            grad = hess = channels = segments = None
             with phase("gradients"):
                 grad, hess, grad_max, hess_max = self._gradients_and_losses(comm, train, val)
             report(m, self.train_loss_[-1], **self._report_fields())
@@ -233,20 +239,23 @@ class BaseGradientBoosting(BaseEstimator):
             # they add nothing to any sum but are partitioned, so every row gets its leaf
             sampled = self._sample(m, train, offset)
             for c in range(k):
+                channels = segments = None
                 with phase("gradients"):
-                    channels, criterion, exact, exact_scales = self._channels(
+                    channels, criterion, exact_scales = self._channels(
                         grad[:, c], hess[:, c], grad_max[c], hess_max[c], sampled, packed,
-                        count_bits, train, train_rows, m * k + c)
+                        count_bits, train, offset, train_rows, m * k + c)
                 with phase("bookkeeping"):
                     tree, segments = grow_tree(
                         train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
                         max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
                         min_samples_leaf=self.min_samples_leaf, return_leaves=True,
-                        binned_rows=train.binned_rows, return_segments=True)
+                        binned_rows=train.binned_rows, return_segments=True,
+                        index_buffers=train.buffer("rows"))
                 with phase("leaf values"):
                     if packed is not None:
-                        renew_node_values(comm, tree, segments, exact, *exact_scales,
-                                          self.l2_regularization, self.learning_rate)
+                        renew_node_values(comm, tree, segments, grad[:, c], hess[:, c], sampled,
+                                          *exact_scales, self.l2_regularization,
+                                          self.learning_rate)
                     if refit is not None:
                         weights = refit_weights if sampled is True else refit_weights * sampled
                         refit(comm, tree, leaf_of_rows(segments, train.n), train.y,
@@ -260,6 +269,7 @@ class BaseGradientBoosting(BaseEstimator):
                 self._finish_attributes()
                 self._save_checkpoint(comm, checkpoint_path)
         if not stopped:
+            grad = hess = channels = segments = None
             self._gradients_and_losses(comm, train, val)
             report(len(self.trees_) // k, self.train_loss_[-1], **self._report_fields())
         if hasattr(report, "done"):
@@ -269,24 +279,26 @@ class BaseGradientBoosting(BaseEstimator):
         return self
 
     def _channels(self, grad, hess, grad_max, hess_max, sampled, packed, count_bits, train,
-                  train_rows, stream):
-        """``(channels, criterion, exact, exact_scales)`` of one tree from its gradients
-        (``exact`` and ``exact_scales``: None without quantized gradients)."""
+                  offset, train_rows, stream):
+        """``(channels, criterion, exact_scales)`` of one tree from its gradients
+        (``exact_scales``: the fixed-point scales of the node values' exact sums; None
+        without quantized gradients)."""
         grad_scale = fixed_point_scale(grad_max, train.n_total)
         if packed is None:
             hess_scale = hessian_scale(hess_max, train.n_total, count_bits)
             channels = make_channels(grad, hess, sampled, grad_scale, hess_scale, count_bits)
             criterion = GradientCriterion(grad_scale, hess_scale, self.l2_regularization,
                                           self.learning_rate, count_bits)
-            return channels, criterion, None, None
+            return channels, criterion, None
         q_grad, q_hess = packed_scales(packed, grad_max, hess_max)
         exact_scales = (grad_scale, hessian_scale(hess_max, train.n_total, -1))
-        channels, exact = make_packed_channels(
+        channels = make_packed_channels(
             grad, hess, sampled, q_grad, q_hess, packed,
-            _stream_seed(self._seed, _QUANTIZE_STREAM + stream), train_rows, exact_scales)
+            _stream_seed(self._seed, _QUANTIZE_STREAM + stream), offset, train_rows,
+            out=train.buffer("packed"))
         criterion = PackedGradientCriterion(q_grad, q_hess, self.l2_regularization,
                                             self.learning_rate, packed)
-        return channels, criterion, exact, exact_scales
+        return channels, criterion, exact_scales
 
     def _report_fields(self):
         if self.validation_loss_:
@@ -303,7 +315,7 @@ class BaseGradientBoosting(BaseEstimator):
         local_max = np.zeros(2 * k + 2)
         if hasattr(loss, "gradients_and_pointwise"):   # one pass over the rows
             grad, hess, train_rows, maxima = loss.gradients_and_pointwise(
-                train.y, train.raw, train.weight)
+                train.y, train.raw, train.weight, out=train.buffer("gradients"))
             local_max[0], local_max[k], local_max[2 * k] = maxima
         else:
             grad, hess = loss.gradients(train.y, train.raw, train.weight)
@@ -478,13 +490,36 @@ class _Rows:
         self.weight = None if weight is None else (weight if every else weight[mask])
         self.n = len(self.X)
         self.n_total = n_total
-        self.binned = bin_data(self.X, bin_edges) if bin_edges is not None else None
-        # row-major copy for the histogram kernel that reads a row's bins at once
-        self.binned_rows = (np.ascontiguousarray(self.binned.T) if self.binned is not None
-                            else None)
+        # the bins once, row-major (the histogram kernel reads a row's bins at once); the
+        # grower's feature-major matrix is its transposed view
+        self.binned_rows = (bin_data(self.X, bin_edges, row_major=True)
+                            if bin_edges is not None else None)
+        self.binned = self.binned_rows.T if self.binned_rows is not None else None
         if weight is None:
             self.weight_total = float(max(n_total, 1))
         else:
             total = fp.exact_column_sums(comm, self.weight[:, None], max(n_total, 1))[0]
             self.weight_total = float(total) if total > 0 else 1.0
         self.raw = None
+        self._buffers = {}
+
+    def buffer(self, name):
+        """The fit's reusable work arrays of these rows, made on first use: ``"gradients"``
+        (grad (n, 1), hess (n, 1), loss (n,)), ``"packed"`` (the packed channel, (n, 1)
+        int64), ``"rows"`` (the grower's two row-index arrays). Reusing them keeps the
+        allocator from spreading each round's arrays over fresh memory. The loss and the
+        packed channel share their memory: a round's losses are summed before its
+        channel is made."""
+        if name not in self._buffers:
+            n = self.n
+            if name == "rows":
+                index = np.int32 if n < 2 ** 31 else np.int64
+                self._buffers[name] = (np.empty(n, dtype=index), np.empty(n, dtype=index))
+            else:
+                if "scratch" not in self._buffers:
+                    self._buffers["scratch"] = np.empty(n, dtype=np.int64)
+                scratch = self._buffers["scratch"]
+                self._buffers[name] = (
+                    (np.empty((n, 1)), np.empty((n, 1)), scratch.view(np.float64))
+                    if name == "gradients" else scratch.reshape(n, 1))
+        return self._buffers[name]

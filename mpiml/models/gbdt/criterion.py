@@ -300,28 +300,31 @@ def packed_scales(layout, grad_max, hess_max):
     return float(grad_scale), float(hess_scale)
 
 
-def make_packed_channels(grad, hess, sampled, grad_scale, hess_scale, layout, seed, global_rows,
-                         exact_scales):
-    """The (n, 1) int64 packed channel of one tree, and the rows' exact fixed-point
-    ``[g, h]`` (n, 2) int64 at ``exact_scales`` (for :func:`renew_node_values`). Local.
+def make_packed_channels(grad, hess, sampled, grad_scale, hess_scale, layout, seed, offset,
+                         global_rows=None, out=None):
+    """The (n, 1) int64 packed channel of one tree (in ``out`` if given). Local.
 
     Each value is rounded up or down at random, with the probability that makes the
     rounding unbiased; the random number of a row comes from ``(seed, global row
-    index)`` alone, so the channel is the same for any rank count. Rows outside the
-    sample get zeros in both.
+    index)`` alone, so the channel is the same for any rank count. Row ``i``'s global
+    index is ``offset + i``, or ``global_rows[i]`` where the rows are not contiguous
+    (a validation split took some out). Rows outside the sample get zeros.
     """
     n = len(grad)
-    out = np.empty((n, 1), dtype=np.int64)
-    exact = np.empty((n, 2), dtype=np.int64)
-    mask = (np.ones(n, dtype=bool) if sampled is True
-            else np.ascontiguousarray(sampled, dtype=bool))
+    out = np.empty((n, 1), dtype=np.int64) if out is None else out
     _fill_packed(np.ascontiguousarray(grad, dtype=np.float64),
-                 np.ascontiguousarray(hess, dtype=np.float64), mask, float(grad_scale),
-                 float(hess_scale), layout.count_bits, layout.hess_bits,
-                 np.uint64(int(seed) & (2 ** 64 - 1)),
-                 np.ascontiguousarray(global_rows, dtype=np.int64),
-                 float(exact_scales[0]), float(exact_scales[1]), out, exact)
-    return out, exact
+                 np.ascontiguousarray(hess, dtype=np.float64), _sample_mask(sampled),
+                 float(grad_scale), float(hess_scale), layout.count_bits, layout.hess_bits,
+                 np.uint64(int(seed) & (2 ** 64 - 1)), int(offset),
+                 (np.empty(0, dtype=np.int64) if global_rows is None
+                  else np.ascontiguousarray(global_rows, dtype=np.int64)), out)
+    return out
+
+
+def _sample_mask(sampled):
+    """The round's sample for the kernels: a bool mask, or an empty one for every row."""
+    return (np.empty(0, dtype=bool) if sampled is True
+            else np.ascontiguousarray(sampled, dtype=bool))
 
 
 @njit(nogil=True, cache=True)
@@ -334,25 +337,24 @@ def _mix(z):
 
 @njit(nogil=True, cache=True)
 def _fill_packed(grad, hess, sampled, grad_scale, hess_scale, count_bits, hess_bits, seed,
-                 global_rows, exact_grad_scale, exact_hess_scale, out, exact):
+                 offset, global_rows, out):
     grad_shift = np.int64(1) << np.int64(count_bits + hess_bits)
     hess_shift = np.int64(1) << np.int64(count_bits)
     unit = 1.0 / 4294967296.0
+    every = sampled.shape[0] == 0
+    contiguous = global_rows.shape[0] == 0
     for i in range(grad.shape[0]):
-        if not sampled[i]:
+        if not every and not sampled[i]:
             out[i, 0] = 0
-            exact[i, 0] = 0
-            exact[i, 1] = 0
             continue
-        z = _mix(seed + np.uint64(global_rows[i]) * np.uint64(0x9E3779B97F4A7C15))
+        row = offset + i if contiguous else global_rows[i]
+        z = _mix(seed + np.uint64(row) * np.uint64(0x9E3779B97F4A7C15))
         u_grad = np.float64(z >> np.uint64(32)) * unit
         u_hess = np.float64(z & np.uint64(0xFFFFFFFF)) * unit
         word = np.int64(np.floor(grad[i] * grad_scale + u_grad)) * grad_shift + 1
         if hess_bits > 0:
             word += np.int64(np.floor(hess[i] * hess_scale + u_hess)) * hess_shift
         out[i, 0] = word
-        exact[i, 0] = np.int64(np.rint(grad[i] * exact_grad_scale))
-        exact[i, 1] = np.int64(np.rint(hess[i] * exact_hess_scale))
 
 
 class PackedGradientCriterion(GradientCriterion):
@@ -454,19 +456,23 @@ def _best_split_packed(hist, parent, inv_grad_scale, inv_hess_scale, count_bits,
     return best, best_f, best_b
 
 
-def renew_node_values(comm, tree, segments, exact, grad_scale, hess_scale, l2, learning_rate):
+def renew_node_values(comm, tree, segments, grad, hess, sampled, grad_scale, hess_scale, l2,
+                      learning_rate):
     """Set every node value of ``tree`` to the Newton step of its rows' exact
     (fixed-point) gradient and hessian sums, as :class:`GradientCriterion` would.
 
     ``segments``: the leaves' local rows, ``(rows, starts, stops, leaves)`` from
-    ``grow_tree(..., return_segments=True)``; ``exact``: each row's fixed-point
-    ``[g, h]`` at scales ``grad_scale`` and ``hess_scale`` (zeros outside the sample),
-    from :func:`make_packed_channels`. Collective: one allreduce of (n_nodes, 2) int64.
+    ``grow_tree(..., return_segments=True)``; ``grad``, ``hess`` (n,): each row's
+    gradient and hessian, summed as ``rint(g * grad_scale)`` and ``rint(h * hess_scale)``
+    where the row is in the round's ``sampled`` mask (or ``True``: every row).
+    Collective: one allreduce of (n_nodes, 2) int64.
     """
     rows, starts, stops, leaves = segments
     n_nodes = tree.n_nodes
     local = np.zeros((n_nodes, 2), dtype=np.int64)
-    _leaf_sums(rows, starts, stops, leaves, exact, local)
+    _leaf_sums(rows, starts, stops, leaves, np.ascontiguousarray(grad, dtype=np.float64),
+               np.ascontiguousarray(hess, dtype=np.float64), _sample_mask(sampled),
+               float(grad_scale), float(hess_scale), local)
     sums = np.empty_like(local)
     if comm is not None and comm.size > 1:
         with timed_collective(comm):
@@ -481,7 +487,10 @@ def renew_node_values(comm, tree, segments, exact, grad_scale, hess_scale, l2, l
 
 
 @njit(nogil=True, cache=True)
-def _leaf_sums(rows, starts, stops, leaves, exact, out):
+def _leaf_sums(rows, starts, stops, leaves, grad, hess, sampled, grad_scale, hess_scale, out):
+    """``out[leaf] += (sum rint(g * grad_scale), sum rint(h * hess_scale))`` over each
+    leaf's sampled rows (``sampled`` empty: every row)."""
+    every = sampled.shape[0] == 0
     for i in range(leaves.shape[0]):
         node = leaves[i]
         g = np.int64(0)
@@ -489,10 +498,13 @@ def _leaf_sums(rows, starts, stops, leaves, exact, out):
         stop = stops[i]
         for j in range(starts[i], stop):
             if j + PREFETCH_DISTANCE < stop:
-                prefetch(exact, rows[j + PREFETCH_DISTANCE])
+                ahead = rows[j + PREFETCH_DISTANCE]
+                prefetch(grad, ahead)
+                prefetch(hess, ahead)
             r = rows[j]
-            g += exact[r, 0]
-            h += exact[r, 1]
+            if every or sampled[r]:
+                g += np.int64(np.rint(grad[r] * grad_scale))
+                h += np.int64(np.rint(hess[r] * hess_scale))
         out[node, 0] += g
         out[node, 1] += h
 

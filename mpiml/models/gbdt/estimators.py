@@ -103,7 +103,8 @@ class GradientBoostingClassifier(ClassifierMixin, BaseGradientBoosting):
     def _encode_target(self, comm, y):
         self.classes_, codes = encode_classes(y, comm)
         self.n_classes_ = len(self.classes_)
-        return codes.astype(np.float64) if self.n_classes_ == 2 else codes
+        # two classes: 0/1 codes, one byte a row (exact as floats in the loss)
+        return codes.astype(np.uint8) if self.n_classes_ == 2 else codes
 
     def _make_loss(self):
         if self.n_classes_ == 2:

@@ -172,19 +172,21 @@ class BinaryLogLoss:
             hess *= weight
         return grad[:, None], hess[:, None]
 
-    def gradients_and_pointwise(self, y, raw, weight):
+    def gradients_and_pointwise(self, y, raw, weight, out=None):
         """:meth:`gradients` and :meth:`pointwise` in one pass over the rows, with the
         largest magnitude of each: ``(grad, hess, loss, (grad_max, hess_max, loss_max))``.
 
         One numba kernel that holds no GIL (thread ranks compute theirs at the same
         time); the loss is ``-log(max(p, 1 - p)) + max(raw, 0) - y raw``, the same
-        function as :meth:`pointwise` (to a few units in the last place).
+        function as :meth:`pointwise` (to a few units in the last place). ``out``:
+        arrays ``(grad (n, 1), hess (n, 1), loss (n,))`` to write into (a fit's rounds
+        reuse theirs).
         """
         n = raw.shape[0]
-        grad, hess, loss = np.empty((n, 1)), np.empty((n, 1)), np.empty(n)
+        grad, hess, loss = out if out is not None else (np.empty((n, 1)), np.empty((n, 1)),
+                                                        np.empty(n))
         weighted = weight is not None
-        maxima = _binary_pass(np.ascontiguousarray(raw[:, 0]),
-                              np.ascontiguousarray(y, dtype=np.float64),
+        maxima = _binary_pass(np.ascontiguousarray(raw[:, 0]), np.ascontiguousarray(y),
                               np.ascontiguousarray(weight, dtype=np.float64) if weighted
                               else np.empty(0), weighted, grad[:, 0], hess[:, 0], loss)
         return grad, hess, loss, maxima

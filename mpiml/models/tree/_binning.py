@@ -147,7 +147,7 @@ def fit_bin_edges(X, max_bins=255, *, comm=None, sample_size=DEFAULT_SAMPLE_SIZE
         rank, size = comm.rank, comm.size
     n_categories = (np.zeros(n_features, dtype=np.int64) if n_categories is None
                     else np.asarray(n_categories, dtype=np.int64))
-    missing = _global_sum(np.isnan(X).sum(axis=0).astype(np.int64), comm) > 0
+    missing = _global_sum(_nan_counts(X), comm) > 0
     cap = min(int(max_bins), 255)
     value_bins = cap if missing.any() else int(max_bins)
     n_total = int(sum(counts))
@@ -157,21 +157,47 @@ def fit_bin_edges(X, max_bins=255, *, comm=None, sample_size=DEFAULT_SAMPLE_SIZE
     else:
         chosen = np.arange(n_total)
     lo, hi = np.searchsorted(chosen, [offset, offset + X.shape[0]])
-    local = np.ascontiguousarray(X[chosen[lo:hi] - offset])
-    if comm is None or size == 1:
-        sample = local
-    else:
-        bounds = np.searchsorted(chosen, np.cumsum([0] + list(counts)))
-        rows_per_rank = np.diff(bounds)
-        sample = np.empty((chosen.size, n_features))
-        comm.Allgatherv(local.reshape(-1), [sample.reshape(-1), rows_per_rank * n_features])
+    local_rows = chosen[lo:hi] - offset
     f0, f1 = block_range(n_features, size, rank)
+    if comm is None or size == 1:
+        sample = X[local_rows]
+    else:
+        sample = _gather_own_columns(comm, X, local_rows, chosen, counts)
     mine = [np.empty(0) if n_categories[f] else
-            _feature_edges(sample[:, f], value_bins if missing[f] else max_bins)
+            _feature_edges(sample[:, f - f0], value_bins if missing[f] else max_bins)
             for f in range(f0, f1)]
     if comm is not None and size > 1:
         mine = [e for block in comm.allgather(mine) for e in block]
     return BinEdges(mine, missing, _category_bins(X, n_categories, cap, comm))
+
+
+def _nan_counts(X, block=1 << 16):
+    """Missing values of each column of ``X``, counted in blocks of rows (no mask as
+    large as the data)."""
+    counts = np.zeros(X.shape[1], dtype=np.int64)
+    for lo in range(0, X.shape[0], block):
+        counts += np.isnan(X[lo:lo + block]).sum(axis=0)
+    return counts
+
+
+def _gather_own_columns(comm, X, local_rows, chosen, counts):
+    """Collective: the sample rows ``chosen`` (global indices, sorted) of the columns
+    this rank finds the edges of (its block of features), in global row order.
+    ``local_rows`` are this rank's sample rows (indices into ``X``); rank ``q`` receives
+    only its block of columns, one Gatherv per rank."""
+    n_features = X.shape[1]
+    bounds = np.searchsorted(chosen, np.cumsum([0] + list(counts)))
+    rows_per_rank = np.diff(bounds)
+    mine = None
+    for q in range(comm.size):
+        g0, g1 = block_range(n_features, comm.size, q)
+        part = X[np.ix_(local_rows, np.arange(g0, g1))]
+        if q == comm.rank:
+            mine = np.empty((chosen.size, g1 - g0))
+            comm.Gatherv(part.reshape(-1), [mine.reshape(-1), rows_per_rank * (g1 - g0)], root=q)
+        else:
+            comm.Gatherv(part.reshape(-1), None, root=q)
+    return mine
 
 
 def _global_sum(local, comm):
@@ -213,23 +239,30 @@ def _code_counts(column, k):
     return np.bincount(codes, minlength=k).astype(np.int64)[:k]
 
 
-def bin_data(X, bin_edges):
-    """Feature-major uint8 binned matrix of ``X``.
+def bin_data(X, bin_edges, *, row_major=False):
+    """The uint8 binned matrix of ``X``: feature-major, or ``row_major`` (one row's bins
+    side by side, as the row-major histogram kernel reads them; its transpose ``.T`` is
+    the feature-major matrix without a second copy).
 
     Parameters
     ----------
     X : ndarray of shape (n, n_features)
     bin_edges : BinEdges
+    row_major : bool, default False
 
     Returns
     -------
-    ndarray of shape (n_features, n), uint8
+    ndarray of shape (n_features, n), or (n, n_features) with ``row_major``, uint8
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
-    out = np.empty((X.shape[1], X.shape[0]), dtype=np.uint8)
+    if row_major:
+        rows = np.empty(X.shape, dtype=np.uint8)
+        out = rows.T
+    else:
+        out = np.empty((X.shape[1], X.shape[0]), dtype=np.uint8)
     bin_columns(X, *bin_edges.lookup(), out)
     for f in np.flatnonzero(bin_edges.missing | bin_edges.categorical):
         codes = bin_edges.code_bins[f]
         bin_special(X, f, np.empty(0, np.int64) if codes is None else codes,
                     codes is not None, bin_edges.n_value_bins[f], out[f])
-    return out
+    return rows if row_major else out

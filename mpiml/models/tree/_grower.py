@@ -32,17 +32,13 @@ from ...comm.partition import block_counts, block_range
 from ._criteria import EPSILON, category_keys
 from ._kernels import build_histograms, build_histograms_rows
 from ._profile import collective, phase
-from ._split_kernels import (fill_leaves, partition_batch, partition_table, sample_features,
-                             scan_histogram, search_local)
+from ._split_kernels import (fill_leaves, fill_range, partition_batch, partition_table,
+                             sample_features, scan_histogram, search_local)
 from ._tree import TREE_FIELDS, Tree
 
 _MODES = ("data", "feature")
 _HIST_BUDGET = 64 << 20   # bytes of local histograms built at once
 _KEEP_HIST_ROWS = 1024    # smaller open nodes drop their histogram: both children are built
-# with two or more channels, the row-major kernel wins for nodes holding at least / at
-# most these fractions of the local rows (measured on 1M x 28); the feature-major one in
-# between
-_ROW_MAJOR_DENSE, _ROW_MAJOR_SPARSE = 0.15, 0.025
 # best-first growth on several ranks expands at most this share of the leaves still to
 # make in one collective step (see ``_Grower._grow_best_first_ahead``)
 _AHEAD_SHARE = 1 / 3
@@ -61,7 +57,7 @@ _LEAF_FIELDS = {"feature": -1, "threshold": -2.0, "threshold_bin": -1, "gain": 0
 class _Grower:
     def __init__(self, binned, channels, criterion, bin_edges, comm, mode, max_depth,
                  max_leaf_nodes, min_samples_leaf, min_samples_split, min_gain, max_features,
-                 random_state, tree_index, rows, binned_rows=None):
+                 random_state, tree_index, rows, binned_rows=None, buffer=None):
         self.binned = binned
         self.binned_rows = binned_rows if mode == "data" else None
         self.channels = channels
@@ -93,7 +89,7 @@ class _Grower:
         self.hist_features = (np.arange(self.n_features, dtype=np.int64)
                               if mode == "data" else self.owned)
         self.rows = rows
-        self.buffer = np.empty(rows.shape[0], dtype=np.int64)
+        self.buffer = np.empty(rows.shape[0], dtype=rows.dtype) if buffer is None else buffer
         self.hists = {}
         self._counts = {}
         self._all_features = None
@@ -198,7 +194,7 @@ class _Grower:
                     start, stop = self.start[nid], self.stop[nid]
                     if stop <= start:
                         continue
-                    if self._row_major(stop - start):
+                    if self._row_major():
                         build_histograms_rows(self.binned_rows, self.channels, self.rows, start,
                                               stop, local, slot)
                     else:
@@ -219,13 +215,13 @@ class _Grower:
             counts = self._counts[unit] = block_counts(self.n_features, self.size, unit=unit)[0]
         return counts
 
-    def _row_major(self, n_rows):
+    def _row_major(self):
+        """Whether histograms read the row-major matrix: whenever there is one, for up to
+        three channels (with the rows prefetched, reading a row's bins at once wins at
+        every node size), and for more when the feature-major matrix is only its view."""
         if self.binned_rows is None:
             return False
-        if self.n_channels == 1:
-            return True     # one add per feature: row by row wins at every node size
-        density = n_rows / max(1, self.binned.shape[1])
-        return density >= _ROW_MAJOR_DENSE or density <= _ROW_MAJOR_SPARSE
+        return self.n_channels <= 3 or not self.binned.flags.c_contiguous
 
     def _feature_mask(self, nid):
         if self.k_features == self.n_features:
@@ -596,7 +592,7 @@ def leaf_of_rows(segments, n_rows):
 def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data", max_depth=None,
               max_leaf_nodes=None, min_samples_leaf=1, min_samples_split=2, min_gain=0.0,
               max_features=None, random_state=0, tree_index=0, return_leaves=False,
-              binned_rows=None, return_segments=False):
+              binned_rows=None, return_segments=False, index_buffers=None):
     """Grow one tree from binned rows and exact integer channels.
 
     Collective when ``comm`` has more than one rank: every rank must call it with the
@@ -635,12 +631,17 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
     return_leaves : bool
         Also return the leaf index of every local row.
     binned_rows : ndarray of shape (n_local, n_features), uint8, optional
-        ``binned.T`` made C-contiguous (once per fit by a caller growing many trees):
-        lets ``mode="data"`` histogram the nodes it suits row by row. Same tree.
+        ``binned`` row-major (once per fit by a caller growing many trees): lets
+        ``mode="data"`` histogram the nodes it suits row by row. Same tree. ``binned``
+        may be its transposed view (``binned_rows.T``), so that the bins are held once.
     return_segments : bool
         With ``return_leaves``, return the leaves as row segments instead of an array:
         ``(rows, starts, stops, leaves)``, leaf ``leaves[i]`` holding the local rows
         ``rows[starts[i]:stops[i]]`` (no pass over the rows to make).
+    index_buffers : pair of ndarray of shape (n_local,), int32 or int64, optional
+        With ``return_leaves``: two arrays the grower uses for its row indices (the
+        segments' ``rows`` is the first), so that a caller growing many trees reuses
+        them.
 
     Returns
     -------
@@ -651,14 +652,21 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     channels = np.ascontiguousarray(channels, dtype=np.int64)
-    binned = np.ascontiguousarray(binned, dtype=np.uint8)
-    if return_leaves:
-        rows = np.arange(binned.shape[1], dtype=np.int64)
+    if not (binned_rows is not None and binned.base is binned_rows and binned.dtype == np.uint8):
+        binned = np.ascontiguousarray(binned, dtype=np.uint8)   # not the view of binned_rows
+    # local row indices: 4 bytes each where they fit
+    index = np.int32 if binned.shape[1] < 2 ** 31 else np.int64
+    buffer = None
+    if return_leaves and index_buffers is not None:
+        rows, buffer = index_buffers
+        fill_range(rows)
+    elif return_leaves:
+        rows = np.arange(binned.shape[1], dtype=index)
     else:
-        rows = np.flatnonzero(channels.any(axis=1)).astype(np.int64)
+        rows = np.flatnonzero(channels.any(axis=1)).astype(index)
     grower = _Grower(binned, channels, criterion, bin_edges, comm, mode, max_depth, max_leaf_nodes,
                      min_samples_leaf, min_samples_split, min_gain, max_features,
-                     random_state, tree_index, rows, binned_rows)
+                     random_state, tree_index, rows, binned_rows, buffer)
     tree = grower.grow()
     if not return_leaves:
         return tree

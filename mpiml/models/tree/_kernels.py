@@ -96,7 +96,7 @@ def build_histograms(binned, channels, rows, start, stop, features, out, slot):
     binned : ndarray of shape (n_features, n_rows), uint8
         Feature-major binned matrix.
     channels : ndarray of shape (n_rows, n_channels), int64
-    rows : ndarray of shape (n_rows,), int64
+    rows : ndarray of shape (n_rows,), int32 or int64
         Row permutation; a node's rows are one contiguous segment of it.
     start, stop : int
         The node's segment.
@@ -159,7 +159,7 @@ def build_histograms_rows(binned_rows, channels, rows, start, stop, out, slot):
     ----------
     binned_rows : ndarray of shape (n_rows, n_features), uint8
     channels : ndarray of shape (n_rows, n_channels), int64
-    rows : ndarray of shape (n_rows,), int64
+    rows : ndarray of shape (n_rows,), int32 or int64
     start, stop : int
     out : ndarray of shape (n_features, n_slots, n_bins, n_channels), int64
     slot : int
@@ -213,6 +213,22 @@ def build_histograms_rows(binned_rows, channels, rows, start, stop, out, slot):
                 hist[f, c, 0] += k0
                 hist[f, c, 1] += k1
             i += 2
+    elif n_channels == 3:
+        while i < stop:
+            if i + PREFETCH_DISTANCE < stop:
+                ahead = rows[i + PREFETCH_DISTANCE]
+                prefetch(binned_rows, ahead)
+                prefetch(channels, ahead)
+            r = rows[i]
+            g0 = channels[r, 0]
+            g1 = channels[r, 1]
+            g2 = channels[r, 2]
+            for f in range(n_features):
+                b = binned_rows[r, f]
+                hist[f, b, 0] += g0
+                hist[f, b, 1] += g1
+                hist[f, b, 2] += g2
+            i += 1
     for j in range(i, stop):
         r = rows[j]
         for f in range(n_features):

@@ -11,7 +11,8 @@ scales of w, w*y, w*y^2 for regression) and ``count_channel`` (-1: the sum of al
 """
 
 __all__ = ["GINI", "ENTROPY", "SQUARED_ERROR", "gain_table", "node_stats", "sample_features",
-           "search_local", "scan_histogram", "partition_batch", "partition_table", "fill_leaves"]
+           "search_local", "scan_histogram", "partition_batch", "partition_table", "fill_leaves",
+           "fill_range"]
 
 import numpy as np
 from numba import njit
@@ -349,3 +350,10 @@ def fill_leaves(rows, starts, stops, leaves, out):
     for i in range(leaves.shape[0]):
         for j in range(starts[i], stops[i]):
             out[rows[j]] = leaves[i]
+
+
+@njit(nogil=True, cache=True)
+def fill_range(out):
+    """``out[i] = i`` in place."""
+    for i in range(out.shape[0]):
+        out[i] = i
