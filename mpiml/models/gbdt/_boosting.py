@@ -31,7 +31,6 @@ from ...comm import agree, collective_error, global_offset, resolve_comm
 from ...comm.ops import MAX
 from ...data.split import holdout_mask
 from ...errors import DataError, InvalidParameterError, MpimlError
-from ...memory import release_free_memory
 from ...progress import as_progress
 from .._base import BaseEstimator, check_is_fitted, collective
 from ..tree._classes import allow_nan_tags, fit_table
@@ -196,7 +195,6 @@ class BaseGradientBoosting(BaseEstimator):
         train = _Rows(comm, X, y, weight, ~is_val, n_total - n_val_total, bin_edges)
         val = (_Rows(comm, X, y, weight, is_val, n_val_total, None)
                if self.validation_fraction is not None else None)
-        release_free_memory()    # what the bin-edge sample and the binning freed
 
         if resumed is None:
             self.baseline_ = self._loss_.baseline(
