@@ -488,11 +488,13 @@ class _Rows:
         self.weight = None if weight is None else (weight if every else weight[mask])
         self.n = len(self.X)
         self.n_total = n_total
-        # the bins once, row-major (the histogram kernel reads a row's bins at once); the
-        # grower's feature-major matrix is its transposed view
+        # the bins row-major for the histograms (a row's bins in one read) and feature-major
+        # for the partitions (a large node's split feature in one stream: reading it from
+        # the row-major matrix alone made fits 12% slower)
         self.binned_rows = (bin_data(self.X, bin_edges, row_major=True)
                             if bin_edges is not None else None)
-        self.binned = self.binned_rows.T if self.binned_rows is not None else None
+        self.binned = (np.ascontiguousarray(self.binned_rows.T) if self.binned_rows is not None
+                       else None)
         if weight is None:
             self.weight_total = float(max(n_total, 1))
         else:
