@@ -38,9 +38,12 @@ together; see ``scripts/gbdt_run.py``). mpiml runs at each P of
 ``--ranks`` under mpiexec and on thread ranks; LightGBM (default, and
 ``use_quantized_grad=True``) and XGBoost on 1 and ``--threads`` threads. Each row gets its
 parallel efficiency (against the same library's one-rank or one-thread run) and its time
-and memory relative to LightGBM on ``--threads`` threads.
+and memory relative to LightGBM on ``--threads`` threads. ``--repeat N`` runs the whole plan N
+times in rounds (each round starting one run later in the plan) and reports, for each
+configuration, the run of the median time with every round's time over LightGBM's in the
+same round, so that a drift of a shared machine's speed shows instead of deciding a ratio.
 
-    python scripts/bench_gbdt.py --case runs [--rows 1000000] [--json]
+    python scripts/bench_gbdt.py --case runs [--rows 1000000] [--repeat 3] [--json]
 
 ``--profile``: mpiml alone, at each P of ``--ranks`` (1 and 2 needed; under mpiexec unless
 ``--backend threads``), the time per tree of each phase of the fit (gradients,
@@ -382,36 +385,74 @@ def run_whole(args):
             if lib.split("-")[0] in wanted:
                 plan.extend((lib, "threads", t) for t in threads)
         env = mpi_env()
-        rows = []
-        for lib, backend, n in plan:
-            if lib == "mpiml" and backend == "mpi":
-                command = [mpiexec, "-n", str(n)] + base + ["--run-one", "mpiml",
-                                                             "--backend", "mpi"]
-            elif lib == "mpiml":
-                command = base + ["--run-one", "mpiml", "--backend", "threads", "--ranks", str(n)]
-            else:
-                command = base + ["--run-one", lib, "--threads", str(n)]
-            try:
-                got = _spawn(command, env)
-            except RuntimeError as exc:
-                if "ModuleNotFoundError" not in str(exc):
-                    raise
-                print(f"{lib:18s} skipped: not installed; pip install -e .[bench]", flush=True)
-                continue
-            label = f"mpiml {backend} P={n}" if lib == "mpiml" else f"{lib} {n} thread(s)"
-            rows.append(dict(got, library=lib, backend=backend, n=n, label=label))
-            parts = ", ".join(f"{k} {v:.2f}" for k, v in got["stages"].items())
-            print(f"{label:30s} {got['seconds']:8.2f} s  RSS {got['peak_mb']:6.0f} MB  "
-                  f"PSS {got['peak_pss_mb'] or float('nan'):6.0f} MB  AUC {got['auc']:.5f}  "
-                  f"({parts})", flush=True)
+        rounds = []
+        for round_ in range(args.repeat):
+            # each round starts one run later in the plan: a drift of the machine's speed
+            # does not always fall on the same run
+            shift = round_ % len(plan) if plan else 0
+            results = {}
+            for lib, backend, n in plan[shift:] + plan[:shift]:
+                row = _whole_run(lib, backend, n, base, mpiexec, env)
+                if row is None:
+                    continue
+                results[row["label"]] = row
+                parts = ", ".join(f"{k} {v:.2f}" for k, v in row["stages"].items())
+                mark = f" [round {round_ + 1}]" if args.repeat > 1 else ""
+                print(f"{row['label']:30s} {row['seconds']:8.2f} s  RSS {row['peak_mb']:6.0f} MB  "
+                      f"PSS {row['peak_pss_mb'] or float('nan'):6.0f} MB  AUC {row['auc']:.5f}  "
+                      f"({parts}){mark}", flush=True)
+            rounds.append(results)
+    rows = median_rows(rounds, [_label(*step) for step in plan], args.threads)
     _whole_table(rows, args.threads)
     if args.json:
         print(json.dumps({"case": "runs", "rows": args.n_samples, "trees": args.trees,
-                          "leaves": args.leaves, "results": rows}))
+                          "leaves": args.leaves, "repeat": args.repeat, "results": rows}))
+
+
+def _label(lib, backend, n):
+    return f"mpiml {backend} P={n}" if lib == "mpiml" else f"{lib} {n} thread(s)"
+
+
+def _whole_run(lib, backend, n, base, mpiexec, env):
+    """One whole run in processes of its own: its row, or None if the library is absent."""
+    if lib == "mpiml" and backend == "mpi":
+        command = [mpiexec, "-n", str(n)] + base + ["--run-one", "mpiml", "--backend", "mpi"]
+    elif lib == "mpiml":
+        command = base + ["--run-one", "mpiml", "--backend", "threads", "--ranks", str(n)]
+    else:
+        command = base + ["--run-one", lib, "--threads", str(n)]
+    try:
+        got = _spawn(command, env)
+    except RuntimeError as exc:
+        if "ModuleNotFoundError" not in str(exc):
+            raise
+        print(f"{lib:18s} skipped: not installed; pip install -e .[bench]", flush=True)
+        return None
+    return dict(got, library=lib, backend=backend, n=n, label=_label(lib, backend, n))
+
+
+def median_rows(rounds, labels, threads):
+    """One row per label (in ``labels`` order) from rounds of runs (each a dict label ->
+    row): the run of the median time (the lower one of an even count), with ``rounds``,
+    every round's seconds, and ``ratios``, each round's time over the time of LightGBM on
+    ``threads`` threads in that round (the reference of the table; None without it)."""
+    refs = [results.get(_label("lightgbm", "threads", threads)) for results in rounds]
+    rows = []
+    for label in labels:
+        runs = [(results[label], ref) for results, ref in zip(rounds, refs) if label in results]
+        if not runs:
+            continue
+        ordered = sorted(runs, key=lambda pair: pair[0]["seconds"])
+        row = dict(ordered[(len(ordered) - 1) // 2][0])
+        row["rounds"] = [run["seconds"] for run, _ in runs]
+        row["ratios"] = [run["seconds"] / ref["seconds"] if ref else None for run, ref in runs]
+        rows.append(row)
+    return rows
 
 
 def _whole_table(rows, threads):
-    """Print the runs with efficiency and ratios to LightGBM on ``threads`` threads."""
+    """Print the runs with efficiency and ratios to LightGBM on ``threads`` threads (and
+    each round's time ratio, for rows of several rounds)."""
     one = {(r["library"], r["backend"]): r for r in rows if r["n"] == 1}
     ref = next((r for r in rows if r["library"] == "lightgbm" and r["n"] == threads), None)
     print(f"\n{'run':30s} {'s':>7s} {'eff':>5s} {'RSS MB':>7s} {'PSS MB':>7s} {'AUC':>8s}"
@@ -424,8 +465,11 @@ def _whole_table(rows, threads):
         ratio = (f"{r['seconds'] / ref['seconds']:7.2f} {r['peak_mb'] / ref['peak_mb']:9.2f} "
                  f"{pss / (ref.get('peak_pss_mb') or float('nan')):9.2f}"
                  if ref else f"{'-':>7s} {'-':>9s} {'-':>9s}")
+        each = ""
+        if len(r.get("ratios") or []) > 1 and None not in r["ratios"]:
+            each = "  rounds s/LGBM " + " ".join(f"{x:.2f}" for x in r["ratios"])
         print(f"{r['label']:30s} {r['seconds']:7.2f} {eff} {r['peak_mb']:7.0f} {pss:7.0f} "
-              f"{r['auc']:8.5f} {ratio}")
+              f"{r['auc']:8.5f} {ratio}{each}")
 
 
 # -- the profile: phases, and a model of the efficiency ------------------------------------
@@ -535,6 +579,9 @@ def main():
     parser.add_argument("--backend", choices=("threads", "mpi", "both"), default=None,
                         help="how mpiml's ranks run (default: both when mpiexec is found, "
                              "else threads)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="--case runs: run every configuration this many times, in rounds, "
+                             "and report the run of the median time with every round's figures")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="mpiml only: time each phase per tree at each P of --ranks "

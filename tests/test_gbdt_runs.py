@@ -114,3 +114,26 @@ def test_runs_command_under_mpiexec():
     assert got[("mpi", 1)]["efficiency"] == 1.0
     # two processes each hold an interpreter and its libraries
     assert got[("mpi", 2)]["peak_mb"] > 1.5 * got[("mpi", 1)]["peak_mb"]
+
+
+def test_rounds_give_the_run_of_the_median_time_and_each_round_ratio(capsys):
+    bench = _module(BENCH, "mpiml_bench_gbdt_rounds")
+
+    def run(library, n, seconds, peak):
+        label = bench._label(library, "threads", n)
+        return label, {"library": library, "backend": "threads", "n": n, "label": label,
+                       "seconds": seconds, "peak_mb": peak, "peak_pss_mb": peak, "auc": 0.9}
+    rounds = [dict([run("mpiml", 2, 9.0, 700.0), run("lightgbm", 2, 10.0, 500.0)]),
+              dict([run("mpiml", 2, 12.0, 710.0), run("lightgbm", 2, 11.0, 505.0)]),
+              dict([run("mpiml", 2, 10.0, 720.0), run("lightgbm", 2, 12.5, 510.0)]),
+              dict([run("lightgbm", 2, 9.5, 499.0)])]          # a round without the mpiml run
+    labels = [bench._label("mpiml", "threads", 2), bench._label("lightgbm", "threads", 2)]
+    rows = bench.median_rows(rounds, labels, threads=2)
+    mine, ref = rows
+    assert mine["seconds"] == 10.0 and mine["peak_mb"] == 720.0      # the median run, whole
+    assert mine["rounds"] == [9.0, 12.0, 10.0]
+    assert mine["ratios"] == pytest.approx([0.9, 12 / 11, 0.8])
+    assert ref["seconds"] == 10.0 and ref["rounds"] == [10.0, 11.0, 12.5, 9.5]  # lower median
+    bench._whole_table(rows, threads=2)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("mpiml"))
+    assert line.endswith("rounds s/LGBM 0.90 1.09 0.80")
