@@ -197,9 +197,7 @@ class BaseGradientBoosting(BaseEstimator):
                if self.validation_fraction is not None else None)
 
         if resumed is None:
-            self.baseline_ = self._loss_.baseline(
-                comm, train.y, np.ones(train.n) if train.weight is None else train.weight,
-                train.n_total)
+            self.baseline_ = self._loss_.baseline(comm, train.y, train.weight, train.n_total)
             self.trees_, self.train_loss_, self.validation_loss_ = [], [], []
         else:
             self.baseline_ = np.array(resumed.baseline_, dtype=np.float64)
@@ -498,7 +496,7 @@ class _Rows:
         if weight is None:
             self.weight_total = float(max(n_total, 1))
         else:
-            total = fp.exact_column_sums(comm, self.weight[:, None], max(n_total, 1))[0]
+            total = fp.exact_column_sums(comm, [self.weight], max(n_total, 1))[0]
             self.weight_total = float(total) if total > 0 else 1.0
         self.raw = None
         self._buffers = {}

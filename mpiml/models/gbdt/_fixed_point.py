@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from ...comm.ops import MAX, SUM
-from ..tree._criteria import fixed_point_scale, to_fixed
+from ..tree._criteria import fixed_point_scale
 
 
 def column_scales(global_max, n_total):
@@ -31,16 +31,18 @@ def integer_sums(comm, quantised):
     return total
 
 
-def exact_column_sums(comm, values, n_total):
+def exact_column_sums(comm, columns, n_total):
     """Column sums over every rank's rows, with the same bits for any rank count.
 
-    Collective (two small allreduces).
+    Collective (two small allreduces). Each column is read in one pass for its largest
+    magnitude and one for its fixed-point sum (:func:`max_abs`, :func:`fixed_sum`), with
+    no temporary array.
 
     Parameters
     ----------
     comm : Communicator
-    values : ndarray of shape (n_local, n_columns)
-        This rank's rows (``n_local`` may be 0).
+    columns : ndarray of shape (n_local, n_columns), or sequence of ndarray of shape (n_local,)
+        This rank's rows (``n_local`` may be 0); numeric or bool.
     n_total : int
         Rows over all ranks (bounds the number of terms, so no sum overflows).
 
@@ -48,14 +50,17 @@ def exact_column_sums(comm, values, n_total):
     -------
     ndarray of shape (n_columns,)
     """
-    values = np.asarray(values, dtype=np.float64)
-    local_max = np.zeros(values.shape[1])
-    if len(values):
-        np.max(np.abs(values), axis=0, out=local_max)
+    if isinstance(columns, np.ndarray) and columns.ndim == 2:
+        columns = [columns[:, j] for j in range(columns.shape[1])]
+    columns = [c.view(np.uint8) if c.dtype == np.bool_ else c for c in columns]
+    local_max = np.array([max_abs(c) for c in columns], dtype=np.float64)
     global_max = np.empty_like(local_max)
     comm.Allreduce(local_max, global_max, op=MAX)
     scales = column_scales(global_max, n_total)
-    return integer_sums(comm, to_fixed(values, scales)) / scales
+    local = np.array([fixed_sum(c, s) for c, s in zip(columns, scales)], dtype=np.int64)
+    total = np.empty_like(local)
+    comm.Allreduce(local, total, op=SUM)
+    return total / scales
 
 
 @njit(nogil=True, cache=True)

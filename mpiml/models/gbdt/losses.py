@@ -43,6 +43,15 @@ def _binary_pass(raw, y, weight, weighted, grad, hess, loss):
     return g_max, h_max, v_max
 
 
+def _weighted_sums(comm, columns, weight, n_total):
+    """Exact sums over all rows of ``weight * column`` for each column, then of ``weight``
+    (``weight`` None: the columns themselves, then ``n_total``, which is what the exact
+    sum of unit weights gives). Collective."""
+    if weight is None:
+        return np.append(exact_column_sums(comm, columns, n_total), float(n_total))
+    return exact_column_sums(comm, [weight * c for c in columns] + [weight], n_total)
+
+
 def _row_max(a):
     return np.max(a, axis=1) if len(a) else np.zeros(0)
 
@@ -86,8 +95,9 @@ class HalfSquaredError:
         self.n_trees_per_round = 1
 
     def baseline(self, comm, y, weight, n_total):
-        """Weighted mean of ``y`` over all rows. Collective. Returns shape (1,)."""
-        sums = exact_column_sums(comm, np.column_stack([weight * y, weight]), n_total)
+        """Weighted mean of ``y`` over all rows (``weight`` None: unit weights).
+        Collective. Returns shape (1,)."""
+        sums = _weighted_sums(comm, [y], weight, n_total)
         return np.array([sums[0] / sums[1] if sums[1] > 0 else 0.0])
 
     def gradients(self, y, raw, weight):
@@ -157,8 +167,9 @@ class BinaryLogLoss:
         self.n_trees_per_round = 1
 
     def baseline(self, comm, y, weight, n_total):
-        """Logit of the weighted share of positives. Collective. Shape (1,)."""
-        sums = exact_column_sums(comm, np.column_stack([weight * y, weight]), n_total)
+        """Logit of the weighted share of positives (``weight`` None: unit weights).
+        Collective. Shape (1,)."""
+        sums = _weighted_sums(comm, [y], weight, n_total)
         p = sums[0] / sums[1] if sums[1] > 0 else 0.5
         p = min(max(p, _EPS), 1.0 - _EPS)
         return np.array([np.log(p / (1.0 - p))])
@@ -214,10 +225,10 @@ class MultinomialLogLoss:
         self.n_trees_per_round = int(n_classes)
 
     def baseline(self, comm, y, weight, n_total):
-        """Log of each class's weighted share. Collective. Shape (n_classes,)."""
+        """Log of each class's weighted share (``weight`` None: unit weights). Collective.
+        Shape (n_classes,)."""
         k = self.n_trees_per_round
-        columns = [weight * (y == c) for c in range(k)] + [weight]
-        sums = exact_column_sums(comm, np.column_stack(columns), n_total)
+        sums = _weighted_sums(comm, [y == c for c in range(k)], weight, n_total)
         total = sums[-1] if sums[-1] > 0 else 1.0
         p = np.clip(sums[:-1] / total, _EPS, 1.0)
         return np.log(p)
