@@ -13,6 +13,15 @@ from numba import njit
 from ._prefetch import PREFETCH_DISTANCE, prefetch
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _prefetch_four(c0, c1, c2, c3, row):
+    """Prefetch ``row`` of four feature columns."""
+    prefetch(c0, row)
+    prefetch(c1, row)
+    prefetch(c2, row)
+    prefetch(c3, row)
+
+
 @njit(nogil=True, cache=True)
 def _four_features(binned, rows, start, ordered, features, out, slot, j, n_channels):
     """Histograms of features ``j..j+3`` in one pass (1, 2 or 3 channels)."""
@@ -23,11 +32,7 @@ def _four_features(binned, rows, start, ordered, features, out, slot, j, n_chann
     if n_channels == 1:
         for i in range(m):
             if i + PREFETCH_DISTANCE < m:
-                ahead = rows[start + i + PREFETCH_DISTANCE]
-                prefetch(c0, ahead)
-                prefetch(c1, ahead)
-                prefetch(c2, ahead)
-                prefetch(c3, ahead)
+                _prefetch_four(c0, c1, c2, c3, rows[start + i + PREFETCH_DISTANCE])
             r = rows[start + i]
             g0 = ordered[i, 0]
             h0[c0[r], 0] += g0
@@ -37,11 +42,7 @@ def _four_features(binned, rows, start, ordered, features, out, slot, j, n_chann
     elif n_channels == 2:
         for i in range(m):
             if i + PREFETCH_DISTANCE < m:
-                ahead = rows[start + i + PREFETCH_DISTANCE]
-                prefetch(c0, ahead)
-                prefetch(c1, ahead)
-                prefetch(c2, ahead)
-                prefetch(c3, ahead)
+                _prefetch_four(c0, c1, c2, c3, rows[start + i + PREFETCH_DISTANCE])
             r = rows[start + i]
             g0 = ordered[i, 0]
             g1 = ordered[i, 1]
@@ -60,11 +61,7 @@ def _four_features(binned, rows, start, ordered, features, out, slot, j, n_chann
     else:
         for i in range(m):
             if i + PREFETCH_DISTANCE < m:
-                ahead = rows[start + i + PREFETCH_DISTANCE]
-                prefetch(c0, ahead)
-                prefetch(c1, ahead)
-                prefetch(c2, ahead)
-                prefetch(c3, ahead)
+                _prefetch_four(c0, c1, c2, c3, rows[start + i + PREFETCH_DISTANCE])
             r = rows[start + i]
             g0 = ordered[i, 0]
             g1 = ordered[i, 1]
