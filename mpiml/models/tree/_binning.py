@@ -241,8 +241,7 @@ def _code_counts(column, k):
 
 def bin_data(X, bin_edges, *, row_major=False):
     """The uint8 binned matrix of ``X``: feature-major, or ``row_major`` (one row's bins
-    side by side, as the row-major histogram kernel reads them; its transpose ``.T`` is
-    the feature-major matrix without a second copy).
+    side by side, as the row-major histogram kernel reads them).
 
     Parameters
     ----------

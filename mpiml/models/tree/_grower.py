@@ -218,10 +218,8 @@ class _Grower:
     def _row_major(self):
         """Whether histograms read the row-major matrix: whenever there is one, for up to
         three channels (with the rows prefetched, reading a row's bins at once wins at
-        every node size), and for more when the feature-major matrix is only its view."""
-        if self.binned_rows is None:
-            return False
-        return self.n_channels <= 3 or not self.binned.flags.c_contiguous
+        every node size)."""
+        return self.binned_rows is not None and self.n_channels <= 3
 
     def _feature_mask(self, nid):
         if self.k_features == self.n_features:
@@ -632,8 +630,7 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
         Also return the leaf index of every local row.
     binned_rows : ndarray of shape (n_local, n_features), uint8, optional
         ``binned`` row-major (once per fit by a caller growing many trees): lets
-        ``mode="data"`` histogram the nodes it suits row by row. Same tree. ``binned``
-        may be its transposed view (``binned_rows.T``), so that the bins are held once.
+        ``mode="data"`` histogram the nodes it suits row by row. Same tree.
     return_segments : bool
         With ``return_leaves``, return the leaves as row segments instead of an array:
         ``(rows, starts, stops, leaves)``, leaf ``leaves[i]`` holding the local rows
@@ -652,8 +649,7 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     channels = np.ascontiguousarray(channels, dtype=np.int64)
-    if not (binned_rows is not None and binned.base is binned_rows and binned.dtype == np.uint8):
-        binned = np.ascontiguousarray(binned, dtype=np.uint8)   # not the view of binned_rows
+    binned = np.ascontiguousarray(binned, dtype=np.uint8)
     # local row indices: 4 bytes each where they fit
     index = np.int32 if binned.shape[1] < 2 ** 31 else np.int64
     buffer = None
