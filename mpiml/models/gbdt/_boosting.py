@@ -35,7 +35,7 @@ from ...progress import as_progress
 from .._base import BaseEstimator, check_is_fitted, collective
 from ..tree._classes import allow_nan_tags, fit_table
 from ..tree._profile import collective as timed_collective, phase
-from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree,
+from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree, index_buffers,
                     leaf_of_rows, stack_trees, unstack_trees)
 from . import _fixed_point as fp
 from .criterion import (GradientCriterion, PackedGradientCriterion, add_leaf_values, channel_layout,
@@ -223,8 +223,7 @@ class BaseGradientBoosting(BaseEstimator):
             refit_weights = self._loss_.exact_weights(comm, train.weight, train.n, train.n_total)
         stopped = False
         for m in range(start_round, self.n_estimators):
-            # the last round's arrays go before this round's are made
-            grad = hess = channels = segments = None
+            grad = hess = None   # the last round's arrays go before this round's are made
             with phase("gradients"):
                 grad, hess, grad_max, hess_max = self._gradients_and_losses(comm, train, val)
             report(m, self.train_loss_[-1], **self._report_fields())
@@ -489,10 +488,9 @@ class _Rows:
         # the bins row-major for the histograms (a row's bins in one read) and feature-major
         # for the partitions (a large node's split feature in one stream: reading it from
         # the row-major matrix alone made fits 12% slower)
-        self.binned_rows = (bin_data(self.X, bin_edges, row_major=True)
-                            if bin_edges is not None else None)
-        self.binned = (np.ascontiguousarray(self.binned_rows.T) if self.binned_rows is not None
-                       else None)
+        self.binned = bin_data(self.X, bin_edges) if bin_edges is not None else None
+        self.binned_rows = (np.ascontiguousarray(self.binned.T) if self.binned is not None
+                            else None)
         if weight is None:
             self.weight_total = float(max(n_total, 1))
         else:
@@ -511,8 +509,7 @@ class _Rows:
         if name not in self._buffers:
             n = self.n
             if name == "rows":
-                index = np.int32 if n < 2 ** 31 else np.int64
-                self._buffers[name] = (np.empty(n, dtype=index), np.empty(n, dtype=index))
+                self._buffers[name] = index_buffers(n)
             else:
                 if "scratch" not in self._buffers:
                     self._buffers["scratch"] = np.empty(n, dtype=np.int64)

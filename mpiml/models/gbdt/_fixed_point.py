@@ -57,10 +57,8 @@ def exact_column_sums(comm, columns, n_total):
     global_max = np.empty_like(local_max)
     comm.Allreduce(local_max, global_max, op=MAX)
     scales = column_scales(global_max, n_total)
-    local = np.array([fixed_sum(c, s) for c, s in zip(columns, scales)], dtype=np.int64)
-    total = np.empty_like(local)
-    comm.Allreduce(local, total, op=SUM)
-    return total / scales
+    local = np.array([[fixed_sum(c, s) for c, s in zip(columns, scales)]], dtype=np.int64)
+    return integer_sums(comm, local) / scales
 
 
 @njit(nogil=True, cache=True)

@@ -239,29 +239,23 @@ def _code_counts(column, k):
     return np.bincount(codes, minlength=k).astype(np.int64)[:k]
 
 
-def bin_data(X, bin_edges, *, row_major=False):
-    """The uint8 binned matrix of ``X``: feature-major, or ``row_major`` (one row's bins
-    side by side, as the row-major histogram kernel reads them).
+def bin_data(X, bin_edges):
+    """Feature-major uint8 binned matrix of ``X``.
 
     Parameters
     ----------
     X : ndarray of shape (n, n_features)
     bin_edges : BinEdges
-    row_major : bool, default False
 
     Returns
     -------
-    ndarray of shape (n_features, n), or (n, n_features) with ``row_major``, uint8
+    ndarray of shape (n_features, n), uint8
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
-    if row_major:
-        rows = np.empty(X.shape, dtype=np.uint8)
-        out = rows.T
-    else:
-        out = np.empty((X.shape[1], X.shape[0]), dtype=np.uint8)
+    out = np.empty((X.shape[1], X.shape[0]), dtype=np.uint8)
     bin_columns(X, *bin_edges.lookup(), out)
     for f in np.flatnonzero(bin_edges.missing | bin_edges.categorical):
         codes = bin_edges.code_bins[f]
         bin_special(X, f, np.empty(0, np.int64) if codes is None else codes,
                     codes is not None, bin_edges.n_value_bins[f], out[f])
-    return rows if row_major else out
+    return out

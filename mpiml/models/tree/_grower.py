@@ -24,7 +24,7 @@ Two engines search splits, and pick the same split from the same exact sums:
   (dense histograms for large nodes, sorted bins for small ones), no per-node Python.
 """
 
-__all__ = ["grow_tree", "leaf_of_rows"]
+__all__ = ["grow_tree", "index_buffers", "leaf_of_rows"]
 
 import numpy as np
 
@@ -587,6 +587,18 @@ def leaf_of_rows(segments, n_rows):
     return leaf
 
 
+def _index_dtype(n_rows):
+    """Local row indices: 4 bytes each where they fit."""
+    return np.int32 if n_rows < 2 ** 31 else np.int64
+
+
+def index_buffers(n_rows):
+    """Two row-index arrays for :func:`grow_tree`'s ``index_buffers``, to reuse for every
+    tree grown on ``n_rows`` local rows."""
+    index = _index_dtype(n_rows)
+    return np.empty(n_rows, dtype=index), np.empty(n_rows, dtype=index)
+
+
 def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data", max_depth=None,
               max_leaf_nodes=None, min_samples_leaf=1, min_samples_split=2, min_gain=0.0,
               max_features=None, random_state=0, tree_index=0, return_leaves=False,
@@ -638,7 +650,7 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
     index_buffers : pair of ndarray of shape (n_local,), int32 or int64, optional
         With ``return_leaves``: two arrays the grower uses for its row indices (the
         segments' ``rows`` is the first), so that a caller growing many trees reuses
-        them.
+        them (:func:`index_buffers`).
 
     Returns
     -------
@@ -650,8 +662,7 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     channels = np.ascontiguousarray(channels, dtype=np.int64)
     binned = np.ascontiguousarray(binned, dtype=np.uint8)
-    # local row indices: 4 bytes each where they fit
-    index = np.int32 if binned.shape[1] < 2 ** 31 else np.int64
+    index = _index_dtype(binned.shape[1])
     buffer = None
     if return_leaves and index_buffers is not None:
         rows, buffer = index_buffers
