@@ -181,6 +181,35 @@ class GradientCriterion(Criterion):
                                  int(min_samples_leaf), feature_mask, left)
         return None if gain == -np.inf else (gain, f, b, left)
 
+    def best_splits(self, hists, parents, min_samples_leaf, masks):
+        """:meth:`best_split` of N nodes in one kernel call: hists (N, n_feat, n_bins, C),
+        parents (N, C), masks (N, n_feat). Returns ``(gains, f, b, lefts)`` of shapes
+        (N,), (N,), (N,), (N, C); a node with no valid split has gain -inf, f = b = 0
+        and zero left sums."""
+        gains, f, b, lefts = _node_outputs(hists.shape[0], self.n_channels)
+        _best_splits(hists, parents, self.inv_grad_scale, self.inv_hess_scale, self.shift,
+                     self.l2, MIN_HESSIAN, self.count_bits, self.count_mask,
+                     int(min_samples_leaf), masks, gains, f, b, lefts)
+        return gains, f, b, lefts
+
+
+def _node_outputs(n, n_channels):
+    return (np.empty(n), np.zeros(n, np.int64), np.zeros(n, np.int64),
+            np.zeros((n, n_channels), np.int64))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _best_splits(hists, parents, inv_grad_scale, inv_hess_scale, shift, l2, min_hessian,
+                 count_bits, count_mask, min_samples_leaf, masks, gains, best_f, best_b, lefts):
+    for i in range(hists.shape[0]):
+        g, f, b = _best_split(hists[i], parents[i], inv_grad_scale, inv_hess_scale, shift, l2,
+                              min_hessian, count_bits, count_mask, min_samples_leaf, masks[i],
+                              lefts[i])
+        if g == -np.inf:
+            f, b = 0, 0
+            lefts[i, :] = 0
+        gains[i], best_f[i], best_b[i] = g, f, b
+
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _count(sums, count_bits, count_mask):
@@ -416,6 +445,27 @@ class PackedGradientCriterion(GradientCriterion):
                                         self.count_bits, self.hess_bits, self.l2, MIN_HESSIAN,
                                         int(min_samples_leaf), feature_mask, left)
         return None if gain == -np.inf else (gain, f, b, left)
+
+    def best_splits(self, hists, parents, min_samples_leaf, masks):
+        """As :meth:`GradientCriterion.best_splits`, on (N, n_feat, n_bins, 1) histograms."""
+        gains, f, b, lefts = _node_outputs(hists.shape[0], 1)
+        _best_splits_packed(hists, np.ascontiguousarray(parents[:, 0]), self.inv_grad_scale,
+                            self.inv_hess_scale, self.count_bits, self.hess_bits, self.l2,
+                            MIN_HESSIAN, int(min_samples_leaf), masks, gains, f, b, lefts)
+        return gains, f, b, lefts
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _best_splits_packed(hists, parents, inv_grad_scale, inv_hess_scale, count_bits, hess_bits,
+                        l2, min_hessian, min_samples_leaf, masks, gains, best_f, best_b, lefts):
+    for i in range(hists.shape[0]):
+        g, f, b = _best_split_packed(hists[i], parents[i], inv_grad_scale, inv_hess_scale,
+                                     count_bits, hess_bits, l2, min_hessian, min_samples_leaf,
+                                     masks[i], lefts[i])
+        if g == -np.inf:
+            f, b = 0, 0
+            lefts[i, :] = 0
+        gains[i], best_f[i], best_b[i] = g, f, b
 
 
 @njit(nogil=True, cache=True, inline="always")

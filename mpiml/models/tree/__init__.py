@@ -35,6 +35,10 @@ Criterion (any object with these members; :class:`Criterion` is a base class)::
                                            (first maximum in (feature, bin) order) from a
                                            node's (n_feat, n_bins, C) histograms in one pass
                                            -> (gain, f, b, left) or None
+    best_splits(hists, parents, min_samples_leaf, masks)   optional: ``best_split`` of N
+                                           nodes at once, (N, n_feat, n_bins, C), (N, C),
+                                           (N, n_feat) -> (gains, f, b, lefts), gain -inf
+                                           (f = b = 0, zero lefts) where none is valid
 
 ``split_gain`` is called on every threshold of a block of features at once and must be
 elementwise (no float reductions whose order could depend on the block), e.g. gradient

@@ -30,10 +30,10 @@ import numpy as np
 
 from ...comm.partition import block_counts, block_range
 from ._criteria import EPSILON, category_keys
-from ._kernels import build_histograms, build_histograms_rows
+from ._kernels import build_histograms_nodes, build_histograms_rows_nodes
 from ._profile import collective, phase
-from ._split_kernels import (fill_leaves, fill_range, partition_batch, partition_table,
-                             sample_features, scan_histogram, search_local)
+from ._split_kernels import (fill_leaves, fill_range, sample_features, scan_histogram,
+                             scan_histograms, search_local, split_nodes, take_candidates)
 from ._tree import TREE_FIELDS, Tree
 
 _MODES = ("data", "feature")
@@ -93,6 +93,7 @@ class _Grower:
         self.hists = {}
         self._counts = {}
         self._all_features = None
+        self._no_tables = np.zeros((1, self.n_bins), dtype=np.uint8)   # split_nodes' unused
         self.n_nodes = 0
         self._allocate(64)
 
@@ -126,19 +127,22 @@ class _Grower:
             setattr(self, name, arr)
         self.capacity = capacity
 
-    def _add_nodes(self, starts, stops, sums, depth):
-        """Append nodes; returns their ids."""
-        n = starts.shape[0]
+    def _new_nodes(self, sums):
+        """Append nodes with channel sums ``sums`` (n, C): their values, impurities and
+        sample counts (their row segments and depths are the caller's). Returns the
+        first id; the ids are consecutive."""
+        n = sums.shape[0]
         if self.n_nodes + n > self.capacity:
             self._allocate(max(2 * self.capacity, self.n_nodes + n))
-        ids = np.arange(self.n_nodes, self.n_nodes + n)
+        first = self.n_nodes
+        ids = slice(first, first + n)
         self.n_nodes += n
-        self.start[ids], self.stop[ids], self.depth[ids], self.sums[ids] = starts, stops, depth, sums
+        self.sums[ids] = sums
         values, impurity = self.criterion.node_stats(sums)
         self.value[ids] = values
         self.impurity[ids] = impurity
         self.n_node_samples[ids] = self.criterion.n_samples(sums)
-        return ids
+        return first
 
     def _splittable(self, ids):
         count = self.n_node_samples[ids]
@@ -185,21 +189,19 @@ class _Grower:
         per_node = max(1, len(self.hist_features) * self.n_bins * self.n_channels * 8)
         chunk = max(1, _HIST_BUDGET // per_node)
         out = []
+        ids = np.asarray(ids, dtype=np.int64)
         for lo in range(0, len(ids), chunk):
             part = ids[lo:lo + chunk]
             shape = (len(self.hist_features), len(part), self.n_bins, self.n_channels)
             with phase("histograms"):
                 local = np.zeros(shape, dtype=np.int64)
-                for slot, nid in enumerate(part):
-                    start, stop = self.start[nid], self.stop[nid]
-                    if stop <= start:
-                        continue
-                    if self._row_major():
-                        build_histograms_rows(self.binned_rows, self.channels, self.rows, start,
-                                              stop, local, slot)
-                    else:
-                        build_histograms(self.binned, self.channels, self.rows, start, stop,
-                                         self.hist_features, local, slot)
+                starts, stops = self.start[part], self.stop[part]
+                if self._row_major():
+                    build_histograms_rows_nodes(self.binned_rows, self.channels, self.rows,
+                                                starts, stops, local)
+                else:
+                    build_histograms_nodes(self.binned, self.channels, self.rows, starts, stops,
+                                           self.hist_features, local)
             if self.mode == "data" and self.comm is not None:
                 counts = self._scatter_counts(int(np.prod(shape[1:])))
                 summed = np.empty((len(self.owned),) + shape[1:], dtype=np.int64)
@@ -332,35 +334,71 @@ class _Grower:
             return none
         return float(gain[j, b]), int(j), int(b), left[j, b]
 
+    def _scan_nodes(self, ids, mine):
+        """The search of :meth:`_local_best` for every node of ``ids`` in one kernel call,
+        into the rows of ``mine``; False (nothing written) where it does not apply:
+        missing-value bins or categories, no owned feature, or a criterion with neither
+        a ``kernel`` spec nor ``best_splits``."""
+        crit = self.criterion
+        if (self.special or len(self.owned) == 0 or self.n_bins < 2
+                or (crit.kernel is None and not hasattr(crit, "best_splits"))):
+            return False
+        hists = np.stack([self.hists[nid] for nid in ids])
+        if self.k_features == self.n_features:
+            masks = np.ones((len(ids), len(self.owned)), dtype=bool)
+        else:
+            masks = np.stack([self._feature_mask(nid)[self.owned] for nid in ids])
+        parents = self.sums[np.asarray(ids, dtype=np.int64)]
+        if crit.kernel is not None:
+            kind, first, n_classes, scales, count_channel = crit.kernel
+            n = len(ids)
+            gains, j, b = np.empty(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
+            lefts = np.zeros((n, self.n_channels), np.int64)
+            scan_histograms(hists, parents, self.bins_per_feature[self.owned], kind, first,
+                            n_classes, scales, count_channel, self.min_samples_leaf, masks,
+                            gains, j, b, lefts)
+        else:
+            gains, j, b, lefts = crit.best_splits(hists, parents, self.min_samples_leaf, masks)
+        c = self.n_channels
+        mine[:, 0] = gains.view(np.int64)
+        mine[:, 1] = self.owned[j]
+        mine[:, 2] = b
+        mine[:, 3:3 + c] = lefts
+        return True
+
+    def _scan_each(self, ids, mine):
+        """:meth:`_local_best` of each node of ``ids``, one by one, into the rows of
+        ``mine`` (gain, feature, bin, left sums, missing side, left-bin mask)."""
+        c = self.n_channels
+        for slot, nid in enumerate(ids):
+            gain, f, b, left, missing, bins_left = self._local_best(nid)
+            mine[slot, 0] = np.float64(gain).view(np.int64)
+            mine[slot, 1:3] = (f, b)
+            mine[slot, 3:3 + c] = left
+            mine[slot, 3 + c] = missing
+            if bins_left is not None:
+                bits = np.zeros(64 * _MASK_WORDS, dtype=bool)
+                bits[bins_left] = True
+                mine[slot, 4 + c:] = np.packbits(bits, bitorder="little").view(np.int64)
+
     def _search_hist(self, ids):
         """Best split of each node over all features, identical on every rank. Collective."""
         c = self.n_channels
         width = 4 + c + _MASK_WORDS
         mine = np.zeros((len(ids), width), dtype=np.int64)
         with phase("split search"):
-            for slot, nid in enumerate(ids):
-                gain, f, b, left, missing, bins_left = self._local_best(nid)
-                mine[slot, 0] = np.float64(gain).view(np.int64)
-                mine[slot, 1:3] = (f, b)
-                mine[slot, 3:3 + c] = left
-                mine[slot, 3 + c] = missing
-                if bins_left is not None:
-                    bits = np.zeros(64 * _MASK_WORDS, dtype=bool)
-                    bits[bins_left] = True
-                    mine[slot, 4 + c:] = np.packbits(bits, bitorder="little").view(np.int64)
+            if not self._scan_nodes(ids, mine):
+                self._scan_each(ids, mine)
         if self.comm is None:
             every = mine[None]
         else:
             every = np.empty((self.size,) + mine.shape, dtype=np.int64)
             with collective(self.comm):
                 self.comm.Allgather(mine, every)
-        gains = every[:, :, 0].copy().view(np.float64)
-        # best rank per node: largest gain, then lowest feature, then lowest bin
-        winner = np.lexsort((every[:, :, 2], every[:, :, 1], -gains), axis=0)[0]
-        pick = every[winner, np.arange(len(ids))]
-        self._set_candidates(np.asarray(ids), gains[winner, np.arange(len(ids))],
-                             pick[:, 1], pick[:, 2], pick[:, 3:3 + c], pick[:, 3 + c],
-                             pick[:, 4 + c:])
+        gains = np.ascontiguousarray(every[:, :, 0]).view(np.float64)
+        take_candidates(np.asarray(ids, dtype=np.int64), every, gains, self.min_gain,
+                        self.cand_gain, self.cand_feature, self.cand_bin, self.cand_left,
+                        self.cand_missing, self.cand_mask, self.open)
 
     # -- growth ----------------------------------------------------------------------
 
@@ -395,7 +433,9 @@ class _Grower:
         for nid, hist in zip(built, self._histograms(built)):
             self.hists[nid] = hist
         for parent, small, large in derive:
-            self.hists[large] = self.hists.pop(parent) - self.hists[small]
+            hist = self.hists.pop(parent)   # the parent's own array: no other node reads it
+            np.subtract(hist, self.hists[small], out=hist)
+            self.hists[large] = hist
         self._search_hist(wanted.tolist())
         for nid in built + [large for _, _, large in derive]:
             if not self.open[nid] or self.n_node_samples[nid] < _KEEP_HIST_ROWS:
@@ -411,34 +451,26 @@ class _Grower:
 
     def _step(self, chosen):
         """Split the ``chosen`` open nodes (sorted ids) and search their children. Collective."""
-        features, bins = self.cand_feature[chosen], self.cand_bin[chosen]
-        starts, stops = self.start[chosen], self.stop[chosen]
-        n_left = np.empty(len(chosen), np.int64)
         left_sums = self.cand_left[chosen]
         missing_left = self._missing_sides(chosen, left_sums)
-        if self.special:
-            table, categorical = self._left_tables(chosen, missing_left)
-            with phase("partition"):
-                partition_table(self.rows, starts, stops, features, table, self.binned,
-                                self.buffer, n_left)
-            self._record_categories(chosen, table, categorical)
-        else:
-            with phase("partition"):
-                partition_batch(self.rows, starts, stops, features, bins, self.binned,
-                                self.buffer, n_left)
         self.missing_left[chosen] = missing_left
-        mids = starts + n_left
-        child_starts = np.column_stack([starts, mids]).reshape(-1)
-        child_stops = np.column_stack([mids, stops]).reshape(-1)
-        child_sums = np.stack([left_sums, self.sums[chosen] - left_sums], axis=1).reshape(-1, self.n_channels)
-        depth = np.repeat(self.depth[chosen] + 1, 2)
-        children = self._add_nodes(child_starts, child_stops, child_sums, depth).reshape(-1, 2)
-        self.feature[chosen], self.threshold_bin[chosen] = features, bins
-        self.threshold[chosen] = np.where(self.categorical[chosen] != 0, np.nan,
-                                          self.edge_table[features, np.maximum(bins, 0)])
-        self.left[chosen], self.right[chosen] = children[:, 0], children[:, 1]
-        self.gain[chosen] = self.cand_gain[chosen]
-        self.open[chosen] = False
+        if self.special:
+            tables, categorical = self._left_tables(chosen, missing_left)
+            self._record_categories(chosen, tables, categorical)
+        else:
+            tables = self._no_tables
+        # children of chosen[i]: 2 i (left) and 2 i + 1 (right) after the first new id
+        child_sums = np.empty((2 * len(chosen), self.n_channels), dtype=np.int64)
+        child_sums[0::2] = left_sums
+        np.subtract(self.sums[chosen], left_sums, out=child_sums[1::2])
+        first = self._new_nodes(child_sums)
+        with phase("partition"):
+            split_nodes(chosen, first, self.rows, self.buffer, self.binned, tables, self.special,
+                        self.edge_table, self.start, self.stop, self.depth, self.cand_feature,
+                        self.cand_bin, self.cand_gain, self.categorical, self.feature,
+                        self.threshold_bin, self.threshold, self.left, self.right, self.gain,
+                        self.open)
+        children = np.arange(first, first + 2 * len(chosen)).reshape(-1, 2)
         self._search_children(chosen, children)
 
     def _missing_sides(self, chosen, left_sums):
@@ -489,8 +521,8 @@ class _Grower:
             with collective(self.comm):
                 self.comm.Allreduce(sums, total)
             sums = total
-        root = self._add_nodes(np.array([0]), np.array([self.rows.shape[0]]), sums[None],
-                               np.array([0]))
+        root = np.array([self._new_nodes(sums[None])])
+        self.start[0], self.stop[0], self.depth[0] = 0, self.rows.shape[0], 0
         if self._splittable(root).size:
             if self.local and not self._use_histograms(root)[0]:
                 self._search_local(root)

@@ -11,8 +11,8 @@ scales of w, w*y, w*y^2 for regression) and ``count_channel`` (-1: the sum of al
 """
 
 __all__ = ["GINI", "ENTROPY", "SQUARED_ERROR", "gain_table", "node_stats", "sample_features",
-           "search_local", "scan_histogram", "partition_batch", "partition_table", "fill_leaves",
-           "fill_range"]
+           "search_local", "scan_histogram", "scan_histograms", "split_nodes", "take_candidates",
+           "fill_leaves", "fill_range"]
 
 import numpy as np
 from numba import njit
@@ -293,55 +293,111 @@ def scan_histogram(hist, parent, owned, n_bins, kind, first, n_classes, scales, 
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def partition_batch(rows, starts, stops, features, bins, binned, buffer, n_left):
-    """Stable partition of each node segment by ``bin <= bins[i]`` of ``features[i]``;
-    the left counts go to ``n_left``."""
-    for i in range(starts.shape[0]):
-        col = binned[features[i]]
-        threshold = bins[i]
-        start = starts[i]
-        nl = 0
-        nr = 0
-        stop = stops[i]
-        for j in range(start, stop):
-            if j + PREFETCH_DISTANCE < stop:
-                prefetch(col, rows[j + PREFETCH_DISTANCE])
-            # branch-free: write both places, advance one (the test is a coin flip)
-            r = rows[j]
+def scan_histograms(hists, parents, n_bins, kind, first, n_classes, scales, count_channel,
+                    min_samples_leaf, masks, gains, best_j, best_b, lefts):
+    """:func:`scan_histogram` of several nodes in one call: node ``i``'s histograms
+    ``hists[i]`` (n_own, B, C) with sums ``parents[i]`` and allowed features ``masks[i]``
+    (n_own,). Writes its gain (-inf: no valid split), the row ``j`` of ``hists[i]`` and
+    the bin of its best candidate, and the candidate's left sums (zeros when none)."""
+    own = np.arange(hists.shape[1])
+    for i in range(hists.shape[0]):
+        lefts[i, :] = 0
+        g, j, b = scan_histogram(hists[i], parents[i], own, n_bins, kind, first, n_classes,
+                                 scales, count_channel, min_samples_leaf, masks[i], lefts[i])
+        if g == -np.inf:
+            j, b = 0, 0
+            lefts[i, :] = 0
+        gains[i], best_j[i], best_b[i] = g, j, b
+
+
+@njit(nogil=True, cache=True, inline="always", error_model="numpy")
+def _partition_segment(rows, start, stop, col, threshold, goes, use_table, buffer):
+    """Stable partition of ``rows[start:stop]``: left the rows whose bin of ``col`` is
+    ``<= threshold`` (or, with ``use_table``, whose bin ``goes`` left); returns the
+    left count."""
+    nl = 0
+    nr = 0
+    for j in range(start, stop):
+        if j + PREFETCH_DISTANCE < stop:
+            prefetch(col, rows[j + PREFETCH_DISTANCE])
+        # branch-free: write both places, advance one (the test is a coin flip)
+        r = rows[j]
+        if use_table:
+            go_left = np.int64(goes[col[r]])
+        else:
             go_left = np.int64(col[r] <= threshold)
-            rows[start + nl] = r
-            buffer[nr] = r
-            nl += go_left
-            nr += 1 - go_left
-        for j in range(nr):
-            rows[start + nl + j] = buffer[j]
-        n_left[i] = nl
+        rows[start + nl] = r
+        buffer[nr] = r
+        nl += go_left
+        nr += 1 - go_left
+    for j in range(nr):
+        rows[start + nl + j] = buffer[j]
+    return nl
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def partition_table(rows, starts, stops, features, table, binned, buffer, n_left):
-    """Stable partition of each node segment by ``table[i, bin]`` (1: left) of
-    ``features[i]``; the left counts go to ``n_left``."""
-    for i in range(starts.shape[0]):
-        col = binned[features[i]]
-        goes = table[i]
-        start = starts[i]
-        nl = 0
-        nr = 0
-        stop = stops[i]
-        for j in range(start, stop):
-            if j + PREFETCH_DISTANCE < stop:
-                prefetch(col, rows[j + PREFETCH_DISTANCE])
-            # branch-free: write both places, advance one (the test is a coin flip)
-            r = rows[j]
-            go_left = np.int64(goes[col[r]])
-            rows[start + nl] = r
-            buffer[nr] = r
-            nl += go_left
-            nr += 1 - go_left
-        for j in range(nr):
-            rows[start + nl + j] = buffer[j]
-        n_left[i] = nl
+def split_nodes(chosen, first_child, rows, buffer, binned, tables, use_table, edge_table,
+                start, stop, depth, cand_feature, cand_bin, cand_gain, categorical, feature,
+                threshold_bin, threshold, left, right, gain, is_open):
+    """Split the nodes ``chosen`` on their candidates: partition each node's rows (stable;
+    by ``bin <= cand_bin`` of ``cand_feature``, or by ``tables[i]`` (S, B), 1 = left, with
+    ``use_table``), give the children ``first_child + 2 i`` (left) and ``+ 1`` (right)
+    their row segments and depth, and record the split in the parent's fields (a
+    categorical split's threshold is NaN). The children's sums are the caller's."""
+    for i in range(chosen.shape[0]):
+        nid = chosen[i]
+        f = cand_feature[nid]
+        b = cand_bin[nid]
+        s = start[nid]
+        e = stop[nid]
+        goes = tables[i] if use_table else tables[0]
+        nl = _partition_segment(rows, s, e, binned[f], b, goes, use_table, buffer)
+        lc = first_child + 2 * i
+        rc = lc + 1
+        start[lc], stop[lc], start[rc], stop[rc] = s, s + nl, s + nl, e
+        depth[lc] = depth[nid] + 1
+        depth[rc] = depth[nid] + 1
+        feature[nid] = f
+        threshold_bin[nid] = b
+        threshold[nid] = np.nan if categorical[nid] != 0 else edge_table[f, max(b, 0)]
+        left[nid] = lc
+        right[nid] = rc
+        gain[nid] = cand_gain[nid]
+        is_open[nid] = False
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def take_candidates(ids, every, gains, min_gain, cand_gain, cand_feature, cand_bin, cand_left,
+                    cand_missing, cand_mask, is_open):
+    """Every rank's best candidate of each node ``ids[i]`` is ``every[rank, i]`` (gain
+    bits, feature, bin, left sums, missing side, left-bin mask words; ``gains[rank, i]``
+    its gain): keep the best (largest gain, then lowest feature, then lowest bin, then
+    lowest rank) as the node's candidate; the node is open when that gain is finite
+    and at least ``min_gain``."""
+    n_channels = cand_left.shape[1]
+    n_words = cand_mask.shape[1]
+    for i in range(ids.shape[0]):
+        w = 0
+        for r in range(1, every.shape[0]):
+            g, gw = gains[r, i], gains[w, i]
+            if np.isnan(g):     # a NaN gain loses to any other
+                continue
+            if np.isnan(gw) or g > gw or (g == gw and (every[r, i, 1] < every[w, i, 1] or (
+                    every[r, i, 1] == every[w, i, 1] and every[r, i, 2] < every[w, i, 2]))):
+                w = r
+        nid = ids[i]
+        g = gains[w, i]
+        if np.isnan(g):
+            g = -np.inf
+        cand_gain[nid] = g
+        cand_feature[nid] = every[w, i, 1]
+        cand_bin[nid] = every[w, i, 2]
+        for c in range(n_channels):
+            cand_left[nid, c] = every[w, i, 3 + c]
+        cand_missing[nid] = every[w, i, 3 + n_channels]
+        for k in range(n_words):
+            cand_mask[nid, k] = every[w, i, 4 + n_channels + k]
+        is_open[nid] = g > -np.inf and g >= min_gain
 
 
 @njit(nogil=True, cache=True)
