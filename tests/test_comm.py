@@ -178,6 +178,43 @@ def test_reduce_scatter_by_blocks(spmd):
         assert_array_equal(recv, np.arange(lo, hi) * total)
 
 
+@pytest.mark.parametrize("n", [5, 40_000, 200_003])    # small and large (copied or not)
+def test_send_buffers_are_free_once_a_collective_returns(spmd, n):
+    """Each rank scribbles over its send buffers as soon as a collective returns, at its
+    own pace (uneven delays), through many rounds of several collectives: the results
+    must never see the scribbles."""
+    import time
+
+    def body(comm):
+        rng = np.random.default_rng(comm.rank)
+        counts, _ = block_counts(n, comm.size)
+        size = comm.size
+        total = size * (size + 1) // 2
+        bad = []
+        for step in range(30):
+            value = step + 1
+            send = np.full(n, value * (comm.rank + 1), dtype=np.int64)
+            got = np.empty(counts[comm.rank], dtype=np.int64)
+            comm.Reduce_scatter(send, got, counts)
+            send[:] = -1
+            bad.append(not (got == value * total).all())
+            summed = np.empty(n, dtype=np.int64)
+            comm.Allreduce(send + (value + 2) * (comm.rank + 1), summed)
+            bad.append(not (summed == (value + 2) * total - size).all())
+            mine = np.full(3, comm.rank * 100 + step, dtype=np.int64)
+            every = np.empty(3 * size, dtype=np.int64)
+            comm.Allgather(mine, every)
+            mine[:] = -7
+            bad.append(not (every == np.repeat(np.arange(size) * 100 + step, 3)).all())
+            if rng.random() < 0.3:
+                time.sleep(rng.random() * 2e-3)
+            comm.Barrier()
+        return bad
+
+    for bad in spmd(body):
+        assert not any(bad)
+
+
 def test_maxloc_ties_go_to_the_lowest_index(spmd):
     def body(comm):
         gain = 5.0 if comm.rank % 2 else 3.0

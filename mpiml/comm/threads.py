@@ -3,7 +3,12 @@
 Collectives meet at a rendezvous: every rank deposits its call and its buffers, waits
 until all ranks of the communicator have arrived, checks that they called the same
 collective, moves data by memory copy (never pickling arrays), and waits once more so
-that no buffer is reused while another rank still reads it.
+that no buffer is reused while another rank still reads it. Small buffers (up to
+``_COPY_BYTES``) of ``Allgatherv``, ``Reduce_scatter`` and ``Allreduce`` are copied when
+a rank arrives instead, and those collectives (and ``Barrier``) meet only once: the
+deposits alternate between two slot sets, and a rank can come back to a set only after
+every rank has met it at the next collective, that is, after every rank has finished
+reading it.
 
 All ranks of one ``run`` share a :class:`_Family`. When one rank fails, the family is
 aborted: every rank blocked in a collective or a receive wakes up with
@@ -33,6 +38,9 @@ from .partition import block_range
 from .shared import SharedArray
 
 _POLL_SECONDS = 0.5
+# buffers up to this size are copied at arrival, so that their collective meets once
+# (a meeting costs tens of microseconds; copying 256 KiB about as much)
+_COPY_BYTES = 256 << 10
 _SPIN_SECONDS = 50e-6
 _SPIN_MAX_RANKS = os.cpu_count() or 1   # spinning only pays when every rank has a core
 _DEADLINE = contextvars.ContextVar("mpiml_threads_deadline", default=None)
@@ -138,7 +146,7 @@ class _Group:
         self.world_ranks = list(world_ranks)
         self.size = len(world_ranks)
         self.id = next(family.group_ids)
-        self.slots = [None] * self.size
+        self.slots = ([None] * self.size, [None] * self.size)   # by collective parity
         self.arrived = 0
         self.generation = 0
         self.pending = {}          # Split: (sequence, color) -> [group, members left to pick it up]
@@ -191,22 +199,28 @@ class ThreadCommunicator(Communicator):
         """Deposit ``(call, payload)``, wait for every rank, check that all called the
         same collective, and return every rank's payload (in rank order)."""
         g = self._group
-        g.slots[self.rank] = (call, payload)
+        slots = g.slots[self._sequence & 1]
+        slots[self.rank] = (call, payload)
         g.wait(self.rank, call)
-        calls = [slot[0] for slot in g.slots]
+        calls = [slot[0] for slot in slots]
         if any(c != calls[0] for c in calls):
             detail = "; ".join(f"rank {r}: {c}" for r, c in enumerate(calls))
             raise CollectiveMismatchError(
                 f"mismatched collective calls on a {self.size}-rank communicator: {detail}")
         self._sequence += 1
-        return [slot[1] for slot in g.slots]
+        return [slot[1] for slot in slots]
 
     def _leave(self, call):
         """Second barrier: nobody returns (and reuses its buffers) before all are done."""
         self._group.wait(self.rank, call)
 
-    def _collective(self, call, payload, work):
+    def _collective(self, call, payload, work, leave=True):
+        """Meet, run ``work`` on every rank's payload, and (``leave``) meet again before
+        returning. ``leave=False`` only where the payloads are the ranks' own copies (see
+        the module docstring) and every rank decides the same way."""
         payloads = self._meet(call, payload)
+        if not leave:
+            return work(payloads)
         try:
             return work(payloads)
         finally:
@@ -216,7 +230,7 @@ class ThreadCommunicator(Communicator):
 
     def Barrier(self):
         """Collective: wait until every rank has called it."""
-        self._collective("Barrier()", None, lambda p: None)
+        self._meet("Barrier()")
 
     # -- objects -----------------------------------------------------------------------
 
@@ -327,7 +341,11 @@ class ThreadCommunicator(Communicator):
                     raise CommError(f"Allgatherv: rank {r} sent {describe(src)}, rank "
                                     f"{self.rank} expects {counts[r]} {arr.dtype}")
                 flat[displs[r]:displs[r] + counts[r]] = src.reshape(-1)
-        return self._collective("Allgatherv()", sendbuf, work)
+        # the same decision on every rank: the counts are the same everywhere
+        once = int(counts.sum()) * arr.itemsize <= _COPY_BYTES
+        payload = sendbuf.copy() if once else sendbuf
+        return self._collective(f"Allgatherv({'once' if once else 'twice'})", payload, work,
+                                leave=not once)
 
     def Reduce(self, sendbuf, recvbuf, op=SUM, root=0):
         """Collective: elementwise ``op`` over every rank's ``sendbuf`` (in rank order) into
@@ -350,6 +368,13 @@ class ThreadCommunicator(Communicator):
         op = check_op(op, buffer=True)
         src, dst = self._reduction_buffers("Allreduce", sendbuf, recvbuf, True)
         call = f"Allreduce({op.name}, {describe(src)})"
+
+        if src.nbytes <= _COPY_BYTES:
+            # every rank reduces the whole array from the others' copies, in rank order
+            # (the same bits everywhere), and writes only its own result
+            def whole(p):
+                _reduce_range(op, p, 0, src.size, None, out=dst.reshape(-1))
+            return self._collective(call + " once", src.copy(), whole, leave=False)
 
         def work(p):
             lo, hi = block_range(src.size, self.size, self.rank)
@@ -375,6 +400,8 @@ class ThreadCommunicator(Communicator):
         def work(p):
             lo = displs[self.rank]
             _reduce_range(op, p, lo, lo + counts[self.rank], None, out=recvbuf.reshape(-1))
+        if sendbuf.nbytes <= _COPY_BYTES:   # the same size on every rank (in ``call``)
+            return self._collective(call + " once", sendbuf.copy(), work, leave=False)
         return self._collective(call, sendbuf, work)
 
     def _reduction_buffers(self, call, sendbuf, recvbuf, receives):
