@@ -145,6 +145,13 @@ class GradientCriterion(Criterion):
         g, h = self._grad_hess(sums)
         return np.array([float(newton_step(g, h, self.l2, self.learning_rate))])
 
+    def node_stats(self, sums):
+        """:meth:`node_value` and :meth:`impurity` of (S, C) sums at once (the same
+        elementwise operations as one node at a time)."""
+        g, h = self._grad_hess(sums)
+        values = newton_step(g, h, self.l2, self.learning_rate)
+        return values.reshape(-1, 1), np.full(len(values), np.inf)
+
     def category_keys(self, sums, parent):
         """``sum_gradient / (sum_hessian + eps)`` of each category (as LightGBM)."""
         g, h = self._grad_hess(sums)
@@ -424,10 +431,13 @@ class PackedGradientCriterion(GradientCriterion):
         return g, h
 
     def node_stats(self, sums):
-        """:meth:`node_value` and :meth:`impurity` of (S, 1) sums at once."""
-        g, h = self._grad_hess(sums)
-        values = newton_step(g, h, self.l2, self.learning_rate)
-        return values.reshape(-1, 1), np.full(len(values), np.inf)
+        """:meth:`node_value` and :meth:`impurity` of (S, 1) sums at once, in one kernel
+        (the operations of :meth:`_grad_hess` and :func:`newton_step`, in their order)."""
+        words = np.ascontiguousarray(sums, dtype=np.int64).reshape(-1)
+        values = np.empty((words.shape[0], 1))
+        _packed_node_values(words, self.count_bits, self.hess_bits, self.inv_grad_scale,
+                            self.inv_hess_scale, self.l2, self.learning_rate, values[:, 0])
+        return values, np.full(words.shape[0], np.inf)
 
     def split_gain(self, left, right, parent):
         gl, hl = self._grad_hess(left)
@@ -453,6 +463,15 @@ class PackedGradientCriterion(GradientCriterion):
                             self.inv_hess_scale, self.count_bits, self.hess_bits, self.l2,
                             MIN_HESSIAN, int(min_samples_leaf), masks, gains, f, b, lefts)
         return gains, f, b, lefts
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _packed_node_values(words, count_bits, hess_bits, inv_grad_scale, inv_hess_scale, l2,
+                        learning_rate, out):
+    for i in range(words.shape[0]):
+        g, h, _ = _unpack(words[i], count_bits, hess_bits, inv_grad_scale, inv_hess_scale)
+        denominator = h + l2
+        out[i] = -learning_rate * g / denominator if denominator > 0 else 0.0
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
