@@ -251,3 +251,26 @@ def test_split_nodes_partitions_stably_and_records_the_splits(use_table):
             assert threshold[nid] == edge_table[cand_feature[nid], cand_bin[nid]]
         assert not is_open[nid]
     assert is_open[1] and left[1] == -1                 # a node not chosen is untouched
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_node_values_of_many_nodes_equal_one_node_at_a_time(packed):
+    rng = np.random.default_rng(11)
+    if packed:
+        layout = packed_layout(50_000, False)
+        crit = PackedGradientCriterion(8.0, 16.0, 0.5, 0.1, layout)
+        shift = layout.count_bits + layout.hess_bits
+        n = rng.integers(0, 1000, 50)
+        g = rng.integers(-4, 5, 50) * n
+        h = rng.integers(0, layout.hess_levels + 1, 50) * n
+        sums = ((g << shift) + (h << layout.count_bits) + n).reshape(-1, 1)
+    else:
+        crit = GradientCriterion(2.0 ** 10, 2.0 ** 12, 0.0, 0.1, 20)
+        h = rng.integers(0, 4096, 50)
+        h[:3] = 0                                        # no hessian: value 0
+        sums = np.column_stack([rng.integers(-10 ** 6, 10 ** 6, 50), (h << 20) + 7])
+    values, impurity = crit.node_stats(sums)
+    assert values.shape == (50, 1) and np.isinf(impurity).all()
+    for i in range(50):
+        assert values[i, 0] == crit.node_value(sums[i])[0]     # the same bits
+    assert np.count_nonzero(values) >= 40
