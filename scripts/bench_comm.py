@@ -1,4 +1,5 @@
-"""Latency and bandwidth of Bcast, Allreduce and Sendrecv, 8 B to 64 MiB.
+"""Latency and bandwidth of Bcast, Allreduce, Sendrecv, Allgather and Reduce_scatter, 8 B
+to 64 MiB (the message: each rank's send buffer).
 
 The threads backend, the MPI backend and raw mpi4py, side by side in one run:
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-OPS = ("Bcast", "Allreduce", "Sendrecv")
+OPS = ("Bcast", "Allreduce", "Sendrecv", "Allgather", "Reduce_scatter")
 
 
 def parse_bytes(text):
@@ -45,16 +46,21 @@ def repetitions(nbytes, budget=1 << 28):
 def time_op(comm, op, nbytes, reps):
     """Collective: seconds per call of ``op`` on an ``nbytes`` message (max over ranks).
 
-    ``comm`` is an mpiml Communicator or a raw mpi4py communicator: the three calls
-    have the same positional signature in both.
+    ``comm`` is an mpiml Communicator or a raw mpi4py communicator: the calls have the
+    same positional signature in both.
     """
     n = max(nbytes // 8, 1)
     send, recv = np.ones(n), np.empty(n)
     rank, size = _rank_size(comm)
     right, left = (rank + 1) % size, (rank - 1) % size
+    gathered = np.empty(n * size)
+    counts = [n // size + (r < n % size) for r in range(size)]
+    block = np.empty(counts[rank])
     call = {"Bcast": lambda: comm.Bcast(send, 0),
             "Allreduce": lambda: comm.Allreduce(send, recv),
-            "Sendrecv": lambda: comm.Sendrecv(send, right, 0, recv, left, 0)}[op]
+            "Sendrecv": lambda: comm.Sendrecv(send, right, 0, recv, left, 0),
+            "Allgather": lambda: comm.Allgather(send, gathered),
+            "Reduce_scatter": lambda: comm.Reduce_scatter(send, block, counts)}[op]
     call()  # warm up: connections, registration caches
     comm.Barrier()
     start = time.perf_counter()
@@ -125,14 +131,14 @@ def human(nbytes):
 
 def table(results, sizes):
     cols = ("threads", "mpi", "mpi4py")
-    head = (f"{'op':<10}{'size':>9} | " + " | ".join(f"{c + ' us':>12} {'GB/s':>7}" for c in cols)
+    head = (f"{'op':<14}{'size':>9} | " + " | ".join(f"{c + ' us':>12} {'GB/s':>7}" for c in cols)
             + f" | {'mpi/mpi4py':>10} {'thr/mpi':>8}")
     lines = [head, "-" * len(head)]
     for op in OPS:
         for n in sizes:
             t = {c: results[c][op][n] for c in cols}
             cells = " | ".join(f"{t[c] * 1e6:>12.1f} {n / t[c] / 1e9:>7.2f}" for c in cols)
-            lines.append(f"{op:<10}{human(n):>9} | {cells} | "
+            lines.append(f"{op:<14}{human(n):>9} | {cells} | "
                          f"{t['mpi4py'] / t['mpi']:>10.2f} {t['mpi'] / t['threads']:>8.2f}")
     return "\n".join(lines)
 

@@ -298,7 +298,9 @@ def test_bad_buffers_are_clear_errors(spmd):
                      lambda: comm.Bcast(np.array(["a"], dtype=object)),
                      lambda: comm.Allreduce(np.zeros(2), np.zeros(2), op="sum"),
                      lambda: comm.Send(np.zeros(2), comm.size),
-                     lambda: comm.bcast(1, root=-1)):
+                     lambda: comm.bcast(1, root=-1),
+                     lambda: comm.Allgather(np.zeros(3), np.zeros(3 * comm.size + 2)),
+                     lambda: comm.Allgather(np.zeros(3), np.zeros(3 * comm.size, np.float32))):
             try:
                 call()
             except (mpiml.CommError, TypeError) as exc:
@@ -306,7 +308,7 @@ def test_bad_buffers_are_clear_errors(spmd):
         return errors
 
     for errors in spmd(body):
-        assert len(errors) == 8
+        assert len(errors) == 10
         assert "numpy array" in errors[0]
         assert "same size and dtype" in errors[1] and "same size and dtype" in errors[2]
         assert "C-contiguous" in errors[3]
@@ -314,3 +316,4 @@ def test_bad_buffers_are_clear_errors(spmd):
         assert "mpiml.SUM" in errors[5]
         assert "dest must be a rank" in errors[6]
         assert "root must be a rank" in errors[7]
+        assert all("Allgather" in e for e in errors[8:])

@@ -33,7 +33,7 @@ from mpi4py import MPI  # noqa: E402
 from mpi4py.util.dtlib import from_numpy_dtype  # noqa: E402
 
 from ..errors import CommError  # noqa: E402
-from .base import Communicator, as_buffer, as_vector_spec  # noqa: E402
+from .base import Communicator, as_buffer, as_vector_spec, describe  # noqa: E402
 from .ops import (ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, IN_PLACE, MAX, MIN, PROD,  # noqa: E402
                   SUM, check_op, fold)
 from .shared import SharedArray, WindowRegistry  # noqa: E402
@@ -174,6 +174,21 @@ class MPICommunicator(Communicator):
         _BLOCKED[0] = ("Gatherv", self.size)
         try:
             self._comm.Gatherv(as_buffer(sendbuf, "Gatherv"), recv, root)
+        finally:
+            _BLOCKED[0] = None
+
+    def Allgather(self, sendbuf, recvbuf):
+        """Equal blocks from every rank into ``recvbuf`` on every rank: ``MPI_Allgather``
+        itself (no counts and displacements to make and check, as ``Allgatherv`` has)."""
+        send = as_buffer(sendbuf, "Allgather")
+        recv = as_buffer(recvbuf, "Allgather", writable=True)
+        if recv.size != send.size * self.size or recv.dtype != send.dtype:
+            raise CommError(f"Allgather: rank {self.rank} sends {describe(send)}, so its "
+                            f"receive buffer must hold {send.size * self.size} {send.dtype}, "
+                            f"not {describe(recv)}")
+        _BLOCKED[0] = ("Allgather", self.size)
+        try:
+            self._comm.Allgather(send, recv)
         finally:
             _BLOCKED[0] = None
 

@@ -1,4 +1,5 @@
-"""comm: Bcast, Allreduce, Sendrecv (threads, MPI, raw mpi4py), by scripts/bench_comm.py."""
+"""comm: Bcast, Allreduce, Sendrecv, Allgather, Reduce_scatter (threads, MPI, raw mpi4py), by
+scripts/bench_comm.py."""
 
 import json
 
