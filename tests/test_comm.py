@@ -1,5 +1,7 @@
 """The Communicator contract, each body run on thread ranks 1-5 and under mpiexec."""
 
+import re
+
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
@@ -317,3 +319,28 @@ def test_bad_buffers_are_clear_errors(spmd):
         assert "dest must be a rank" in errors[6]
         assert "root must be a rank" in errors[7]
         assert all("Allgather" in e for e in errors[8:])
+
+
+def test_vector_specs_are_checked_with_clear_errors():
+    """``[array, counts(, displs)]`` specifications: the defaults, and every bad one."""
+    from mpiml.comm.base import as_vector_spec
+    buf = np.zeros(6)
+    _, counts, displs = as_vector_spec(buf, 3, "X")
+    assert_array_equal(counts, [2, 2, 2])
+    assert_array_equal(displs, [0, 2, 4])
+    _, counts, displs = as_vector_spec([buf, np.array([1, 0, 5])], 3, "X")
+    assert_array_equal(counts, [1, 0, 5])
+    assert_array_equal(displs, [0, 1, 1])
+    _, counts, displs = as_vector_spec([buf, [1, 2, 3], [5, 3, 0]], 3, "X")
+    assert counts.dtype == displs.dtype == np.int64
+    assert_array_equal(displs, [5, 3, 0])
+    for spec, size, message in [
+            (buf, 4, "X: 6 elements cannot be split evenly over 4 ranks"),
+            ([buf, [3, 3]], 3, "X: 2 counts given for 3 ranks"),
+            ([buf, [4, -1, 3]], 3, "X: counts must be >= 0, got [4, -1, 3]"),
+            ([buf, [1, 1, 1], [0, 1]], 3, "X: 2 displacements given for 3 ranks"),
+            ([buf, [1, 1, 1], [0, -1, 2]], 3, "do not fit a buffer of 6 elements"),
+            ([buf, [4, 1, 2]], 3, "X: counts [4, 1, 2] at displacements [0, 4, 5] do not fit"),
+            ([buf, [1], [0], [0]], 1, "must be [array, counts(, displs)]")]:
+        with pytest.raises(mpiml.CommError, match=re.escape(message)):
+            as_vector_spec(spec, size, "X")

@@ -53,26 +53,30 @@ def as_vector_spec(spec, size, call, writable=False):
         displs = spec[2] if len(spec) > 2 else None
     else:
         arr, counts, displs = as_buffer(spec, call, writable), None, None
+    # checked on Python ints: a few microseconds less per vector collective than on arrays
     if counts is None:
         if arr.size % size:
             raise CommError(f"{call}: {arr.size} elements cannot be split evenly over "
                             f"{size} ranks; pass [array, counts]")
-        counts = np.full(size, arr.size // size, dtype=np.int64)
-    counts = np.asarray(counts, dtype=np.int64).reshape(-1)
-    if counts.size != size:
-        raise CommError(f"{call}: {counts.size} counts given for {size} ranks")
-    if (counts < 0).any():
-        raise CommError(f"{call}: counts must be >= 0, got {counts.tolist()}")
+        counts = [arr.size // size] * size
+    else:
+        counts = np.asarray(counts, dtype=np.int64).reshape(-1).tolist()
+    if len(counts) != size:
+        raise CommError(f"{call}: {len(counts)} counts given for {size} ranks")
+    if min(counts, default=0) < 0:
+        raise CommError(f"{call}: counts must be >= 0, got {counts}")
     if displs is None:
-        displs = np.zeros(size, dtype=np.int64)
-        np.cumsum(counts[:-1], out=displs[1:])
-    displs = np.asarray(displs, dtype=np.int64).reshape(-1)
-    if displs.size != size:
-        raise CommError(f"{call}: {displs.size} displacements given for {size} ranks")
-    if size and ((displs < 0).any() or (displs + counts).max(initial=0) > arr.size):
-        raise CommError(f"{call}: counts {counts.tolist()} at displacements {displs.tolist()} "
+        displs = [0] * size
+        for r in range(1, size):
+            displs[r] = displs[r - 1] + counts[r - 1]
+    else:
+        displs = np.asarray(displs, dtype=np.int64).reshape(-1).tolist()
+    if len(displs) != size:
+        raise CommError(f"{call}: {len(displs)} displacements given for {size} ranks")
+    if size and (min(displs) < 0 or max(d + c for d, c in zip(displs, counts)) > arr.size):
+        raise CommError(f"{call}: counts {counts} at displacements {displs} "
                         f"do not fit a buffer of {arr.size} elements")
-    return arr, counts, displs
+    return arr, np.array(counts, dtype=np.int64), np.array(displs, dtype=np.int64)
 
 
 def describe(buf):
