@@ -21,7 +21,7 @@ def comm_steps(params, ranks):
 def run_comm(ctx, params):
     if mpiexec_path() is None:
         raise AreaSkipped("mpiexec not found (install the mpich extra or a system MPI)")
-    ctx.step(f"Bcast, Allreduce, Sendrecv up to {params['max_bytes']}B on "
+    ctx.step(f"Bcast, Allreduce, Sendrecv, Allgather, Reduce_scatter up to {params['max_bytes']}B on "
              f"{params['ranks']} ranks: threads, MPI, mpi4py")
     out = ctx.scratch / "comm.json"
     ctx.run(["python", SCRIPTS / "bench_comm.py", "--ranks", params["ranks"],
