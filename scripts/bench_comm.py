@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mpiml.comm.partition import block_counts  # noqa: E402
+
 OPS = ("Bcast", "Allreduce", "Sendrecv", "Allgather", "Reduce_scatter")
 
 
@@ -54,7 +57,7 @@ def time_op(comm, op, nbytes, reps):
     rank, size = _rank_size(comm)
     right, left = (rank + 1) % size, (rank - 1) % size
     gathered = np.empty(n * size)
-    counts = [n // size + (r < n % size) for r in range(size)]
+    counts = block_counts(n, size)[0]
     block = np.empty(counts[rank])
     call = {"Bcast": lambda: comm.Bcast(send, 0),
             "Allreduce": lambda: comm.Allreduce(send, recv),

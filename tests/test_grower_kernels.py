@@ -60,13 +60,12 @@ def test_histograms_of_several_nodes_equal_one_call_per_node(n_channels, row_maj
     assert not batched[:, 0].any()                          # the empty segment
 
 
-def _random_hists(rng, n_nodes, n_features, n_bins, make_row):
-    """Histograms of random rows per node, so that every parent is their sum."""
-    hists = np.zeros((n_nodes, n_features, n_bins, 1 if make_row(0).ndim == 0 else
-                      make_row(0).shape[0]), np.int64)
-    for i in range(n_nodes):
-        n = int(rng.integers(0, 60)) if i else 0          # node 0: no rows at all
-        for _ in range(n):
+def _random_hists(rng, n_nodes, n_features, n_bins, n_channels, make_row):
+    """Histograms of random rows (``make_row(rng)``, (C,)) per node, so that every parent
+    is their sum; node 0 has no rows at all."""
+    hists = np.zeros((n_nodes, n_features, n_bins, n_channels), np.int64)
+    for i in range(1, n_nodes):
+        for _ in range(int(rng.integers(0, 60))):
             hists[i, np.arange(n_features), rng.integers(0, n_bins, n_features)] += make_row(rng)
     return hists, hists[:, 0].sum(axis=1)
 
@@ -79,13 +78,11 @@ def test_batched_packed_scan_equals_the_node_by_node_scan(min_samples_leaf):
     shift = layout.count_bits + layout.hess_bits
 
     def row(r):
-        if isinstance(r, int):
-            return np.zeros(1, np.int64)
         g = int(r.integers(-layout.grad_levels, layout.grad_levels + 1))
         h = int(r.integers(0, layout.hess_levels + 1))
         return np.array([(g << shift) + (h << layout.count_bits) + 1], np.int64)
 
-    hists, parents = _random_hists(rng, 9, 5, 7, row)
+    hists, parents = _random_hists(rng, 9, 5, 7, 1, row)
     masks = rng.random((9, 5)) < 0.7
     masks[3] = False                                       # no allowed feature
     gains, f, b, lefts = crit.best_splits(hists, parents, min_samples_leaf, masks)
@@ -105,12 +102,10 @@ def test_batched_exact_gradient_scan_equals_the_node_by_node_scan():
     crit = GradientCriterion(2.0 ** 10, 2.0 ** 12, 1.0, 0.1, count_bits)
 
     def row(r):
-        if isinstance(r, int):
-            return np.zeros(2, np.int64)
         h = int(r.integers(0, 4096))
         return np.array([int(r.integers(-4000, 4000)), (h << count_bits) + 1], np.int64)
 
-    hists, parents = _random_hists(rng, 7, 4, 6, row)
+    hists, parents = _random_hists(rng, 7, 4, 6, 2, row)
     masks = np.ones((7, 4), bool)
     gains, f, b, lefts = crit.best_splits(hists, parents, 3, masks)
     for i in range(7):
@@ -127,22 +122,18 @@ def test_batched_exact_gradient_scan_equals_the_node_by_node_scan():
 def test_batched_builtin_scan_equals_the_node_by_node_scan(kind):
     rng = np.random.default_rng(3)
     if kind == GINI:           # channels: count, class 0, class 1
-        spec = (GINI, 1, 2, np.array([1.0, 1.0, 1.0]), 0)
+        spec, n_channels = (GINI, 1, 2, np.array([1.0, 1.0, 1.0]), 0), 3
 
         def row(r):
-            if isinstance(r, int):
-                return np.zeros(3, np.int64)
             k = int(r.integers(0, 2))
             return np.array([1, 1 - k, k], np.int64)
     else:                      # channels: count, w, w y, w y^2
-        spec = (SQUARED_ERROR, 0, 0, np.array([1.0, 4.0, 16.0]), 0)
+        spec, n_channels = (SQUARED_ERROR, 0, 0, np.array([1.0, 4.0, 16.0]), 0), 4
 
         def row(r):
-            if isinstance(r, int):
-                return np.zeros(4, np.int64)
             y = int(r.integers(-5, 6))
             return np.array([1, 1, 4 * y, 16 * y * y], np.int64)
-    hists, parents = _random_hists(rng, 8, 4, 6, row)
+    hists, parents = _random_hists(rng, 8, 4, 6, n_channels, row)
     n_bins = np.array([6, 3, 6, 2], dtype=np.int64)      # features with fewer bins
     masks = rng.random((8, 4)) < 0.8
     n = len(hists)

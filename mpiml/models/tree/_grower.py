@@ -152,32 +152,41 @@ class _Grower:
             ok &= self.depth[ids] < self.max_depth
         return ids[ok]
 
-    def _set_candidates(self, ids, gain, feature, bin_, left, missing=0, mask=0):
-        gain = np.where(np.isnan(gain), -np.inf, gain)
-        self.cand_gain[ids], self.cand_feature[ids], self.cand_bin[ids] = gain, feature, bin_
-        self.cand_left[ids] = left
-        self.cand_missing[ids] = missing
-        self.cand_mask[ids] = mask
-        self.open[ids] = (gain > -np.inf) & (gain >= self.min_gain)
+    def _candidate_rows(self, n):
+        """Zeroed rows of one rank's best candidates: gain bits, feature, bin, left sums
+        (C), missing side, left-bin mask (``_MASK_WORDS``)."""
+        return np.zeros((n, 4 + self.n_channels + _MASK_WORDS), dtype=np.int64)
+
+    def _take_candidates(self, ids, mine):
+        """Every rank's candidate rows ``mine`` for nodes ``ids`` (Allgather-ed on several
+        ranks); each node keeps the best of them and is open when its gain is finite and
+        at least ``min_gain``. Collective."""
+        if self.comm is None:
+            every = mine[None]
+        else:
+            every = np.empty((self.size,) + mine.shape, dtype=np.int64)
+            with collective(self.comm):
+                self.comm.Allgather(mine, every)
+        gains = np.ascontiguousarray(every[:, :, 0]).view(np.float64)
+        take_candidates(np.asarray(ids, dtype=np.int64), every, gains, self.min_gain,
+                        self.cand_gain, self.cand_feature, self.cand_bin, self.cand_left,
+                        self.cand_missing, self.cand_mask, self.open)
 
     # -- local engine ----------------------------------------------------------------
 
     def _search_local(self, ids):
-        n = ids.shape[0]
+        n, c = ids.shape[0], self.n_channels
         gain, feature = np.empty(n), np.empty(n, np.int64)
-        bin_, left = np.empty(n, np.int64), np.zeros((n, self.n_channels), np.int64)
+        bin_, left = np.empty(n, np.int64), np.zeros((n, c), np.int64)
         kind, first, n_classes, scales, count_channel = self.criterion.kernel
         with phase("split search"):
-            self._search_local_kernel(ids, gain, feature, bin_, left, kind, first, n_classes,
-                                      scales, count_channel)
-        self._set_candidates(ids, gain, feature, bin_, left)
-
-    def _search_local_kernel(self, ids, gain, feature, bin_, left, kind, first, n_classes,
-                             scales, count_channel):
-        search_local(self.binned, self.channels, self.rows, self.start[ids], self.stop[ids], ids,
-                     self.sums[ids], self.bins_per_feature, kind, first, n_classes, scales,
-                     count_channel, self.min_samples_leaf, self.random_state, self.tree_index,
-                     self.k_features, gain, feature, bin_, left)
+            search_local(self.binned, self.channels, self.rows, self.start[ids], self.stop[ids],
+                         ids, self.sums[ids], self.bins_per_feature, kind, first, n_classes,
+                         scales, count_channel, self.min_samples_leaf, self.random_state,
+                         self.tree_index, self.k_features, gain, feature, bin_, left)
+        mine = self._candidate_rows(n)
+        mine[:, 0], mine[:, 1], mine[:, 2], mine[:, 3:3 + c] = gain.view(np.int64), feature, bin_, left
+        self._take_candidates(ids, mine)
 
     # -- histogram engine ------------------------------------------------------------
 
@@ -385,22 +394,11 @@ class _Grower:
 
     def _search_hist(self, ids):
         """Best split of each node over all features, identical on every rank. Collective."""
-        c = self.n_channels
-        width = 4 + c + _MASK_WORDS
-        mine = np.zeros((len(ids), width), dtype=np.int64)
+        mine = self._candidate_rows(len(ids))
         with phase("split search"):
             if not self._scan_nodes(ids, mine):
                 self._scan_each(ids, mine)
-        if self.comm is None:
-            every = mine[None]
-        else:
-            every = np.empty((self.size,) + mine.shape, dtype=np.int64)
-            with collective(self.comm):
-                self.comm.Allgather(mine, every)
-        gains = np.ascontiguousarray(every[:, :, 0]).view(np.float64)
-        take_candidates(np.asarray(ids, dtype=np.int64), every, gains, self.min_gain,
-                        self.cand_gain, self.cand_feature, self.cand_bin, self.cand_left,
-                        self.cand_missing, self.cand_mask, self.open)
+        self._take_candidates(ids, mine)
 
     # -- growth ----------------------------------------------------------------------
 
