@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import mpiml
 from util import rank_rows
+from mpiml.comm.partition import block_range
 from mpiml.errors import InvalidParameterError
 from mpiml.io import read_manifest
 from mpiml.models.gbdt import GradientBoostingClassifier, GradientBoostingRegressor
@@ -371,6 +372,74 @@ def test_packed_layout_range():
     assert packed_layout(10 ** 8, True) is not None         # the count is the hessian
 
 
+def test_quantized_layout_packs_in_chunks_beyond_one_layout():
+    from mpiml.models.gbdt.criterion import PACKED_CHUNK_ROWS, packed_layout, quantized_layout
+    whole, chunked = quantized_layout(2 ** 20 - 1, False)
+    assert not chunked and whole.max_rows == 2 ** 20 - 1
+    layout, chunked = quantized_layout(2 ** 20 + 1, False)
+    assert chunked and layout.max_rows == PACKED_CHUNK_ROWS
+    assert repr(layout) == repr(packed_layout(PACKED_CHUNK_ROWS, False))
+    assert layout.n_unpacked == 3
+    assert quantized_layout(10 ** 8, True)[1] is False      # the count is the hessian
+    layout, chunked = quantized_layout(10 ** 13, True)
+    assert chunked and layout.n_unpacked == 2
+
+
+QUANTIZED_CASES = sorted(c for c in CASES if "exact" not in c)
+
+
+def _chunked_layout(chunk_rows):
+    """``quantized_layout`` with the one-channel layout's fields, packed in chunks of
+    ``chunk_rows`` rows."""
+    from mpiml.models.gbdt import criterion
+
+    def layout(n_total, count_is_hessian):
+        whole = criterion.packed_layout(n_total, count_is_hessian)
+        return criterion.PackedLayout(whole.count_bits, whole.hess_bits, whole.grad_levels,
+                                      whole.hess_levels, chunk_rows), True
+    return layout
+
+
+@pytest.mark.threads(1, 3)
+@pytest.mark.parametrize("chunk_rows", [1, 37])
+@pytest.mark.parametrize("case", QUANTIZED_CASES)
+def test_chunked_packing_gives_the_one_channel_trees(spmd, monkeypatch, case, chunk_rows):
+    """Packed in chunks and unpacked to exact channels before the sums over ranks, the
+    same fields give the same model, bit for bit, as one packed channel, for any rank
+    count (rows in pieces of one row, and of 37 rows: several pieces per node)."""
+    from mpiml.models.gbdt import _boosting
+    cls, params, X, y, weight, X_test = _case_data(case)
+    one_channel = _fingerprint(cls(**params).fit(X, y, weight), X_test)
+    monkeypatch.setattr(_boosting, "quantized_layout", _chunked_layout(chunk_rows))
+    _assert_same(_fingerprint(cls(**params).fit(X, y, weight), X_test), one_channel)
+    for got in spmd(_fit_body, case, True):
+        _assert_same(got, one_channel)
+
+
+def _beyond_one_layout_body(comm, X, y, X_test):
+    a, b = block_range(len(X), comm.size, comm.rank)
+    model = GradientBoostingClassifier(n_estimators=3, max_leaf_nodes=6, random_state=0)
+    return _fingerprint(model.fit(X[a:b], y[a:b], comm=comm), X_test)
+
+
+def test_more_rows_than_one_packed_layout_holds():
+    """2**20 + 3 rows: the chunked regime, for real; the same model on 1 and 2 ranks, and
+    as accurate as the split search on exact gradients."""
+    from mpiml.models.gbdt.criterion import quantized_layout
+    n = 2 ** 20 + 3
+    assert quantized_layout(n, False)[1]
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(n, 2)).astype(np.float32).astype(np.float64)
+    y = (X[:, 0] + 0.5 * X[:, 1] + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
+    X_test = rng.normal(size=(2000, 2))
+    one = mpiml.run(_beyond_one_layout_body, X, y, X_test, threads=1)[0]
+    for got in mpiml.run(_beyond_one_layout_body, X, y, X_test, threads=2):
+        _assert_same(got, one)
+    exact = GradientBoostingClassifier(n_estimators=3, max_leaf_nodes=6, random_state=0,
+                                       quantize_gradients=False).fit(X, y)
+    assert_allclose(one["predict"], exact.predict_proba(X_test), atol=0.02)
+
+
 def test_stochastic_rounding_is_unbiased_and_rank_independent():
     from mpiml.models.gbdt.criterion import (
         PackedGradientCriterion,
@@ -443,7 +512,7 @@ def test_coarse_quantization_keeps_exact_leaf_values_and_accuracy(monkeypatch):
     exact = GradientBoostingClassifier(n_estimators=30, quantize_gradients=False,
                                        random_state=0).fit(X, y)
     coarse = criterion.PackedLayout(count_bits=13, hess_bits=25, grad_levels=2, hess_levels=1)
-    monkeypatch.setattr(_boosting, "packed_layout", lambda n, count_is_hessian: coarse)
+    monkeypatch.setattr(_boosting, "quantized_layout", lambda n, count_is_hessian: (coarse, False))
     model = GradientBoostingClassifier(n_estimators=30, random_state=0).fit(X, y)
     assert abs(model.score(X_test, y_test) - exact.score(X_test, y_test)) < 0.02
     one = GradientBoostingClassifier(n_estimators=1, l2_regularization=0.5,

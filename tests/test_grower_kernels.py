@@ -16,6 +16,8 @@ from mpiml.models.tree._kernels import (
     build_histograms_nodes,
     build_histograms_rows,
     build_histograms_rows_nodes,
+    unpack_histograms,
+    unpacked_sum,
 )
 from mpiml.models.tree._split_kernels import (
     GINI,
@@ -265,3 +267,57 @@ def test_node_values_of_many_nodes_equal_one_node_at_a_time(packed):
     for i in range(50):
         assert values[i, 0] == crit.node_value(sums[i])[0]     # the same bits
     assert np.count_nonzero(values) >= 40
+
+
+def _packed_rows(rng, layout, n):
+    """``n`` packed words at random levels (extremes included) and their fields
+    ``[G, H, count]`` (``[G, count]`` when the hessian is the count)."""
+    g = rng.integers(-layout.grad_levels, layout.grad_levels + 1, n)
+    g[:2] = (-layout.grad_levels, layout.grad_levels)
+    count = rng.integers(0, 2, n)               # rows outside the sample count 0
+    g *= count
+    shift = layout.count_bits + layout.hess_bits
+    words = (g << shift) + count
+    fields = [g]
+    if layout.hess_bits:
+        h = rng.integers(0, layout.hess_levels + 1, n) * count
+        words += h << layout.count_bits
+        fields.append(h)
+    fields.append(count)
+    return words.astype(np.int64), np.stack(fields, axis=1).astype(np.int64)
+
+
+@pytest.mark.parametrize("count_is_hessian", [False, True])
+def test_unpacked_histograms_and_sums_equal_the_fields_summed(count_is_hessian):
+    """Pieces of at most ``max_rows`` rows, histogrammed packed and unpacked into their
+    nodes, equal the histograms of the fields; the chunked sum equals the fields' sum,
+    also where one packed sum of every row would carry."""
+    rng = np.random.default_rng(3)
+    layout = packed_layout(40, count_is_hessian)
+    n, n_features, n_bins = 301, 4, 9
+    words, fields = _packed_rows(rng, layout, n)
+    binned = rng.integers(0, n_bins, (n_features, n), dtype=np.uint8)
+    rows = rng.permutation(n).astype(np.int32)
+    features = np.arange(n_features, dtype=np.int64)
+    # pieces of nodes 0..2 (node 1 has none of its rows left: an empty piece)
+    starts = np.array([0, 40, 80, 80, 110, 150], dtype=np.int64)
+    stops = np.array([40, 80, 80, 110, 150, 151], dtype=np.int64)
+    piece_node = np.array([0, 0, 1, 2, 2, 2], dtype=np.int64)
+    packed = np.zeros((n_features, 6, n_bins, 1), dtype=np.int64)
+    build_histograms_nodes(binned, words[:, None], rows, starts, stops, features, packed)
+    out = np.full((n_features, 3, n_bins, layout.n_unpacked), 7, dtype=np.int64)
+    unpack_histograms(packed, piece_node, layout.count_bits, layout.hess_bits, out)
+    want = np.full_like(out, 7)
+    for node, (a, b) in enumerate([(0, 80), (80, 80), (80, 151)]):
+        for f in range(n_features):
+            np.add.at(want[f, node], binned[f, rows[a:b]], fields[rows[a:b]])
+    assert_array_equal(out, want)
+
+    total = np.zeros(layout.n_unpacked, dtype=np.int64)
+    unpacked_sum(words[:, None], rows, layout.max_rows, layout.count_bits, layout.hess_bits,
+                 total)
+    assert_array_equal(total, fields.sum(axis=0))
+    # 301 rows at the extreme levels in one sum carry between the fields
+    carried = np.zeros_like(total)
+    unpacked_sum(words[:, None], rows, n, layout.count_bits, layout.hess_bits, carried)
+    assert not np.array_equal(carried, total)

@@ -39,8 +39,8 @@ from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, gro
                     leaf_of_rows, stack_trees, unstack_trees)
 from . import _fixed_point as fp
 from .criterion import (GradientCriterion, PackedGradientCriterion, add_leaf_values, channel_layout,
-                        hessian_scale, make_channels, make_packed_channels, packed_layout,
-                        packed_scales, renew_node_values)
+                        hessian_scale, make_channels, make_packed_channels, packed_scales,
+                        quantized_layout, renew_node_values, unpacked_criterion)
 
 _VALIDATION_STREAM = 2 ** 32  # round m draws its row sample from stream m
 _QUANTIZE_STREAM = 2 ** 33    # tree m * k + c rounds its gradients with stream 2**33 + that
@@ -213,8 +213,9 @@ class BaseGradientBoosting(BaseEstimator):
                     part.raw[:, t % k] += tree.value[tree.apply(part.X), 0]
 
         count_is_hessian = self._loss_.constant_hessian and train.weight is None
-        packed = (packed_layout(train.n_total, count_is_hessian) if self.quantize_gradients
-                  else None)
+        packed, chunked = (quantized_layout(train.n_total, count_is_hessian)
+                           if self.quantize_gradients else (None, False))
+        packed_fields = packed if chunked else None
         count_bits = channel_layout(train.n_total, count_is_hessian)
         # global row indices of the training rows, where a validation split leaves gaps
         train_rows = None if train.mask.all() else offset + np.flatnonzero(train.mask)
@@ -238,14 +239,14 @@ class BaseGradientBoosting(BaseEstimator):
                 with phase("gradients"):
                     channels, criterion, exact_scales = self._channels(
                         grad[:, c], hess[:, c], grad_max[c], hess_max[c], sampled, packed,
-                        count_bits, train, offset, train_rows, m * k + c)
+                        chunked, count_bits, train, offset, train_rows, m * k + c)
                 with phase("bookkeeping"):
                     tree, segments = grow_tree(
                         train.binned, channels, criterion, bin_edges, comm=comm, mode="data",
                         max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
                         min_samples_leaf=self.min_samples_leaf, return_leaves=True,
                         binned_rows=train.binned_rows, return_segments=True,
-                        index_buffers=train.buffer("rows"))
+                        index_buffers=train.buffer("rows"), packed_fields=packed_fields)
                 with phase("leaf values"):
                     if packed is not None:
                         renew_node_values(comm, tree, segments, grad[:, c], hess[:, c], sampled,
@@ -273,11 +274,12 @@ class BaseGradientBoosting(BaseEstimator):
         self._finish_attributes()
         return self
 
-    def _channels(self, grad, hess, grad_max, hess_max, sampled, packed, count_bits, train,
-                  offset, train_rows, stream):
+    def _channels(self, grad, hess, grad_max, hess_max, sampled, packed, chunked, count_bits,
+                  train, offset, train_rows, stream):
         """``(channels, criterion, exact_scales)`` of one tree from its gradients
         (``exact_scales``: the fixed-point scales of the node values' exact sums; None
-        without quantized gradients)."""
+        without quantized gradients). With ``chunked``, the criterion reads the packed
+        channel's sums unpacked (see :func:`.criterion.quantized_layout`)."""
         grad_scale = fixed_point_scale(grad_max, train.n_total)
         if packed is None:
             hess_scale = hessian_scale(hess_max, train.n_total, count_bits)
@@ -291,8 +293,8 @@ class BaseGradientBoosting(BaseEstimator):
             grad, hess, sampled, q_grad, q_hess, packed,
             _stream_seed(self._seed, _QUANTIZE_STREAM + stream), offset, train_rows,
             out=train.buffer("packed"))
-        criterion = PackedGradientCriterion(q_grad, q_hess, self.l2_regularization,
-                                            self.learning_rate, packed)
+        make = unpacked_criterion if chunked else PackedGradientCriterion
+        criterion = make(q_grad, q_hess, self.l2_regularization, self.learning_rate, packed)
         return channels, criterion, exact_scales
 
     def _report_fields(self):

@@ -25,6 +25,7 @@ same float for the same candidate whatever the number of ranks.
 
 __all__ = ["GradientCriterion", "channel_layout", "make_channels", "MIN_HESSIAN",
            "PackedGradientCriterion", "packed_layout", "packed_scales", "make_packed_channels",
+           "quantized_layout", "unpacked_criterion", "PACKED_CHUNK_ROWS",
            "renew_node_values", "add_leaf_values"]
 
 import numpy as np
@@ -291,24 +292,41 @@ def _split_gains(left, right, parent, inv_grad_scale, inv_hess_scale, shift, l2,
 # sums stay exact in any order. Once a tree's structure is chosen, its node values are
 # computed again from exact fixed-point sums of the unrounded gradients and hessians
 # (:func:`renew_node_values`).
+#
+# With more rows than one layout holds (about a million when the hessian is not the
+# count), the fields are sized for ``PACKED_CHUNK_ROWS`` rows instead: each rank builds a
+# node's packed histogram over at most that many of its rows at a time and unpacks it
+# into the exact channels ``[G, H, count]`` (``[G, count]`` when the hessian is the
+# count), which are summed over ranks and searched by :class:`GradientCriterion`
+# (:func:`quantized_layout`, :func:`unpacked_criterion`).
 
 #: fewest gradient levels (each side of zero) and hessian levels worth packing; with
-#: fewer (more than about a million rows) the exact channels of ``channel_layout`` are used
+#: fewer (more than about a million rows) the rows are packed in chunks
 MIN_PACKED_LEVELS = 4, 2
+#: rows of one packed chunk: the most for which the fields keep the levels above
+PACKED_CHUNK_ROWS = 2 ** 20 - 1
 
 
 class PackedLayout:
-    """Bit fields of the packed channel for ``n_total`` rows (see :func:`packed_layout`)."""
+    """Bit fields of the packed channel (see :func:`packed_layout`): the sums of up to
+    ``max_rows`` rows never carry from one field into the next."""
 
-    def __init__(self, count_bits, hess_bits, grad_levels, hess_levels):
+    def __init__(self, count_bits, hess_bits, grad_levels, hess_levels, max_rows=None):
         self.count_bits = int(count_bits)
         self.hess_bits = int(hess_bits)        # 0: the hessian is the count
         self.grad_levels = int(grad_levels)
         self.hess_levels = int(hess_levels)
+        self.max_rows = (1 << self.count_bits) - 1 if max_rows is None else int(max_rows)
 
     def __repr__(self):
         return (f"PackedLayout(count_bits={self.count_bits}, hess_bits={self.hess_bits}, "
-                f"grad_levels={self.grad_levels}, hess_levels={self.hess_levels})")
+                f"grad_levels={self.grad_levels}, hess_levels={self.hess_levels}, "
+                f"max_rows={self.max_rows})")
+
+    @property
+    def n_unpacked(self):
+        """Exact channels of an unpacked sum: ``[G, H, count]``, or ``[G, count]``."""
+        return 3 if self.hess_bits else 2
 
 
 def packed_layout(n_total, count_is_hessian):
@@ -325,7 +343,26 @@ def packed_layout(n_total, count_is_hessian):
     min_grad, min_hess = MIN_PACKED_LEVELS
     if grad_levels < min_grad or (hess_bits and hess_levels < min_hess):
         return None
-    return PackedLayout(count_bits, hess_bits, grad_levels, hess_levels)
+    return PackedLayout(count_bits, hess_bits, grad_levels, hess_levels, n_total)
+
+
+def quantized_layout(n_total, count_is_hessian):
+    """``(layout, chunked)`` of quantized gradients for ``n_total`` training rows: one
+    packed channel summed as it is while :func:`packed_layout` holds them all, else the
+    layout of :data:`PACKED_CHUNK_ROWS` rows, packed in chunks and unpacked before the
+    sums over ranks (``chunked`` True). Local; depends only on the global row count."""
+    whole = packed_layout(n_total, count_is_hessian)
+    if whole is not None:
+        return whole, False
+    return packed_layout(PACKED_CHUNK_ROWS, count_is_hessian), True
+
+
+def unpacked_criterion(grad_scale, hess_scale, l2_regularization, learning_rate, layout):
+    """The :class:`GradientCriterion` of sums unpacked from ``layout``'s channel (scales
+    from :func:`packed_scales`): the same gain and node values as
+    :class:`PackedGradientCriterion` on the same sums."""
+    return GradientCriterion(grad_scale, hess_scale, l2_regularization, learning_rate,
+                             -1 if layout.hess_bits else 0)
 
 
 def packed_scales(layout, grad_max, hess_max):

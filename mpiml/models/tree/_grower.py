@@ -30,7 +30,8 @@ import numpy as np
 
 from ...comm.partition import block_counts, block_range
 from ._criteria import EPSILON, category_keys
-from ._kernels import build_histograms_nodes, build_histograms_rows_nodes
+from ._kernels import (build_histograms_nodes, build_histograms_rows_nodes, unpack_histograms,
+                       unpacked_sum)
 from ._profile import collective, phase
 from ._split_kernels import (fill_leaves, fill_range, sample_features, scan_histogram,
                              scan_histograms, search_local, split_nodes, take_candidates)
@@ -57,7 +58,8 @@ _LEAF_FIELDS = {"feature": -1, "threshold": -2.0, "threshold_bin": -1, "gain": 0
 class _Grower:
     def __init__(self, binned, channels, criterion, bin_edges, comm, mode, max_depth,
                  max_leaf_nodes, min_samples_leaf, min_samples_split, min_gain, max_features,
-                 random_state, tree_index, rows, binned_rows=None, buffer=None):
+                 random_state, tree_index, rows, binned_rows=None, buffer=None,
+                 packed_fields=None):
         self.binned = binned
         self.binned_rows = binned_rows if mode == "data" else None
         self.channels = channels
@@ -80,8 +82,12 @@ class _Grower:
         self.bin_edges = bin_edges
         # categorical features and missing-value bins are searched through histograms
         self.special = bin_edges.special
-        self.n_channels = channels.shape[1]
-        self.local = self.comm is None and criterion.kernel is not None and not self.special
+        # a packed channel summed in pieces: sums and histograms hold its unpacked fields
+        self.packed_fields = packed_fields
+        self.n_channels = (channels.shape[1] if packed_fields is None
+                           else packed_fields.n_unpacked)
+        self.local = (self.comm is None and criterion.kernel is not None and not self.special
+                      and packed_fields is None)
         size, rank = (self.comm.size, self.comm.rank) if self.comm else (1, 0)
         self.size = size
         f0, f1 = block_range(self.n_features, size, rank)
@@ -204,13 +210,10 @@ class _Grower:
             shape = (len(self.hist_features), len(part), self.n_bins, self.n_channels)
             with phase("histograms"):
                 local = np.zeros(shape, dtype=np.int64)
-                starts, stops = self.start[part], self.stop[part]
-                if self._row_major():
-                    build_histograms_rows_nodes(self.binned_rows, self.channels, self.rows,
-                                                starts, stops, local)
+                if self.packed_fields is None:
+                    self._build(self.start[part], self.stop[part], local)
                 else:
-                    build_histograms_nodes(self.binned, self.channels, self.rows, starts, stops,
-                                           self.hist_features, local)
+                    self._build_unpacked(part, local)
             if self.mode == "data" and self.comm is not None:
                 counts = self._scatter_counts(int(np.prod(shape[1:])))
                 summed = np.empty((len(self.owned),) + shape[1:], dtype=np.int64)
@@ -219,6 +222,33 @@ class _Grower:
                 local = summed
             out.extend(local[:, slot] for slot in range(len(part)))
         return out
+
+    def _build(self, starts, stops, out):
+        """Add this rank's histograms of the row segments ``starts``/``stops`` to ``out``
+        (n_hist_features, n_segments, B, channels)."""
+        if self._row_major():
+            build_histograms_rows_nodes(self.binned_rows, self.channels, self.rows, starts,
+                                        stops, out)
+        else:
+            build_histograms_nodes(self.binned, self.channels, self.rows, starts, stops,
+                                   self.hist_features, out)
+
+    def _build_unpacked(self, ids, out):
+        """Add this rank's histograms of nodes ``ids`` to ``out`` as unpacked fields: each
+        node's rows in pieces of at most ``packed_fields.max_rows`` (whose packed sums
+        never carry), each piece histogrammed packed and unpacked into its node's slot."""
+        fields = self.packed_fields
+        chunk = fields.max_rows
+        starts, stops = self.start[ids], self.stop[ids]
+        pieces = np.maximum(1, -(-(stops - starts) // chunk))
+        piece_node = np.repeat(np.arange(len(ids), dtype=np.int64), pieces)
+        first = np.repeat(np.cumsum(pieces) - pieces, pieces)
+        piece_starts = starts[piece_node] + (np.arange(piece_node.size) - first) * chunk
+        piece_stops = np.minimum(piece_starts + chunk, stops[piece_node])
+        packed = np.zeros((len(self.hist_features), piece_node.size, self.n_bins, 1),
+                          dtype=np.int64)
+        self._build(piece_starts, piece_stops, packed)
+        unpack_histograms(packed, piece_node, fields.count_bits, fields.hess_bits, out)
 
     def _scatter_counts(self, unit):
         counts = self._counts.get(unit)
@@ -230,7 +260,7 @@ class _Grower:
         """Whether histograms read the row-major matrix: whenever there is one, for up to
         three channels (with the rows prefetched, reading a row's bins at once wins at
         every node size)."""
-        return self.binned_rows is not None and self.n_channels <= 3
+        return self.binned_rows is not None and self.channels.shape[1] <= 3
 
     def _feature_mask(self, nid):
         if self.k_features == self.n_features:
@@ -512,7 +542,12 @@ class _Grower:
             self.cat_bitset[chosen[i]] = np.packbits(bits, bitorder="little").view(np.uint32)
 
     def grow(self):
-        if self.rows.shape[0] == self.channels.shape[0]:  # all rows: sum without a copy
+        if self.packed_fields is not None:
+            fields = self.packed_fields
+            sums = np.zeros(self.n_channels, dtype=np.int64)
+            unpacked_sum(self.channels, self.rows, fields.max_rows, fields.count_bits,
+                         fields.hess_bits, sums)
+        elif self.rows.shape[0] == self.channels.shape[0]:  # all rows: sum without a copy
             sums = self.channels.sum(axis=0, dtype=np.int64)
         else:
             sums = self.channels[self.rows].sum(axis=0, dtype=np.int64)
@@ -634,7 +669,7 @@ def index_buffers(n_rows):
 def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data", max_depth=None,
               max_leaf_nodes=None, min_samples_leaf=1, min_samples_split=2, min_gain=0.0,
               max_features=None, random_state=0, tree_index=0, return_leaves=False,
-              binned_rows=None, return_segments=False, index_buffers=None):
+              binned_rows=None, return_segments=False, index_buffers=None, packed_fields=None):
     """Grow one tree from binned rows and exact integer channels.
 
     Collective when ``comm`` has more than one rank: every rank must call it with the
@@ -683,6 +718,12 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
         With ``return_leaves``: two arrays the grower uses for its row indices (the
         segments' ``rows`` is the first), so that a caller growing many trees reuses
         them (:func:`index_buffers`).
+    packed_fields : layout, optional
+        ``channels`` is one packed channel (``count_bits``, ``hess_bits``, ``max_rows``
+        as :class:`mpiml.models.gbdt.criterion.PackedLayout`) whose sums of more than
+        ``max_rows`` rows would carry: histograms and sums are made ``max_rows`` rows
+        at a time and unpacked into ``n_unpacked`` exact channels, on which
+        ``criterion`` works. Same tree for any rank count.
 
     Returns
     -------
@@ -705,7 +746,7 @@ def grow_tree(binned, channels, criterion, bin_edges, *, comm=None, mode="data",
         rows = np.flatnonzero(channels.any(axis=1)).astype(index)
     grower = _Grower(binned, channels, criterion, bin_edges, comm, mode, max_depth, max_leaf_nodes,
                      min_samples_leaf, min_samples_split, min_gain, max_features,
-                     random_state, tree_index, rows, binned_rows, buffer)
+                     random_state, tree_index, rows, binned_rows, buffer, packed_fields)
     tree = grower.grow()
     if not return_leaves:
         return tree

@@ -5,8 +5,8 @@ parallel, and with ``cache=True`` so that the compilation is paid once per machi
 """
 
 __all__ = ["build_histograms", "build_histograms_rows", "build_histograms_nodes",
-           "build_histograms_rows_nodes", "apply_tree", "predict_walk", "predict_packed",
-           "pack_forest", "NODE_NARROW", "NODE_WIDE"]
+           "build_histograms_rows_nodes", "unpack_histograms", "unpacked_sum", "apply_tree",
+           "predict_walk", "predict_packed", "pack_forest", "NODE_NARROW", "NODE_WIDE"]
 
 import numpy as np
 from numba import njit
@@ -251,6 +251,55 @@ def build_histograms_rows_nodes(binned_rows, channels, rows, starts, stops, out)
     for i in range(starts.shape[0]):
         if stops[i] > starts[i]:
             build_histograms_rows(binned_rows, channels, rows, starts[i], stops[i], out, i)
+
+
+@njit(nogil=True, cache=True)
+def unpack_histograms(packed, piece_node, count_bits, hess_bits, out):
+    """Add the packed histograms of row pieces to their nodes' exact channels.
+
+    Piece ``p``'s histogram ``packed[:, p, :, 0]`` (words ``(G << (hess_bits +
+    count_bits)) + (H << count_bits) + count`` whose fields never carried) is added to
+    ``out[:, piece_node[p]]`` as ``[G, H, count]``, or ``[G, count]`` when ``hess_bits``
+    is 0.
+
+    Parameters
+    ----------
+    packed : ndarray of shape (n_features, n_pieces, n_bins, 1), int64
+    piece_node : ndarray of shape (n_pieces,), int64
+    count_bits, hess_bits : int
+    out : ndarray of shape (n_features, n_nodes, n_bins, 2 or 3), int64
+    """
+    for f in range(packed.shape[0]):
+        for p in range(packed.shape[1]):
+            node = piece_node[p]
+            for b in range(packed.shape[2]):
+                word = packed[f, p, b, 0]
+                if word != 0:
+                    _add_fields(word, count_bits, hess_bits, out[f, node, b])
+
+
+@njit(nogil=True, cache=True)
+def unpacked_sum(channels, rows, chunk, count_bits, hess_bits, out):
+    """The packed channel ``channels[:, 0]`` of ``rows`` summed ``chunk`` rows at a time
+    (sums of that many rows never carry) and added to ``out`` as ``[G, H, count]`` (or
+    ``[G, count]`` when ``hess_bits`` is 0)."""
+    n = rows.shape[0]
+    for lo in range(0, n, chunk):
+        total = np.int64(0)
+        for i in range(lo, min(lo + chunk, n)):
+            total += channels[rows[i], 0]
+        _add_fields(total, count_bits, hess_bits, out)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _add_fields(word, count_bits, hess_bits, out):
+    out[0] += word >> np.int64(count_bits + hess_bits)   # arithmetic: G keeps its sign
+    count = word & ((np.int64(1) << np.int64(count_bits)) - 1)
+    if hess_bits > 0:
+        out[1] += (word >> np.int64(count_bits)) & ((np.int64(1) << np.int64(hess_bits)) - 1)
+        out[2] += count
+    else:
+        out[1] += count
 
 
 @njit(nogil=True, cache=True, inline="always")
