@@ -86,13 +86,16 @@ class PssPeak:
     is missing.
 
     Each reading walks the process's page tables under its memory-map lock, which the
-    process's own allocations and page faults wait for: read every 20 ms, it made
-    fits 25 to 35 % slower (mpiml under mpiexec at P = 2, and LightGBM with 2 threads
-    alike) for the same peak; read every 100 ms, the mpiexec fit took as long as with no
-    reading at all (7.6 s and 7.5 s). The peak of a fit is a plateau of seconds (the
-    bins, gradients and tree buffers held from the first tree to the last)."""
+    process's own allocations and page faults wait for, and takes a core from a rank
+    that the other ranks then wait for: read every 20 ms, it made fits 25 to 35 %
+    slower (mpiml under mpiexec at P = 2, and LightGBM with 2 threads alike); every
+    100 ms, whole mpiexec P = 2 runs still took 8.1 to 9.0 s, against 8.0 to 8.2 s every
+    250 ms and 7.6 to 7.9 s every 500 ms (four rounds, alternating), with the same peak
+    (766 to 767 MB; LightGBM's, XGBoost's and one rank's also within 3 MB). The peak of
+    a fit is a plateau of seconds (the bins, gradients and tree buffers held from the
+    first tree to the last)."""
 
-    def __init__(self, interval=0.1):
+    def __init__(self, interval=0.5):
         import threading
         self.interval, self.peak = interval, None
         self._done = threading.Event()
