@@ -359,8 +359,8 @@ def quantized_layout(n_total, count_is_hessian):
 
 def unpacked_criterion(grad_scale, hess_scale, l2_regularization, learning_rate, layout):
     """The :class:`GradientCriterion` of sums unpacked from ``layout``'s channel (scales
-    from :func:`packed_scales`): the same gain and node values as
-    :class:`PackedGradientCriterion` on the same sums."""
+    from :func:`packed_scales`): the same floats for every split gain, so the same
+    splits, as :class:`PackedGradientCriterion` on the packed sums."""
     return GradientCriterion(grad_scale, hess_scale, l2_regularization, learning_rate,
                              -1 if layout.hess_bits else 0)
 
