@@ -498,7 +498,14 @@ def efficiency_model(t1, t2):
     + b_p`` (``a_p`` divides by P, ``b_p`` is repeated by every rank: ``b_p = 2 t_p(2) -
     t_p(1)``, at least 0), and communication ``c log2 P`` (``c``: reduction and waiting at
     P = 2). Then ``T(P) = sum_p a_p / P + sum_p b_p + c log2 P`` and the efficiency is
-    ``E(P) = T(1) / (P T(P))``."""
+    ``E(P) = T(1) / (P T(P))``.
+
+    Each model entry also has the weak-scaling figures of P ranks that each hold as many
+    rows as the one rank of the profile (P times the rows): the divisible work per rank
+    stays ``sum_p a_p``, so ``T_weak(P) = sum_p a_p + sum_p b_p + c_weak log2 P`` and
+    ``E_weak(P) = T(1) / T_weak(P)``. The histograms the ranks sum do not grow with the
+    rows, so the reduction stays; the waiting (ranks late by the noise of their share of
+    the work) is doubled, as each rank does twice the work it did at P = 2."""
     import math
 
     split = {}
@@ -512,8 +519,12 @@ def efficiency_model(t1, t2):
 
     def total(p):
         return divisible / p + repeated + c * math.log2(p)
-    model = {p: {"ms_per_tree": total(p), "efficiency": base / (p * total(p))}
-             for p in MODEL_RANKS}
+    c_weak = t2["reduction"] + 2.0 * t2["waiting"]
+    model = {}
+    for p in MODEL_RANKS:
+        weak = base + c_weak * math.log2(p)
+        model[p] = {"ms_per_tree": total(p), "efficiency": base / (p * total(p)),
+                    "weak_ms_per_tree": weak, "weak_efficiency": base / weak}
     return split, divisible, repeated, c, model
 
 
@@ -552,10 +563,13 @@ def run_profile(args):
         print(f"  {name:14s} {a:8.2f} / {b:8.2f}")
     print(f"  {'total':14s} {divisible:8.2f} / {repeated:8.2f};  communication at P = 2: "
           f"{c:.2f} ms, modelled as {c:.2f} x log2(P)")
-    print("\nmodel T(P) = divisible / P + repeated + c log2 P;  E(P) = T(1) / (P T(P))")
+    print("\nmodel T(P) = divisible / P + repeated + c log2 P;  E(P) = T(1) / (P T(P));\n"
+          "weak scaling (P times the rows): T_weak(P) = divisible + repeated + "
+          "(reduction + 2 waiting at P = 2) log2 P, E_weak(P) = T(1) / T_weak(P)")
     t1 = measured[1]["ms_per_tree"]
     for p in MODEL_RANKS:
-        line = f"  P={p:<3d} T {model[p]['ms_per_tree']:8.2f} ms  E {model[p]['efficiency']:.3f}"
+        line = (f"  P={p:<3d} T {model[p]['ms_per_tree']:8.2f} ms  E {model[p]['efficiency']:.3f}"
+                f"   weak: E {model[p]['weak_efficiency']:.3f}")
         if p in measured:
             line += (f"   measured: {measured[p]['ms_per_tree']:8.2f} ms, "
                      f"E {t1 / (p * measured[p]['ms_per_tree']):.3f}")

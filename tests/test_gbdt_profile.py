@@ -86,6 +86,25 @@ def test_efficiency_model_splits_divisible_and_repeated_work():
     assert model[16]["efficiency"] == pytest.approx(50 / (16 * 20.5))
 
 
+def test_efficiency_model_of_weak_scaling():
+    """P ranks of as many rows each: the divisible work per rank stays, the reduction
+    stays, the waiting doubles (each rank does twice its work at P = 2)."""
+    bench = _bench()
+    names = bench.PHASES + bench.COMMUNICATION
+    t1 = dict.fromkeys(names, 0.0)
+    t2 = dict.fromkeys(names, 0.0)
+    t1["histograms"], t2["histograms"] = 40.0, 20.0
+    t1["bookkeeping"], t2["bookkeeping"] = 10.0, 10.0
+    t2["reduction"], t2["waiting"] = 2.0, 1.0
+    _, _, _, c, model = bench.efficiency_model(t1, t2)
+    assert c == 3.0
+    assert model[1]["weak_efficiency"] == 1.0
+    # T_weak(16) = 40 + 10 + (2 + 2 * 1) * 4 = 66; E = 50 / 66
+    assert model[16]["weak_ms_per_tree"] == pytest.approx(66.0)
+    assert model[16]["weak_efficiency"] == pytest.approx(50 / 66)
+    assert model[16]["efficiency"] == pytest.approx(50 / (16 * (40 / 16 + 10 + 3 * 4)))
+
+
 @pytest.mark.slow
 def test_profile_command_under_mpiexec():
     done = subprocess.run(
@@ -98,4 +117,5 @@ def test_profile_command_under_mpiexec():
     assert out["measured"]["2"]["phases"]["reduction"] > 0
     assert out["measured"]["1"]["phases"]["reduction"] == 0
     assert 0 < out["model"]["16"]["efficiency"] <= 1
+    assert 0 < out["model"]["16"]["weak_efficiency"] <= 1
     assert "model T(P)" in done.stdout

@@ -120,6 +120,45 @@ def test_batched_exact_gradient_scan_equals_the_node_by_node_scan():
     assert np.isfinite(gains).sum() >= 3
 
 
+@pytest.mark.parametrize("min_samples_leaf", [1, 15])
+@pytest.mark.parametrize("count_bits", [20, 0, -1])
+def test_exact_gradient_scan_equals_the_generic_search(count_bits, min_samples_leaf):
+    """The one-pass scan of every channel layout ([g, (h << count_bits) + count],
+    [g, count], [g, h, count]) against cumulative sums, ``split_gain`` and a first
+    arg-max over the valid candidates."""
+    rng = np.random.default_rng(7)
+    crit = GradientCriterion(2.0 ** 10, 2.0 ** 12, 0.5, 0.1, count_bits)
+
+    def row(r):
+        g, h = int(r.integers(-4000, 4000)), int(r.integers(0, 4096))
+        if count_bits > 0:
+            return np.array([g, (h << count_bits) + 1], np.int64)
+        if count_bits == 0:
+            return np.array([g, 1], np.int64)
+        return np.array([g, h, 1], np.int64)
+
+    hists, parents = _random_hists(rng, 12, 4, 6, crit.n_channels, row)
+    seen = 0
+    for i in range(12):
+        mask = rng.random(4) < 0.8
+        best = crit.best_split(hists[i], parents[i], min_samples_leaf, mask)
+        left = np.cumsum(hists[i][:, :-1], axis=1)
+        right = parents[i] - left
+        gain = crit.split_gain(left, right, parents[i])
+        valid = ((crit.n_samples(left) >= min_samples_leaf)
+                 & (crit.n_samples(right) >= min_samples_leaf) & ~np.isnan(gain) & mask[:, None])
+        gain = np.where(valid, gain, -np.inf)
+        k = int(np.argmax(gain))
+        j, b = divmod(k, gain.shape[1])
+        if gain[j, b] == -np.inf:
+            assert best is None
+            continue
+        seen += 1
+        assert best[:3] == (gain[j, b], j, b)
+        assert_array_equal(best[3], left[j, b])
+    assert seen >= 4
+
+
 @pytest.mark.parametrize("kind", [GINI, SQUARED_ERROR])
 def test_batched_builtin_scan_equals_the_node_by_node_scan(kind):
     rng = np.random.default_rng(3)

@@ -220,44 +220,52 @@ def _best_splits(hists, parents, inv_grad_scale, inv_hess_scale, shift, l2, min_
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _count(sums, count_bits, count_mask):
-    if count_bits < 0:
-        return sums[2]
-    return sums[1] & count_mask if count_bits else sums[1]
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
 def _best_split(hist, parent, inv_grad_scale, inv_hess_scale, shift, l2, min_hessian,
                 count_bits, count_mask, min_samples_leaf, feature_mask, out_left):
-    """The gains of :func:`_split_gains` on running sums of ``hist``, arg-max kept."""
+    """The gains of :func:`_split_gains` on running sums of ``hist``, arg-max kept. The
+    running sums are scalars (channel 0 the gradient, 1 the hessian, and 2 the count
+    where there are three): the same integers and floats as one array per side."""
     n_feat, n_bins, c = hist.shape
-    gp = np.float64(parent[0]) * inv_grad_scale
-    hp = np.float64(parent[1] >> shift) * inv_hess_scale
+    three = c == 3
+    p0, p1 = parent[0], parent[1]
+    p2 = parent[2] if three else np.int64(0)
+    gp = np.float64(p0) * inv_grad_scale
+    hp = np.float64(p1 >> shift) * inv_hess_scale
     base = gp * gp / (hp + l2)
-    left = np.empty(c, np.int64)
-    right = np.empty(c, np.int64)
     best, best_f, best_b = -np.inf, 0, 0
     for f in range(n_feat):
         if not feature_mask[f]:
             continue
-        left[:] = 0
+        l0 = np.int64(0)
+        l1 = np.int64(0)
+        l2_ = np.int64(0)
         for b in range(n_bins - 1):
-            for k in range(c):
-                left[k] += hist[f, b, k]
-                right[k] = parent[k] - left[k]
-            if (_count(left, count_bits, count_mask) < min_samples_leaf
-                    or _count(right, count_bits, count_mask) < min_samples_leaf):
+            l0 += hist[f, b, 0]
+            l1 += hist[f, b, 1]
+            if three:
+                l2_ += hist[f, b, 2]
+            r1 = p1 - l1
+            if count_bits < 0:
+                nl, nr = l2_, p2 - l2_
+            elif count_bits > 0:
+                nl, nr = l1 & count_mask, r1 & count_mask
+            else:
+                nl, nr = l1, r1
+            if nl < min_samples_leaf or nr < min_samples_leaf:
                 continue
-            hl = np.float64(left[1] >> shift) * inv_hess_scale
-            hr = np.float64(right[1] >> shift) * inv_hess_scale
+            hl = np.float64(l1 >> shift) * inv_hess_scale
+            hr = np.float64(r1 >> shift) * inv_hess_scale
             if hl < min_hessian or hr < min_hessian:
                 continue
-            gl = np.float64(left[0]) * inv_grad_scale
-            gr = np.float64(right[0]) * inv_grad_scale
+            gl = np.float64(l0) * inv_grad_scale
+            gr = np.float64(p0 - l0) * inv_grad_scale
             g = gl * gl / (hl + l2) + gr * gr / (hr + l2) - base
             if g > best:  # NaN never wins; ties keep the first (feature, bin)
                 best, best_f, best_b = g, f, b
-                out_left[:] = left
+                out_left[0] = l0
+                out_left[1] = l1
+                if three:
+                    out_left[2] = l2_
     return best, best_f, best_b
 
 
