@@ -198,30 +198,55 @@ class _Grower:
 
     def _histograms(self, ids):
         """Summed histograms of the owned features of nodes ``ids``: a list of (n_own, B, C)
-        views into chunk buffers (copy one to keep it). Collective in data mode. Nodes are
-        handled in chunks so that the local buffer stays under ``_HIST_BUDGET`` bytes (the
-        chunk size is the same on every rank)."""
-        per_node = max(1, len(self.hist_features) * self.n_bins * self.n_channels * 8)
+        views into chunk buffers (copy one to keep it). Collective in data mode.
+
+        With ``packed_fields``, a node whose rows (over every rank) are at most
+        ``max_rows`` is histogrammed and summed in its packed channel, a third of the
+        bytes, and only its owned features are unpacked after the sum; larger nodes are
+        unpacked on each rank before the sum (:meth:`_build_unpacked`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.packed_fields is None:
+            return self._summed(ids, self.n_channels, self._build_nodes)
+        small = self.n_node_samples[ids] <= self.packed_fields.max_rows
+        hists = dict(zip(ids[small].tolist(),
+                         self._summed(ids[small], 1, self._build_nodes, unpack=True)))
+        hists.update(zip(ids[~small].tolist(),
+                         self._summed(ids[~small], self.n_channels, self._build_unpacked)))
+        return [hists[nid] for nid in ids.tolist()]
+
+    def _summed(self, ids, n_channels, build, unpack=False):
+        """``build`` this rank's (n_hist_features, len(ids), B, ``n_channels``) histograms
+        of nodes ``ids``, sum them over the ranks by feature block in data mode, and
+        (``unpack``) unpack the packed sums. Nodes go in chunks so that the local buffer
+        stays under ``_HIST_BUDGET`` bytes (the same chunks on every rank)."""
+        per_node = max(1, len(self.hist_features) * self.n_bins * n_channels * 8)
         chunk = max(1, _HIST_BUDGET // per_node)
         out = []
-        ids = np.asarray(ids, dtype=np.int64)
         for lo in range(0, len(ids), chunk):
             part = ids[lo:lo + chunk]
-            shape = (len(self.hist_features), len(part), self.n_bins, self.n_channels)
+            shape = (len(self.hist_features), len(part), self.n_bins, n_channels)
             with phase("histograms"):
                 local = np.zeros(shape, dtype=np.int64)
-                if self.packed_fields is None:
-                    self._build(self.start[part], self.stop[part], local)
-                else:
-                    self._build_unpacked(part, local)
+                build(part, local)
             if self.mode == "data" and self.comm is not None:
                 counts = self._scatter_counts(int(np.prod(shape[1:])))
                 summed = np.empty((len(self.owned),) + shape[1:], dtype=np.int64)
                 with collective(self.comm):
                     self.comm.Reduce_scatter(local, summed, counts)
                 local = summed
+            if unpack:
+                with phase("histograms"):
+                    fields = self.packed_fields
+                    words = local
+                    local = np.zeros(words.shape[:3] + (self.n_channels,), dtype=np.int64)
+                    unpack_histograms(words, np.arange(len(part), dtype=np.int64),
+                                      fields.count_bits, fields.hess_bits, local)
             out.extend(local[:, slot] for slot in range(len(part)))
         return out
+
+    def _build_nodes(self, ids, out):
+        """Add this rank's histograms of nodes ``ids`` to ``out``."""
+        self._build(self.start[ids], self.stop[ids], out)
 
     def _build(self, starts, stops, out):
         """Add this rank's histograms of the row segments ``starts``/``stops`` to ``out``
