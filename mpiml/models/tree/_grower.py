@@ -22,6 +22,11 @@ Two engines search splits, and pick the same split from the same exact sums:
   same split. Two collectives per step, whatever the number of nodes.
 * local (one rank, built-in criteria): the whole level is searched by one numba kernel
   (dense histograms for large nodes, sorted bins for small ones), no per-node Python.
+
+With ``packed_fields`` (boosting's quantized gradients beyond a million rows), the one
+channel packs fields whose sums carry past ``max_rows`` rows: histograms are summed
+packed where a node's rows allow it and unpacked into exact channels otherwise
+(:meth:`_Grower._histograms`), and the criterion works on the unpacked channels.
 """
 
 __all__ = ["grow_tree", "index_buffers", "leaf_of_rows"]
