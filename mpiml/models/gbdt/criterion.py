@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit
 
 from ..tree import CATEGORY_EPS, Criterion, fixed_point_scale
+from ..tree._kernels import packed_word_fields
 from ..tree._prefetch import PREFETCH_DISTANCE, prefetch
 from ..tree._profile import collective as timed_collective
 
@@ -534,13 +535,10 @@ def _best_splits_packed(hists, parents, inv_grad_scale, inv_hess_scale, count_bi
 
 @njit(nogil=True, cache=True, inline="always")
 def _unpack(word, count_bits, hess_bits, inv_grad_scale, inv_hess_scale):
-    count = word & ((np.int64(1) << count_bits) - 1)
-    g = np.float64(word >> (count_bits + hess_bits)) * inv_grad_scale
+    g, h, count = packed_word_fields(word, count_bits, hess_bits)
     if hess_bits > 0:
-        h = np.float64((word >> count_bits) & ((np.int64(1) << hess_bits) - 1)) * inv_hess_scale
-    else:
-        h = np.float64(count)
-    return g, h, count
+        return np.float64(g) * inv_grad_scale, np.float64(h) * inv_hess_scale, count
+    return np.float64(g) * inv_grad_scale, np.float64(count), count
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

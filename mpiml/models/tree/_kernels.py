@@ -5,8 +5,9 @@ parallel, and with ``cache=True`` so that the compilation is paid once per machi
 """
 
 __all__ = ["build_histograms", "build_histograms_rows", "build_histograms_nodes",
-           "build_histograms_rows_nodes", "unpack_histograms", "unpacked_sum", "apply_tree",
-           "predict_walk", "predict_packed", "pack_forest", "NODE_NARROW", "NODE_WIDE"]
+           "build_histograms_rows_nodes", "unpack_histograms", "unpacked_sum",
+           "packed_word_fields", "apply_tree", "predict_walk", "predict_packed", "pack_forest",
+           "NODE_NARROW", "NODE_WIDE"]
 
 import numpy as np
 from numba import njit
@@ -292,11 +293,23 @@ def unpacked_sum(channels, rows, chunk, count_bits, hess_bits, out):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _add_fields(word, count_bits, hess_bits, out):
-    out[0] += word >> np.int64(count_bits + hess_bits)   # arithmetic: G keeps its sign
+def packed_word_fields(word, count_bits, hess_bits):
+    """``(G, H, count)`` of a packed word ``(G << (hess_bits + count_bits)) + (H <<
+    count_bits) + count`` whose fields never carried (H is 0 when ``hess_bits`` is 0)."""
+    g = word >> np.int64(count_bits + hess_bits)   # arithmetic: G keeps its sign
     count = word & ((np.int64(1) << np.int64(count_bits)) - 1)
+    h = np.int64(0)
     if hess_bits > 0:
-        out[1] += (word >> np.int64(count_bits)) & ((np.int64(1) << np.int64(hess_bits)) - 1)
+        h = (word >> np.int64(count_bits)) & ((np.int64(1) << np.int64(hess_bits)) - 1)
+    return g, h, count
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _add_fields(word, count_bits, hess_bits, out):
+    g, h, count = packed_word_fields(word, count_bits, hess_bits)
+    out[0] += g
+    if hess_bits > 0:
+        out[1] += h
         out[2] += count
     else:
         out[1] += count
