@@ -385,6 +385,24 @@ def test_quantized_layout_packs_in_chunks_beyond_one_layout():
     assert chunked and layout.n_unpacked == 2
 
 
+def test_packed_layout_default_rows_never_carry():
+    """A layout made by hand holds, by default, the most rows that keep every field at
+    its extreme level from carrying: as many as ``packed_layout`` computed it for."""
+    from mpiml.models.gbdt.criterion import PACKED_CHUNK_ROWS, PackedLayout, packed_layout
+    for n, count_is_hessian in ((PACKED_CHUNK_ROWS, False), (1000, False), (10 ** 6, True)):
+        made = packed_layout(n, count_is_hessian)
+        by_hand = PackedLayout(made.count_bits, made.hess_bits, made.grad_levels,
+                               made.hess_levels)
+        assert by_hand.max_rows >= n
+        rows = by_hand.max_rows
+        grad_bits = 64 - made.count_bits - made.hess_bits
+        assert rows * made.grad_levels < 1 << (grad_bits - 1)
+        assert rows < 1 << made.count_bits
+        if made.hess_bits:
+            assert rows * made.hess_levels < 1 << made.hess_bits
+    assert PackedLayout(20, 21, 4, 2).max_rows == PACKED_CHUNK_ROWS
+
+
 QUANTIZED_CASES = sorted(c for c in CASES if "exact" not in c)
 
 

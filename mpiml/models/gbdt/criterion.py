@@ -318,14 +318,23 @@ PACKED_CHUNK_ROWS = 2 ** 20 - 1
 
 class PackedLayout:
     """Bit fields of the packed channel (see :func:`packed_layout`): the sums of up to
-    ``max_rows`` rows never carry from one field into the next."""
+    ``max_rows`` rows never carry from one field into the next (by default the most
+    rows that every field holds at its extreme level)."""
 
     def __init__(self, count_bits, hess_bits, grad_levels, hess_levels, max_rows=None):
         self.count_bits = int(count_bits)
         self.hess_bits = int(hess_bits)        # 0: the hessian is the count
         self.grad_levels = int(grad_levels)
         self.hess_levels = int(hess_levels)
-        self.max_rows = (1 << self.count_bits) - 1 if max_rows is None else int(max_rows)
+        self.max_rows = self._fitting_rows() if max_rows is None else int(max_rows)
+
+    def _fitting_rows(self):
+        grad_bits = 64 - self.count_bits - self.hess_bits   # one of them is the sign
+        rows = min((1 << self.count_bits) - 1,
+                   ((1 << (grad_bits - 1)) - 1) // max(self.grad_levels, 1))
+        if self.hess_bits:
+            rows = min(rows, ((1 << self.hess_bits) - 1) // max(self.hess_levels, 1))
+        return rows
 
     def __repr__(self):
         return (f"PackedLayout(count_bits={self.count_bits}, hess_bits={self.hess_bits}, "
