@@ -194,3 +194,67 @@ def test_bin_data_equals_searchsorted():
     binned = bin_data(probe, hand)
     for f in range(6):
         assert_array_equal(binned[f], _reference(hand.edges[f], probe[:, f]))
+
+
+@pytest.mark.parametrize("name", ["specials", "normal", "heavy tails", "few values", "empty",
+                                  "all missing", "one value"])
+def test_sorted_values_equal_numpy_sort(name):
+    rng = np.random.default_rng(6)
+    x = {"specials": np.tile(SPECIALS, 40)[rng.permutation(40 * SPECIALS.size)],
+         "normal": rng.standard_normal(20_011),
+         "heavy tails": rng.standard_cauchy(5000) * 1e300,
+         "few values": rng.integers(-3, 4, 3001).astype(np.float64),
+         "empty": np.empty(0),
+         "all missing": np.full(17, np.nan),
+         "one value": np.full(9, -2.5)}[name]
+    got = _bin_kernels.sorted_values(x)
+    expected = np.sort(x[~np.isnan(x)])
+    assert got.dtype == np.float64
+    assert_array_equal(got, expected)
+    assert not np.signbit(got[got == 0.0]).any()     # every zero is +0.0
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_take_columns_equals_fancy_indexing(order):
+    rng = np.random.default_rng(7)
+    X = np.asarray(rng.standard_normal((301, 9)), order=order)
+    rows = rng.integers(0, 301, 500)          # any order, with repeats
+    for f0, f1 in ((0, 9), (2, 5), (4, 4)):
+        got = _bin_kernels.take_columns(X, rows, f0, f1)
+        assert got.flags.c_contiguous and got.shape == (f1 - f0, rows.size)
+        assert_array_equal(got, X[rows, f0:f1].T)
+
+
+def _quantile_edges(column, max_bins):
+    """The edges of one feature by their definition (scikit-learn's HistGradientBoosting
+    rule, with numpy): midpoints of the distinct values when there are at most
+    ``max_bins``, else the distinct midpoint percentiles."""
+    column = column[~np.isnan(column)]
+    distinct = np.unique(column)
+    if distinct.size <= max_bins:
+        return (distinct[:-1] + distinct[1:]) * 0.5
+    percentiles = np.linspace(0, 100, max_bins + 1)[1:-1]
+    return np.unique(np.percentile(column, percentiles, method="midpoint"))
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_bin_edges_equal_their_definition(ranks):
+    """Every row in the sample (fewer rows than ``sample_size``): each feature's edges are
+    the quantile rule's over the whole column, on any number of ranks."""
+    import mpiml
+    from mpiml.comm.partition import block_range
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((4001, 5))
+    X[:, 1] = rng.integers(0, 9, 4001)
+    X[:, 2] = rng.lognormal(0.0, 8.0, 4001)
+    X[::5, 3] = np.nan
+    X[::3, 4] = -0.0
+
+    def body(comm):
+        lo, hi = block_range(len(X), comm.size, comm.rank)
+        return fit_bin_edges(X[lo:hi], 64, comm=comm)
+
+    for edges in mpiml.run(body, threads=ranks):
+        for f in range(5):
+            assert_array_equal(edges.edges[f], _quantile_edges(X[:, f], 64))
+        assert edges.missing.tolist() == [False, False, False, True, False]

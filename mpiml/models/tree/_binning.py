@@ -5,7 +5,8 @@ __all__ = ["BinEdges", "fit_bin_edges", "bin_data"]
 import numpy as np
 
 from ...comm.partition import block_range
-from ._bin_kernels import bin_columns, bin_special, build_bin_lookup
+from ._bin_kernels import (bin_columns, bin_special, build_bin_lookup, sorted_values,
+                           take_columns)
 
 DEFAULT_SAMPLE_SIZE = 200_000
 
@@ -88,7 +89,7 @@ class BinEdges:
 def _feature_edges(column, max_bins):
     """Edges of one feature from its sample values (scikit-learn's HistGradientBoosting rule:
     midpoints between distinct values when there are few, else midpoint quantiles)."""
-    column = np.sort(column[~np.isnan(column)])
+    column = sorted_values(np.ascontiguousarray(column))
     if column.size == 0:
         return np.empty(0)
     distinct = column[np.concatenate(([True], column[1:] != column[:-1]))]
@@ -160,11 +161,11 @@ def fit_bin_edges(X, max_bins=255, *, comm=None, sample_size=DEFAULT_SAMPLE_SIZE
     local_rows = chosen[lo:hi] - offset
     f0, f1 = block_range(n_features, size, rank)
     if comm is None or size == 1:
-        sample = X[local_rows]
+        sample = take_columns(X, local_rows, 0, n_features)
     else:
         sample = _gather_own_columns(comm, X, local_rows, chosen, counts)
     mine = [np.empty(0) if n_categories[f] else
-            _feature_edges(sample[:, f - f0], value_bins if missing[f] else max_bins)
+            _feature_edges(sample[f - f0], value_bins if missing[f] else max_bins)
             for f in range(f0, f1)]
     if comm is not None and size > 1:
         mine = [e for block in comm.allgather(mine) for e in block]
@@ -182,19 +183,27 @@ def _nan_counts(X, block=1 << 16):
 
 def _gather_own_columns(comm, X, local_rows, chosen, counts):
     """Collective: the sample rows ``chosen`` (global indices, sorted) of the columns
-    this rank finds the edges of (its block of features), in global row order.
-    ``local_rows`` are this rank's sample rows (indices into ``X``); rank ``q`` receives
-    only its block of columns, one Gatherv per rank."""
+    this rank finds the edges of (its block of features), feature-major
+    (n_own, len(chosen)), each feature's values in global row order. ``local_rows`` are
+    this rank's sample rows (indices into ``X``); rank ``q`` receives only its block of
+    columns, one Gatherv per rank."""
     n_features = X.shape[1]
     bounds = np.searchsorted(chosen, np.cumsum([0] + list(counts)))
     rows_per_rank = np.diff(bounds)
     mine = None
     for q in range(comm.size):
         g0, g1 = block_range(n_features, comm.size, q)
-        part = X[np.ix_(local_rows, np.arange(g0, g1))]
+        part = take_columns(X, local_rows, g0, g1)
         if q == comm.rank:
-            mine = np.empty((chosen.size, g1 - g0))
-            comm.Gatherv(part.reshape(-1), [mine.reshape(-1), rows_per_rank * (g1 - g0)], root=q)
+            width = g1 - g0
+            flat = np.empty(chosen.size * width)
+            comm.Gatherv(part.reshape(-1), [flat, rows_per_rank * width], root=q)
+            # rank p's block is its (width, rows) part: each feature's rows go after
+            # the rows of the ranks before p
+            mine = np.empty((width, chosen.size))
+            for p in range(comm.size):
+                block = flat[bounds[p] * width:bounds[p + 1] * width].reshape(width, rows_per_rank[p])
+                mine[:, bounds[p]:bounds[p + 1]] = block
         else:
             comm.Gatherv(part.reshape(-1), None, root=q)
     return mine
