@@ -561,3 +561,29 @@ def test_binary_loss_one_pass_matches_separate_terms(weighted):
     assert_allclose(hess, want_hess, rtol=1e-12, atol=1e-300)
     assert_allclose(rows, want_rows, rtol=1e-12, atol=4e-15)   # log(q) near q = 1
     assert maxima == (np.abs(grad).max(), np.abs(hess).max(), np.abs(rows).max())
+
+
+@pytest.mark.parametrize("n_leaves", [3, 300, 70_000])
+def test_leaf_slots_and_leaf_values_reach_every_row_of_its_leaf(n_leaves):
+    """Each row's slot is its leaf's place in the segments, in a type that holds every
+    place, and ``add_leaf_values`` adds its leaf's value to that row and no other."""
+    from mpiml.models.gbdt.criterion import add_leaf_values
+    from mpiml.models.tree import leaf_slots
+    rng = np.random.default_rng(3)
+    n = n_leaves + 2 * 997
+    sizes = np.ones(n_leaves, dtype=np.int64)
+    np.add.at(sizes, rng.integers(0, n_leaves, n - n_leaves), 1)    # no leaf empty
+    stops = np.cumsum(sizes)
+    rows = rng.permutation(n).astype(np.int32)
+    leaves = np.sort(rng.choice(3 * n_leaves, n_leaves, replace=False)).astype(np.int64)
+    segments = (rows, stops - sizes, stops, leaves)
+    slots = leaf_slots(segments, n)
+    assert slots.dtype == {3: np.uint8, 300: np.uint16, 70_000: np.uint32}[n_leaves]
+    want = np.repeat(np.arange(n_leaves), sizes)
+    assert_array_equal(slots[rows], want)
+    value = rng.normal(size=(3 * n_leaves, 1))
+    raw = rng.normal(size=(n, 2))
+    expected = raw.copy()
+    expected[rows, 1] += value[np.repeat(leaves, sizes), 0]
+    add_leaf_values(slots, leaves, value, raw, 1)
+    assert_array_equal(raw, expected)

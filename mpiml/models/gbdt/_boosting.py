@@ -36,7 +36,7 @@ from .._base import BaseEstimator, check_is_fitted, collective
 from ..tree._classes import allow_nan_tags, fit_table
 from ..tree._profile import collective as timed_collective, phase
 from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree, index_buffers,
-                    leaf_of_rows, stack_trees, unstack_trees)
+                    leaf_of_rows, leaf_slots, stack_trees, unstack_trees)
 from . import _fixed_point as fp
 from .criterion import (GradientCriterion, PackedGradientCriterion, add_leaf_values, channel_layout,
                         hessian_scale, make_channels, make_packed_channels, packed_scales,
@@ -248,15 +248,16 @@ class BaseGradientBoosting(BaseEstimator):
                         binned_rows=train.binned_rows, return_segments=True,
                         index_buffers=train.buffer("rows"), packed_fields=packed_fields)
                 with phase("leaf values"):
+                    slots = leaf_slots(segments, train.n, train.buffer("slots"))
                     if packed is not None:
                         renew_node_values(comm, tree, segments, grad[:, c], hess[:, c], sampled,
                                           *exact_scales, self.l2_regularization,
-                                          self.learning_rate)
+                                          self.learning_rate, slots=slots)
                     if refit is not None:
                         weights = refit_weights if sampled is True else refit_weights * sampled
                         refit(comm, tree, leaf_of_rows(segments, train.n), train.y,
                               train.raw[:, c], weights, self.learning_rate)
-                    add_leaf_values(*segments, tree.value, train.raw, c)
+                    add_leaf_values(slots, segments[3], tree.value, train.raw, c)
                     if val is not None:
                         val.raw[:, c] += tree.value[tree.apply(val.X), 0]
                 self.trees_.append(tree)
@@ -504,7 +505,8 @@ class _Rows:
     def buffer(self, name):
         """The fit's reusable work arrays of these rows, made on first use: ``"gradients"``
         (grad (n, 1), hess (n, 1), loss (n,)), ``"packed"`` (the packed channel, (n, 1)
-        int64), ``"rows"`` (the grower's two row-index arrays). Reusing them keeps the
+        int64), ``"rows"`` (the grower's two row-index arrays), ``"slots"`` (each row's
+        leaf, uint8, for trees of at most 256 leaves). Reusing them keeps the
         allocator from spreading each round's arrays over fresh memory. The loss and the
         packed channel share their memory: a round's losses are summed before its
         channel is made."""
@@ -512,6 +514,8 @@ class _Rows:
             n = self.n
             if name == "rows":
                 self._buffers[name] = index_buffers(n)
+            elif name == "slots":
+                self._buffers[name] = np.empty(n, dtype=np.uint8)
             else:
                 if "scratch" not in self._buffers:
                     self._buffers["scratch"] = np.empty(n, dtype=np.int64)

@@ -31,9 +31,8 @@ __all__ = ["GradientCriterion", "channel_layout", "make_channels", "MIN_HESSIAN"
 import numpy as np
 from numba import njit
 
-from ..tree import CATEGORY_EPS, Criterion, fixed_point_scale
+from ..tree import CATEGORY_EPS, Criterion, fixed_point_scale, leaf_slots
 from ..tree._kernels import packed_word_fields
-from ..tree._prefetch import PREFETCH_DISTANCE, prefetch
 from ..tree._profile import collective as timed_collective
 
 #: a child whose hessian sum is below this is not a valid split (as scikit-learn's
@@ -578,20 +577,23 @@ def _best_split_packed(hist, parent, inv_grad_scale, inv_hess_scale, count_bits,
 
 
 def renew_node_values(comm, tree, segments, grad, hess, sampled, grad_scale, hess_scale, l2,
-                      learning_rate):
+                      learning_rate, slots=None):
     """Set every node value of ``tree`` to the Newton step of its rows' exact
     (fixed-point) gradient and hessian sums, as :class:`GradientCriterion` would.
 
     ``segments``: the leaves' local rows, ``(rows, starts, stops, leaves)`` from
     ``grow_tree(..., return_segments=True)``; ``grad``, ``hess`` (n,): each row's
     gradient and hessian, summed as ``rint(g * grad_scale)`` and ``rint(h * hess_scale)``
-    where the row is in the round's ``sampled`` mask (or ``True``: every row).
+    where the row is in the round's ``sampled`` mask (or ``True``: every row);
+    ``slots``: :func:`~mpiml.models.tree.leaf_slots` of the segments, if already made.
     Collective: one allreduce of (n_nodes, 2) int64.
     """
-    rows, starts, stops, leaves = segments
+    leaves = segments[3]
+    if slots is None:
+        slots = leaf_slots(segments, grad.shape[0])
     n_nodes = tree.n_nodes
     local = np.zeros((n_nodes, 2), dtype=np.int64)
-    _leaf_sums(rows, starts, stops, leaves, np.ascontiguousarray(grad, dtype=np.float64),
+    _leaf_sums(slots, leaves, np.ascontiguousarray(grad, dtype=np.float64),
                np.ascontiguousarray(hess, dtype=np.float64), _sample_mask(sampled),
                float(grad_scale), float(hess_scale), local)
     sums = np.empty_like(local)
@@ -608,35 +610,29 @@ def renew_node_values(comm, tree, segments, grad, hess, sampled, grad_scale, hes
 
 
 @njit(nogil=True, cache=True)
-def _leaf_sums(rows, starts, stops, leaves, grad, hess, sampled, grad_scale, hess_scale, out):
-    """``out[leaf] += (sum rint(g * grad_scale), sum rint(h * hess_scale))`` over each
-    leaf's sampled rows (``sampled`` empty: every row)."""
+def _leaf_sums(slots, leaves, grad, hess, sampled, grad_scale, hess_scale, out):
+    """``out[leaves[s]] += (sum rint(g * grad_scale), sum rint(h * hess_scale))`` over the
+    sampled rows (``sampled`` empty: every row) of each leaf slot ``s`` (``slots[r]``:
+    row r's), in one pass over the rows in their order (the integer sums do not
+    depend on it)."""
     every = sampled.shape[0] == 0
-    for i in range(leaves.shape[0]):
-        node = leaves[i]
-        g = np.int64(0)
-        h = np.int64(0)
-        stop = stops[i]
-        for j in range(starts[i], stop):
-            if j + PREFETCH_DISTANCE < stop:
-                ahead = rows[j + PREFETCH_DISTANCE]
-                prefetch(grad, ahead)
-                prefetch(hess, ahead)
-            r = rows[j]
-            if every or sampled[r]:
-                g += np.int64(np.rint(grad[r] * grad_scale))
-                h += np.int64(np.rint(hess[r] * hess_scale))
-        out[node, 0] += g
-        out[node, 1] += h
+    acc = np.zeros((leaves.shape[0], 2), dtype=np.int64)
+    for r in range(slots.shape[0]):
+        if every or sampled[r]:
+            s = slots[r]
+            acc[s, 0] += np.int64(np.rint(grad[r] * grad_scale))
+            acc[s, 1] += np.int64(np.rint(hess[r] * hess_scale))
+    for s in range(leaves.shape[0]):
+        out[leaves[s], 0] += acc[s, 0]
+        out[leaves[s], 1] += acc[s, 1]
 
 
 @njit(nogil=True, cache=True)
-def add_leaf_values(rows, starts, stops, leaves, value, raw, column):
-    """``raw[r, column] += value[leaf of r, 0]`` for every local row (each row once)."""
-    for i in range(leaves.shape[0]):
-        v = value[leaves[i], 0]
-        stop = stops[i]
-        for j in range(starts[i], stop):
-            if j + PREFETCH_DISTANCE < stop:
-                prefetch(raw, rows[j + PREFETCH_DISTANCE])
-            raw[rows[j], column] += v
+def add_leaf_values(slots, leaves, value, raw, column):
+    """``raw[r, column] += value[leaves[slots[r]], 0]`` for every local row, in row order
+    (:func:`~mpiml.models.tree.leaf_slots`: ``slots``)."""
+    by_slot = np.empty(leaves.shape[0])
+    for s in range(leaves.shape[0]):
+        by_slot[s] = value[leaves[s], 0]
+    for r in range(slots.shape[0]):
+        raw[r, column] += by_slot[slots[r]]

@@ -90,14 +90,14 @@ Estimators: :class:`DecisionTreeClassifier`, :class:`DecisionTreeRegressor`.
 from ._binning import BinEdges, bin_data, fit_bin_edges
 from ._criteria import (CATEGORY_EPS, EPSILON, ClassificationCriterion, Criterion, RegressionCriterion,
                         classification_channels, fixed_point_scale, regression_channels, to_fixed)
-from ._grower import grow_tree, index_buffers, leaf_of_rows
+from ._grower import grow_tree, index_buffers, leaf_of_rows, leaf_slots
 from ._tree import TREE_FIELDS, PackedTrees, Tree, predict_trees, stack_trees, unstack_trees
 
 __all__ = [
     "BinEdges", "fit_bin_edges", "bin_data",
     "EPSILON", "CATEGORY_EPS", "Criterion", "ClassificationCriterion", "RegressionCriterion",
     "classification_channels", "regression_channels", "fixed_point_scale", "to_fixed",
-    "grow_tree", "index_buffers", "leaf_of_rows", "Tree", "TREE_FIELDS", "stack_trees",
+    "grow_tree", "index_buffers", "leaf_of_rows", "leaf_slots", "Tree", "TREE_FIELDS", "stack_trees",
     "unstack_trees", "predict_trees", "PackedTrees",
     "DecisionTreeClassifier", "DecisionTreeRegressor",
 ]

@@ -29,7 +29,7 @@ packed where a node's rows allow it and unpacked into exact channels otherwise
 (:meth:`_Grower._histograms`), and the criterion works on the unpacked channels.
 """
 
-__all__ = ["grow_tree", "index_buffers", "leaf_of_rows"]
+__all__ = ["grow_tree", "index_buffers", "leaf_of_rows", "leaf_slots"]
 
 import numpy as np
 
@@ -682,6 +682,21 @@ def leaf_of_rows(segments, n_rows):
     leaf = np.empty(n_rows, dtype=np.int64)
     fill_leaves(rows, starts, stops, leaves, leaf)
     return leaf
+
+
+def leaf_slots(segments, n_rows, out=None):
+    """The place in ``segments``' leaves (0 .. n_leaves - 1) of each of ``n_rows`` local
+    rows, in the smallest unsigned type that holds it (``out``: an array of that type to
+    fill, reused from tree to tree). A pass over the rows in their order then reaches
+    each row's leaf through a table of a few entries instead of each leaf's rows
+    through the scattered row indices."""
+    rows, starts, stops, leaves = segments
+    dtype = np.uint8 if leaves.size <= 1 << 8 else (
+        np.uint16 if leaves.size <= 1 << 16 else np.uint32)
+    if out is None or out.dtype != dtype or out.shape[0] != n_rows:
+        out = np.empty(n_rows, dtype=dtype)
+    fill_leaves(rows, starts, stops, np.arange(leaves.size, dtype=np.int64), out)
+    return out
 
 
 def _index_dtype(n_rows):
