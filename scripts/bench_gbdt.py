@@ -51,9 +51,11 @@ histograms, split search, partition, leaf values, per-split bookkeeping, the col
 and the waiting before them, and the rest of the wall time: binning and set-up), the
 split of each phase into the part that divides by P and the part every rank repeats, and
 the modelled efficiency at P = 4, 8, 16 and 64 beside the measured ones (see
-``efficiency_model``).
+``efficiency_model``). With ``--repeat N`` every P is profiled N times, in rounds (P = 1,
+2, ... in each), and each phase's median over the rounds goes into the model: the
+repeated part is ``2 t(2) - t(1)``, so one noisy run moves it by twice its noise.
 
-    python scripts/bench_gbdt.py --profile --ranks 1,2,4 [--n-samples 200000]
+    python scripts/bench_gbdt.py --profile --ranks 1,2,4 [--n-samples 200000] [--repeat 3]
 """
 
 import argparse
@@ -528,6 +530,18 @@ def efficiency_model(t1, t2):
     return split, divisible, repeated, c, model
 
 
+def median_profile(runs):
+    """One profile from several of the same P: the median of each phase, of the wall time
+    per tree and of the seconds, each over the runs (so the phases need not add up to
+    the wall time exactly)."""
+    import statistics
+    return {"seconds": statistics.median(r["seconds"] for r in runs),
+            "ms_per_tree": statistics.median(r["ms_per_tree"] for r in runs),
+            "phases": {name: statistics.median(r["phases"][name] for r in runs)
+                       for name in runs[0]["phases"]},
+            "rounds": len(runs)}
+
+
 def run_profile(args):
     """``--profile``: phase times per tree at each P of ``--ranks``, then the model."""
     ranks = [int(r) for r in args.ranks.split(",")]
@@ -541,17 +555,23 @@ def run_profile(args):
     if backend == "threads":
         X, y, _, _ = make_data(args.n_samples, 0, args.n_features, args.seed)
         fit_threads(1, X[:20_000], y[:20_000], argparse.Namespace(trees=2, leaves=args.leaves))
-    measured = {}
-    for p in ranks:
-        if backend == "threads":
-            seconds, _, phases = fit_threads(p, X, y, args, profile=True)
-        else:
-            seconds, phases = bench_mpiml_mpi(p, args, profile=True)
-        ms = per_tree_ms(phases, args.trees)
-        wall = 1e3 * seconds / args.trees
-        ms["other"] = max(0.0, wall - sum(ms.values()))   # binning, set-up, reports
-        measured[p] = {"seconds": seconds, "ms_per_tree": wall, "phases": ms}
+    rounds = {p: [] for p in ranks}
+    for _ in range(max(1, args.repeat)):
+        for p in ranks:
+            if backend == "threads":
+                seconds, _, phases = fit_threads(p, X, y, args, profile=True)
+            else:
+                seconds, phases = bench_mpiml_mpi(p, args, profile=True)
+            ms = per_tree_ms(phases, args.trees)
+            wall = 1e3 * seconds / args.trees
+            ms["other"] = max(0.0, wall - sum(ms.values()))   # binning, set-up, reports
+            rounds[p].append({"seconds": seconds, "ms_per_tree": wall, "phases": ms})
+    measured = {p: median_profile(runs) for p, runs in rounds.items()}
     names = PHASES + COMMUNICATION
+    if args.repeat > 1:
+        print(f"medians of {args.repeat} rounds; wall ms per tree by round: " + "; ".join(
+            f"P={p} " + ", ".join(f"{r['ms_per_tree']:.2f}" for r in runs)
+            for p, runs in rounds.items()))
     print(f"{'phase':14s}" + "".join(f"{'P=' + str(p):>10s}" for p in ranks))
     for name in names:
         print(f"{name:14s}" + "".join(f"{measured[p]['phases'][name]:10.2f}" for p in ranks))
@@ -601,7 +621,9 @@ def main():
                              "else threads)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="--case runs: run every configuration this many times, in rounds, "
-                             "and report the run of the median time with every round's figures")
+                             "and report the run of the median time with every round's figures; "
+                             "--profile: profile every P this many times, in rounds, and model "
+                             "the median of each phase")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="mpiml only: time each phase per tree at each P of --ranks "

@@ -105,15 +105,27 @@ def test_efficiency_model_of_weak_scaling():
     assert model[16]["efficiency"] == pytest.approx(50 / (16 * (40 / 16 + 10 + 3 * 4)))
 
 
+def test_profiles_of_several_rounds_give_each_phase_its_median():
+    bench = _bench()
+    runs = [{"seconds": s, "ms_per_tree": w, "phases": {"histograms": h, "waiting": q}}
+            for s, w, h, q in ((3.0, 30.0, 20.0, 1.0), (9.0, 90.0, 21.0, 9.0),
+                               (4.0, 40.0, 80.0, 2.0))]
+    one = bench.median_profile(runs)
+    assert one == {"seconds": 4.0, "ms_per_tree": 40.0, "rounds": 3,
+                   "phases": {"histograms": 21.0, "waiting": 2.0}}
+    assert bench.median_profile(runs[:1])["phases"] == runs[0]["phases"]
+
+
 @pytest.mark.slow
 def test_profile_command_under_mpiexec():
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--profile", "--ranks", "1,2", "--n-samples", "4000",
-         "--n-test", "500", "--n-features", "5", "--trees", "3", "--json"],
+         "--n-test", "500", "--n-features", "5", "--trees", "3", "--repeat", "2", "--json"],
         capture_output=True, text=True, timeout=600, env=mpi_env(OMP_NUM_THREADS=1))
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(out["measured"]) == {"1", "2"}
+    assert out["measured"]["2"]["rounds"] == 2 and "medians of 2 rounds" in done.stdout
     assert out["measured"]["2"]["phases"]["reduction"] > 0
     assert out["measured"]["1"]["phases"]["reduction"] == 0
     assert 0 < out["model"]["16"]["efficiency"] <= 1
