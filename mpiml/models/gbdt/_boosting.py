@@ -36,7 +36,7 @@ from .._base import BaseEstimator, check_is_fitted, collective
 from ..tree._classes import allow_nan_tags, fit_table
 from ..tree._profile import collective as timed_collective, phase
 from ..tree import (PackedTrees, bin_data, fit_bin_edges, fixed_point_scale, grow_tree, index_buffers,
-                    leaf_of_rows, leaf_slots, stack_trees, unstack_trees)
+                    leaf_slots, stack_trees, unstack_trees)
 from . import _fixed_point as fp
 from .criterion import (GradientCriterion, PackedGradientCriterion, add_leaf_values, channel_layout,
                         hessian_scale, make_channels, make_packed_channels, packed_scales,
@@ -255,7 +255,7 @@ class BaseGradientBoosting(BaseEstimator):
                                           self.learning_rate, slots=slots)
                     if refit is not None:
                         weights = refit_weights if sampled is True else refit_weights * sampled
-                        refit(comm, tree, leaf_of_rows(segments, train.n), train.y,
+                        refit(comm, tree, segments[3][slots], train.y,   # each row's leaf
                               train.raw[:, c], weights, self.learning_rate)
                     add_leaf_values(slots, segments[3], tree.value, train.raw, c)
                     if val is not None:

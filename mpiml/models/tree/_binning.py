@@ -89,7 +89,7 @@ class BinEdges:
 def _feature_edges(column, max_bins):
     """Edges of one feature from its sample values (scikit-learn's HistGradientBoosting rule:
     midpoints between distinct values when there are few, else midpoint quantiles)."""
-    column = sorted_values(np.ascontiguousarray(column))
+    column = sorted_values(column)
     if column.size == 0:
         return np.empty(0)
     distinct = column[np.concatenate(([True], column[1:] != column[:-1]))]
